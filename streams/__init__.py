@@ -1,0 +1,3 @@
+"""Watchfloor: public-safety event stream processing on Kafka and Faust."""
+
+__version__ = "0.1.0"

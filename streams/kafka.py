@@ -1,0 +1,79 @@
+"""Kafka connection details shared by the worker, the publisher, the simulator and the tools."""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from .settings import Settings
+
+# Table keys are "<district>\x1f<rest>": the partitioner hashes only the district, so a
+# district's state records share its events' partition number (Faust recovers a
+# changelog partition together with the source partition of the same number).
+KEY_SEPARATOR = "\x1f"
+_SEP_BYTE = KEY_SEPARATOR.encode()
+
+
+def district_partition(district: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a district key."""
+    return (murmur2(district.encode()) & 0x7FFFFFFF) % partitions
+
+
+def district_partitioner(
+    key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
+) -> int:
+    """Kafka's default partitioner, applied to the district part of a composite key."""
+    if key is None:
+        return random.choice(list(available) or list(all_partitions))
+    cut = key.find(_SEP_BYTE)
+    if cut >= 0:
+        key = key[:cut]
+    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_enabled:
+        return None
+    context = ssl.create_default_context(
+        purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None
+    )
+    if settings.ssl_certfile:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    return context
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection keyword arguments for aiokafka and kafka-python clients alike."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_list,
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if settings.sasl_enabled:
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = settings.sasl_password.reveal()
+    return kwargs
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust ``broker_credentials`` for the settings (None for plain text)."""
+    import faust
+
+    context = ssl_context(settings)
+    if settings.sasl_enabled:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.reveal(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

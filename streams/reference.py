@@ -1,0 +1,85 @@
+"""Reference data: the city's districts and the event categories, loaded once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from .errors import ReferenceDataError
+
+
+@dataclass(frozen=True)
+class District:
+    code: str
+    name: str
+    name_zh: str
+    communities: tuple[str, ...]
+    patrol_teams: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Districts and categories; ``categories[kind]`` for kind in incident, dispute, hazard."""
+
+    city_code: str
+    city_name: str
+    timezone: ZoneInfo
+    districts: dict[str, District]
+    categories: dict[str, tuple[str, ...]]
+
+    @property
+    def district_codes(self) -> frozenset[str]:
+        return frozenset(self.districts)
+
+
+def load_reference(city_file: str | Path, categories_file: str | Path | None = None) -> Reference:
+    """Load ``city.json`` and the ``categories.json`` beside it (or the one given)."""
+    city_path = Path(city_file)
+    cats_path = Path(categories_file) if categories_file else city_path.with_name("categories.json")
+    city = _read(city_path)
+    cats = _read(cats_path)
+    try:
+        tz_name = city["city"]["timezone"]
+        timezone = ZoneInfo(tz_name)
+    except (KeyError, TypeError) as exc:
+        raise ReferenceDataError(f"{city_path} has no city.timezone.") from exc
+    except ZoneInfoNotFoundError as exc:
+        raise ReferenceDataError(f"{city_path}: unknown timezone {tz_name!r}.") from exc
+    districts: dict[str, District] = {}
+    for raw in city.get("districts", []):
+        try:
+            code = raw["code"]
+            communities = tuple(
+                c["code"] for street in raw.get("streets", []) for c in street.get("communities", [])
+            )
+            teams = tuple(t["code"] for t in raw.get("patrol_teams", []))
+            districts[code] = District(code, raw["name"], raw.get("name_zh", ""), communities, teams)
+        except (KeyError, TypeError) as exc:
+            raise ReferenceDataError(f"{city_path}: a district lacks {exc}.") from exc
+    if not districts:
+        raise ReferenceDataError(f"{city_path} lists no districts.")
+    categories = {
+        kind: tuple(c["code"] for c in cats.get(kind, [])) for kind in ("incident", "dispute", "hazard")
+    }
+    return Reference(
+        city_code=city["city"].get("code", ""),
+        city_name=city["city"].get("name", ""),
+        timezone=timezone,
+        districts=districts,
+        categories=categories,
+    )
+
+
+def _read(path: Path) -> dict:  # type: ignore[type-arg]
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ReferenceDataError(f"Reference file {path} does not exist.") from None
+    except orjson.JSONDecodeError as exc:
+        raise ReferenceDataError(f"Reference file {path} is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ReferenceDataError(f"Reference file {path} must hold a JSON object.")
+    return data

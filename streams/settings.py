@@ -1,0 +1,189 @@
+"""Watchfloor's settings: the one place that reads the environment (``WATCHFLOOR_*``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+PREFIX = "WATCHFLOOR_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr``, logs or tracebacks."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def _bool(raw: str, name: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be true or false, not {raw!r}.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a Watchfloor process; build it with :meth:`from_env`."""
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "watchfloor"
+    topic_incidents: str = "watchfloor.incidents"
+    topic_disputes: str = "watchfloor.disputes"
+    topic_patrols: str = "watchfloor.patrols"
+    topic_deadletter: str = "watchfloor.deadletter"
+    partitions: int = 4
+    replication_factor: int = 1
+    # Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: Secret = Secret("")
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # Worker
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # The URL other workers use to reach this one (table routing); defaults to http://web_host:web_port.
+    canonical_url: str = ""
+    metrics_port: int = 0  # 0: /metrics is served on web_port only
+    store: str = "memory://"
+    data_dir: str = ".watchfloor"
+    standby_replicas: int = 0
+    batch_max_events: int = 20000
+    batch_max_seconds: float = 0.5
+    commit_interval: float = 2.0
+    log_level: str = "info"
+    log_json: bool = False
+    # Counting
+    reference_file: str = str(PROJECT_ROOT / "seeds" / "reference" / "city.json")
+    timezone: str = ""  # empty: the reference city's timezone
+    grace_seconds: float = 24 * 3600.0
+    dedup_horizon_seconds: float = 7 * 24 * 3600.0
+    max_future_seconds: float = 600.0
+    max_record_bytes: int = 64 * 1024
+    retention_days: int = 800
+    # HTTP ingest
+    ingest_tokens_file: str = ""
+    ingest_tokens: Secret = Secret("")  # inline JSON, same shape as the file
+    ingest_max_body_bytes: int = 1024 * 1024
+    ingest_max_batch: int = 500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``WATCHFLOOR_<FIELD>`` variables (field names upper-cased)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.name.upper()
+            raw = env.get(PREFIX + name)
+            if raw is None:
+                continue
+            values[f.name] = _convert(f, raw, name)
+        values.update(overrides)
+        try:
+            settings = cls(**values)
+        except TypeError as exc:  # an unknown override
+            raise SettingsError(str(exc)) from None
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, not {self.partitions}.")
+        protocols = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if self.security_protocol not in protocols:
+            raise SettingsError(
+                f"{PREFIX}SECURITY_PROTOCOL must be one of {', '.join(sorted(protocols))}, "
+                f"not {self.security_protocol!r}."
+            )
+        mechanisms = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+        if self.sasl_enabled:
+            if self.sasl_mechanism not in mechanisms:
+                raise SettingsError(
+                    f"{PREFIX}SASL_MECHANISM must be one of {', '.join(sorted(mechanisms))}, "
+                    f"not {self.sasl_mechanism!r}."
+                )
+            if not self.sasl_username or not self.sasl_password:
+                raise SettingsError(
+                    f"{PREFIX}SECURITY_PROTOCOL={self.security_protocol} needs "
+                    f"{PREFIX}SASL_USERNAME and {PREFIX}SASL_PASSWORD."
+                )
+        if self.grace_seconds < 0 or self.dedup_horizon_seconds < 0:
+            raise SettingsError("Grace and de-duplication horizon cannot be negative.")
+        if not self.store.startswith(("memory://", "rocksdb://")):
+            raise SettingsError(f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}.")
+
+    # Derived values -----------------------------------------------------------------
+
+    @property
+    def sasl_enabled(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.security_protocol in {"SSL", "SASL_SSL"}
+
+    @property
+    def source_topics(self) -> tuple[str, str, str]:
+        return (self.topic_incidents, self.topic_disputes, self.topic_patrols)
+
+    @property
+    def web_url(self) -> str:
+        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def replace(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.check()
+        return new
+
+    def public(self) -> dict[str, Any]:
+        """The settings as a dict fit to print: secrets are masked."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = "********" if value else ""
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.public().items())
+        return f"Settings({inner})"
+
+
+def _convert(f: dataclasses.Field[Any], raw: str, name: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return _bool(raw, name)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be a {kind}, not {raw!r}.") from None
+    if kind == "Secret":
+        return Secret(raw)
+    return raw
+
