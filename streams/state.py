@@ -1,0 +1,465 @@
+"""One district's figures: lifecycles correlated by subject, event-time buckets, overdue hazards."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .events import Event, Kind
+from .windows import (
+    DAY_SECONDS,
+    HOUR_SECONDS,
+    N_MEASURES,
+    Buckets,
+    Measure,
+    zeros,
+)
+
+SNAPSHOT_VERSION = 1
+
+
+class Outcome(IntEnum):
+    COUNTED = 0
+    DUPLICATE = 1
+    TOO_LATE = 2
+
+
+# Subject flags: which transitions a subject has seen. A repeated transition is a duplicate.
+OPENED = 1  # case filed, dispute reported, hazard found
+CLOSED = 2  # case cleared, patrol completed
+MEDIATED = 4
+RESOLVED = 8
+ESCALATED = 16
+RECTIFIED = 32
+VERIFIED = 64
+
+
+class Subject:
+    """What is known of one case, dispute, hazard or patrol run."""
+
+    __slots__ = ("category", "deadline", "flags", "last", "major", "opened", "round")
+
+    def __init__(
+        self,
+        flags: int,
+        opened: float | None,
+        last: float,
+        category: str | None = None,
+        deadline: float | None = None,
+        major: bool = False,
+        round: int = 0,
+    ) -> None:
+        self.flags = flags
+        self.opened = opened  # time of the opening transition, None until it arrives
+        self.last = last  # time of the latest transition
+        self.category = category
+        self.deadline = deadline
+        self.major = major
+        # Hazards: bumped when a look-back visit finds the rectification did not hold, so
+        # the next rectification counts again.
+        self.round = round
+
+    def to_row(self, sid: str) -> list[Any]:
+        return [sid, self.flags, self.opened, self.last, self.category, self.deadline, self.major,
+                self.round]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> tuple[str, Subject]:
+        sid, flags, opened, last, category, deadline, major, rnd = row
+        return sid, cls(flags, opened, last, category, deadline, major, rnd)
+
+
+def _dispute_open(flags: int) -> bool:
+    return bool(flags & OPENED) and not flags & (RESOLVED | ESCALATED)
+
+
+def _hazard_open(flags: int) -> bool:
+    return bool(flags & OPENED) and not flags & RECTIFIED
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far back a district's state reaches; all in seconds of event time."""
+
+    grace: float = 24 * HOUR_SECONDS
+    dedup_horizon: float = 7 * DAY_SECONDS
+    retention_days: int = 800
+
+
+class DistrictState:
+    """Everything Watchfloor knows about one district, updated one event at a time.
+
+    Pure: no I/O and no clock of its own. Event time drives windows, lateness and
+    expiry (through the district's watermark, the latest event time seen), so replaying
+    the same events gives the same state. Only overdue depends on the wall clock, which
+    the caller passes to :meth:`tick`.
+    """
+
+    def __init__(self, district: str, tz: ZoneInfo, limits: Limits = Limits()) -> None:
+        self.district = district
+        self.tz = tz
+        self.limits = limits
+        self.buckets = Buckets(tz)
+        self.totals = zeros()
+        self.watermark = float("-inf")
+        # "<topic>:<partition>" -> highest offset applied: the evidence that makes a
+        # replay after a crash skip what this state already counts.
+        self.evidence: dict[str, int] = {}
+        self.cases: dict[str, Subject] = {}
+        self.disputes: dict[str, Subject] = {}
+        self.hazards: dict[str, Subject] = {}
+        self.patrols: dict[str, Subject] = {}
+        self.open_cases = 0
+        self.open_disputes = 0
+        self.open_hazards = 0
+        self.late_total = 0
+        self.duplicate_total = 0
+        self.last_patrol_end: float | None = None
+        self.next_expiry = float("-inf")
+        # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
+        # for open hazards, and the hazards whose deadline the clock has passed.
+        self._due: list[tuple[float, int, str]] = []
+        self.overdue: dict[str, Subject] = {}
+        self.overdue_major = 0
+        self.version = 0
+        self._handlers: dict[Kind, Callable[[Event], bool]] = {
+            Kind.CASE_FILED: self._case_filed,
+            Kind.CASE_CLEARED: self._case_cleared,
+            Kind.DISPUTE_REPORTED: self._dispute_reported,
+            Kind.DISPUTE_MEDIATION_STARTED: self._dispute_mediated,
+            Kind.DISPUTE_RESOLVED: self._dispute_resolved,
+            Kind.DISPUTE_ESCALATED: self._dispute_escalated,
+            Kind.PATROL_COMPLETED: self._patrol_completed,
+            Kind.HAZARD_FOUND: self._hazard_found,
+            Kind.HAZARD_RECTIFIED: self._hazard_rectified,
+            Kind.HAZARD_VERIFIED: self._hazard_verified,
+        }
+
+    # -- applying events -----------------------------------------------------------------
+
+    def apply(self, ev: Event) -> Outcome:
+        """Count one event; say whether it counted, repeated a transition, or came too late."""
+        ts = ev.ts
+        if ts < self.watermark - self.limits.grace:
+            self.late_total += 1
+            return Outcome.TOO_LATE
+        if not self._handlers[ev.kind](ev):
+            self.duplicate_total += 1
+            return Outcome.DUPLICATE
+        if ts > self.watermark:
+            self.watermark = ts
+            if ts >= self.next_expiry:
+                self.expire()
+        self.version += 1
+        return Outcome.COUNTED
+
+    def _count(self, measure: Measure, ts: float, category: str | None, n: int = 1) -> None:
+        self.totals[measure] += n
+        self.buckets.add(measure, ts, category, n)
+
+    def _case_filed(self, ev: Event) -> bool:
+        s = self.cases.get(ev.subject)
+        if s is None:
+            self.cases[ev.subject] = Subject(OPENED, ev.ts, ev.ts, ev.category)
+            self.open_cases += 1
+        elif s.flags & OPENED:
+            return False
+        else:  # cleared before it was filed: counted, never open
+            s.flags |= OPENED
+            s.opened = ev.ts
+            s.category = ev.category
+        self._count(Measure.CASES_FILED, ev.ts, ev.category)
+        return True
+
+    def _case_cleared(self, ev: Event) -> bool:
+        s = self.cases.get(ev.subject)
+        if s is None:
+            s = self.cases[ev.subject] = Subject(CLOSED, None, ev.ts, ev.category)
+        elif s.flags & CLOSED:
+            return False
+        else:
+            s.flags |= CLOSED
+            s.last = ev.ts
+            if s.flags & OPENED:
+                self.open_cases -= 1
+        self._count(Measure.CASES_CLEARED, ev.ts, ev.category or s.category)
+        return True
+
+    def _dispute_transition(self, ev: Event, flag: int, measure: Measure) -> bool:
+        s = self.disputes.get(ev.subject)
+        if s is None:
+            s = self.disputes[ev.subject] = Subject(0, None, ev.ts, ev.category)
+        elif s.flags & flag:
+            return False
+        was_open = _dispute_open(s.flags)
+        s.flags |= flag
+        s.last = max(s.last, ev.ts)
+        if flag == OPENED:
+            s.opened = ev.ts
+            s.category = ev.category
+        self.open_disputes += int(_dispute_open(s.flags)) - int(was_open)
+        self._count(measure, ev.ts, s.category)
+        return True
+
+    def _dispute_reported(self, ev: Event) -> bool:
+        return self._dispute_transition(ev, OPENED, Measure.DISPUTES_REPORTED)
+
+    def _dispute_mediated(self, ev: Event) -> bool:
+        return self._dispute_transition(ev, MEDIATED, Measure.DISPUTES_MEDIATED)
+
+    def _dispute_resolved(self, ev: Event) -> bool:
+        return self._dispute_transition(ev, RESOLVED, Measure.DISPUTES_RESOLVED)
+
+    def _dispute_escalated(self, ev: Event) -> bool:
+        return self._dispute_transition(ev, ESCALATED, Measure.DISPUTES_ESCALATED)
+
+    def _patrol_completed(self, ev: Event) -> bool:
+        if ev.subject in self.patrols:
+            return False
+        self.patrols[ev.subject] = Subject(CLOSED, ev.ts, ev.ts)
+        end = ev.ended if ev.ended is not None else ev.ts
+        if self.last_patrol_end is None or end > self.last_patrol_end:
+            self.last_patrol_end = end
+        self._count(Measure.PATROLS_COMPLETED, ev.ts, None)
+        return True
+
+    def _hazard_found(self, ev: Event) -> bool:
+        s = self.hazards.get(ev.subject)
+        if s is None:
+            s = self.hazards[ev.subject] = Subject(
+                OPENED, ev.ts, ev.ts, ev.category, ev.deadline, ev.major
+            )
+            self.open_hazards += 1
+            self._schedule(ev.subject, s)
+        elif s.flags & OPENED:
+            return False
+        else:  # rectified (or verified) before it was found
+            s.flags |= OPENED
+            s.opened = ev.ts
+            s.category = ev.category
+            s.major = ev.major
+            if s.deadline is None:
+                s.deadline = ev.deadline
+            if _hazard_open(s.flags):
+                self.open_hazards += 1
+                self._schedule(ev.subject, s)
+        self._count(Measure.HAZARDS_FOUND, ev.ts, ev.category)
+        if s.flags & RECTIFIED:
+            self._count(Measure.HAZARDS_FOUND_RECTIFIED, ev.ts, ev.category)
+        return True
+
+    def _hazard_rectified(self, ev: Event) -> bool:
+        s = self.hazards.get(ev.subject)
+        if s is None:
+            s = self.hazards[ev.subject] = Subject(RECTIFIED, None, ev.ts)
+            self._count(Measure.HAZARDS_RECTIFIED, ev.ts, None)
+            return True
+        if s.flags & RECTIFIED:
+            return False
+        was_open = _hazard_open(s.flags)
+        s.flags |= RECTIFIED
+        s.last = max(s.last, ev.ts)
+        self._count(Measure.HAZARDS_RECTIFIED, ev.ts, s.category)
+        if s.opened is not None:
+            self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category)
+        if was_open:
+            self.open_hazards -= 1
+            self._unmark_overdue(ev.subject, s)
+        return True
+
+    def _hazard_verified(self, ev: Event) -> bool:
+        s = self.hazards.get(ev.subject)
+        if ev.confirmed:
+            if s is None:
+                s = self.hazards[ev.subject] = Subject(VERIFIED, None, ev.ts)
+            elif s.flags & VERIFIED:
+                return False
+            s.flags |= VERIFIED
+            s.last = max(s.last, ev.ts)
+            self._count(Measure.HAZARDS_VERIFIED, ev.ts, s.category)
+            return True
+        # The look-back visit found the rectification did not hold: the hazard reopens
+        # with its new deadline and leaves the cohort of rectified hazards.
+        if s is None:
+            self.hazards[ev.subject] = Subject(0, None, ev.ts, None, ev.deadline)
+            return True
+        if not s.flags & RECTIFIED:
+            if s.deadline == ev.deadline:
+                return False
+            s.deadline = ev.deadline
+            s.last = max(s.last, ev.ts)
+            if _hazard_open(s.flags):
+                self._unmark_overdue(ev.subject, s)
+                self._schedule(ev.subject, s)
+            return True
+        s.flags &= ~(RECTIFIED | VERIFIED)
+        s.round += 1
+        s.deadline = ev.deadline
+        s.last = max(s.last, ev.ts)
+        if s.opened is not None:
+            self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category, -1)
+        if _hazard_open(s.flags):
+            self.open_hazards += 1
+            self._schedule(ev.subject, s)
+        return True
+
+    # -- overdue ------------------------------------------------------------------------
+
+    def _schedule(self, sid: str, s: Subject) -> None:
+        if s.deadline is not None:
+            heapq.heappush(self._due, (s.deadline, s.round, sid))
+
+    def _unmark_overdue(self, sid: str, s: Subject) -> None:
+        if self.overdue.pop(sid, None) is not None and s.major:
+            self.overdue_major -= 1
+
+    def tick(self, now: float) -> int:
+        """Move hazards whose deadline is before ``now`` into the overdue set; return how many."""
+        due = self._due
+        moved = 0
+        while due and due[0][0] < now:
+            deadline, rnd, sid = heapq.heappop(due)
+            s = self.hazards.get(sid)
+            if (
+                s is None
+                or s.round != rnd
+                or s.deadline != deadline
+                or not _hazard_open(s.flags)
+                or sid in self.overdue
+            ):
+                continue  # a stale entry: rectified, reopened or re-scheduled since
+            self.overdue[sid] = s
+            if s.major:
+                self.overdue_major += 1
+            moved += 1
+        return moved
+
+    def next_deadline(self) -> float | None:
+        return self._due[0][0] if self._due else None
+
+    # -- expiry -------------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """Forget what the watermark has left behind; runs at most once an hour of event time."""
+        w = self.watermark
+        lim = self.limits
+        self.buckets.expire(w, lim.retention_days)
+        closed_before = w - lim.dedup_horizon
+        open_before = w - lim.retention_days * DAY_SECONDS
+        self._expire(self.cases, lambda f: bool(f & OPENED) and not f & CLOSED, closed_before,
+                     open_before)
+        self._expire(self.disputes, _dispute_open, closed_before, open_before)
+        self._expire(self.patrols, lambda f: False, closed_before, open_before)
+        dropped = self._expire(self.hazards, _hazard_open, closed_before, open_before)
+        for sid, s in dropped:
+            self._unmark_overdue(sid, s)
+        self.open_cases = sum(1 for s in self.cases.values() if s.flags & OPENED
+                              and not s.flags & CLOSED)
+        self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
+        self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
+        self.next_expiry = w + HOUR_SECONDS
+
+    @staticmethod
+    def _expire(
+        subjects: dict[str, Subject],
+        is_open: Callable[[int], bool],
+        closed_before: float,
+        open_before: float,
+    ) -> list[tuple[str, Subject]]:
+        # Closed (and never-opened, out-of-order) subjects are kept for the
+        # de-duplication horizon; open ones for the whole retention.
+        dropped = [
+            (sid, s)
+            for sid, s in subjects.items()
+            if (s.last < open_before if is_open(s.flags) else s.last < closed_before)
+        ]
+        for sid, _ in dropped:
+            del subjects[sid]
+        return dropped
+
+    # -- reading ------------------------------------------------------------------------
+
+    def counts(self, lo: float, hi: float) -> list[int]:
+        return self.buckets.total(lo, hi)
+
+    def open_hazard_items(self) -> Iterator[tuple[str, Subject]]:
+        for sid, s in self.hazards.items():
+            if _hazard_open(s.flags):
+                yield sid, s
+
+    def oldest_open_dispute(self) -> float | None:
+        opened = [s.opened for s in self.disputes.values()
+                  if _dispute_open(s.flags) and s.opened is not None]
+        return min(opened) if opened else None
+
+    def open_hazards_by_category(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, s in self.open_hazard_items():
+            key = s.category or "unknown"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def overdue_by_category(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.overdue.values():
+            key = s.category or "unknown"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def subject_count(self) -> int:
+        return len(self.cases) + len(self.disputes) + len(self.hazards) + len(self.patrols)
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """A JSON-able picture of the state (everything but the derived overdue set)."""
+        return {
+            "v": SNAPSHOT_VERSION,
+            "district": self.district,
+            "buckets": self.buckets.to_snapshot(),
+            "totals": self.totals,
+            "watermark": None if self.watermark == float("-inf") else self.watermark,
+            "evidence": self.evidence,
+            "cases": [s.to_row(k) for k, s in self.cases.items()],
+            "disputes": [s.to_row(k) for k, s in self.disputes.items()],
+            "hazards": [s.to_row(k) for k, s in self.hazards.items()],
+            "patrols": [s.to_row(k) for k, s in self.patrols.items()],
+            "late": self.late_total,
+            "dup": self.duplicate_total,
+            "last_patrol_end": self.last_patrol_end,
+            "next_expiry": None if self.next_expiry == float("-inf") else self.next_expiry,
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls, snap: dict[str, Any], tz: ZoneInfo, limits: Limits = Limits()
+    ) -> DistrictState:
+        if snap.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"Unknown state snapshot version {snap.get('v')!r}.")
+        st = cls(snap["district"], tz, limits)
+        st.buckets = Buckets.from_snapshot(tz, snap["buckets"])
+        totals = list(snap["totals"])
+        st.totals = totals + [0] * (N_MEASURES - len(totals))
+        st.watermark = float("-inf") if snap["watermark"] is None else snap["watermark"]
+        st.evidence = dict(snap["evidence"])
+        st.cases = dict(Subject.from_row(r) for r in snap["cases"])
+        st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])
+        st.hazards = dict(Subject.from_row(r) for r in snap["hazards"])
+        st.patrols = dict(Subject.from_row(r) for r in snap["patrols"])
+        st.late_total = snap["late"]
+        st.duplicate_total = snap["dup"]
+        st.last_patrol_end = snap["last_patrol_end"]
+        st.next_expiry = float("-inf") if snap["next_expiry"] is None else snap["next_expiry"]
+        st.open_cases = sum(1 for s in st.cases.values() if s.flags & OPENED
+                            and not s.flags & CLOSED)
+        st.open_disputes = sum(1 for s in st.disputes.values() if _dispute_open(s.flags))
+        st.open_hazards = 0
+        for sid, s in st.hazards.items():
+            if _hazard_open(s.flags):
+                st.open_hazards += 1
+                st._schedule(sid, s)
+        return st

@@ -1,0 +1,415 @@
+"""Event-time buckets at three resolutions, rolling windows, and calendar periods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import IntEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .errors import QueryError
+
+SLOT_SECONDS = 300
+HOUR_SECONDS = 3600
+DAY_SECONDS = 86400
+
+# How long each resolution is kept, measured back from the district's watermark.
+# Five-minute slots serve the 1 h and 24 h windows, hours the 7 d and 28 d windows and
+# the partial days of comparisons, days everything older.
+SLOT_KEEP_SECONDS = 26 * HOUR_SECONDS
+HOUR_KEEP_SECONDS = 30 * DAY_SECONDS
+
+
+class Measure(IntEnum):
+    """What is counted. Values index the count vectors and are stored in snapshots."""
+
+    CASES_FILED = 0
+    CASES_CLEARED = 1
+    DISPUTES_REPORTED = 2
+    DISPUTES_MEDIATED = 3
+    DISPUTES_RESOLVED = 4
+    DISPUTES_ESCALATED = 5
+    HAZARDS_FOUND = 6
+    HAZARDS_RECTIFIED = 7
+    # Counted at the hazard's FOUND time when it is rectified: the cohort numerator.
+    HAZARDS_FOUND_RECTIFIED = 8
+    HAZARDS_VERIFIED = 9
+    PATROLS_COMPLETED = 10
+
+
+MEASURES = tuple(Measure)
+N_MEASURES = len(MEASURES)
+
+# Rolling windows: label -> length. Shorter than a day: slots; otherwise hours.
+WINDOWS: dict[str, int] = {
+    "1h": HOUR_SECONDS,
+    "24h": DAY_SECONDS,
+    "7d": 7 * DAY_SECONDS,
+    "28d": 28 * DAY_SECONDS,
+}
+
+
+def zeros() -> list[int]:
+    return [0] * N_MEASURES
+
+
+class Buckets:
+    """Counts per measure in 5-minute slots, hours and local days, plus categories by day.
+
+    Every count lands in one slot, one hour and one day; a query takes each stretch of
+    time from the finest resolution still kept there, so nothing is counted twice.
+    ``slot_cut``/``hour_cut`` mark where the finer resolutions start; they are aligned
+    to hours and local days so the stretches tile without overlap.
+    """
+
+    __slots__ = (
+        "_day_cache",
+        "categories",
+        "day_cut",
+        "days",
+        "hour_cut",
+        "hours",
+        "slot_cut",
+        "slots",
+        "tz",
+    )
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.slots: dict[int, list[int]] = {}
+        self.hours: dict[int, list[int]] = {}
+        self.days: dict[int, list[int]] = {}
+        # (day ordinal) -> {"<measure>:<category>": n}; string keys so snapshots stay JSON.
+        self.categories: dict[int, dict[str, int]] = {}
+        self.slot_cut = float("-inf")
+        self.hour_cut = float("-inf")
+        self.day_cut = float("-inf")
+        # (start, end, ordinal) of the last local day looked up: most events of a batch
+        # fall on the same day, and a zone lookup costs a microsecond.
+        self._day_cache = (0.0, 0.0, 0)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def day_of(self, ts: float) -> int:
+        lo, hi, ordinal = self._day_cache
+        if lo <= ts < hi:
+            return ordinal
+        local = datetime.fromtimestamp(ts, self.tz)
+        start = datetime.combine(local.date(), time(0), self.tz)
+        end = datetime.combine(local.date() + timedelta(days=1), time(0), self.tz)
+        ordinal = local.toordinal()
+        self._day_cache = (start.timestamp(), end.timestamp(), ordinal)
+        return ordinal
+
+    def add(self, measure: int, ts: float, category: str | None, n: int = 1) -> None:
+        """Count ``n`` at event time ``ts``, in every resolution still kept for that time."""
+        if ts >= self.slot_cut:
+            key = int(ts // SLOT_SECONDS)
+            vec = self.slots.get(key)
+            if vec is None:
+                vec = self.slots[key] = zeros()
+            vec[measure] += n
+        if ts >= self.hour_cut:
+            key = int(ts // HOUR_SECONDS)
+            vec = self.hours.get(key)
+            if vec is None:
+                vec = self.hours[key] = zeros()
+            vec[measure] += n
+        if ts >= self.day_cut:
+            day = self.day_of(ts)
+            vec = self.days.get(day)
+            if vec is None:
+                vec = self.days[day] = zeros()
+            vec[measure] += n
+            if category is not None:
+                cats = self.categories.get(day)
+                if cats is None:
+                    cats = self.categories[day] = {}
+                ckey = f"{measure}:{category}"
+                cats[ckey] = cats.get(ckey, 0) + n
+
+    def expire(self, watermark: float, retention_days: int) -> None:
+        """Drop what is older than each resolution keeps; ``watermark`` is event time."""
+        slot_cut = _floor(watermark - SLOT_KEEP_SECONDS, HOUR_SECONDS)
+        if slot_cut > self.slot_cut:
+            self.slot_cut = slot_cut
+            first = int(slot_cut // SLOT_SECONDS)
+            for key in [k for k in self.slots if k < first]:
+                del self.slots[key]
+        hour_cut = self._local_midnight(watermark - HOUR_KEEP_SECONDS)
+        if hour_cut > self.hour_cut:
+            self.hour_cut = hour_cut
+            first = int(hour_cut // HOUR_SECONDS)
+            for key in [k for k in self.hours if k < first]:
+                del self.hours[key]
+        day_cut = self._local_midnight(watermark - retention_days * DAY_SECONDS)
+        if day_cut > self.day_cut:
+            self.day_cut = day_cut
+            first_day = self.day_of(day_cut)
+            for day in [d for d in self.days if d < first_day]:
+                del self.days[day]
+                self.categories.pop(day, None)
+
+    def _local_midnight(self, ts: float) -> float:
+        local = datetime.fromtimestamp(ts, self.tz)
+        return datetime.combine(local.date(), time(0), self.tz).timestamp()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def total(self, lo: float, hi: float) -> list[int]:
+        """Counts of every measure for event times in ``[lo, hi)``, by bucket start."""
+        out = zeros()
+        if hi <= lo:
+            return out
+        # Stretch 1: slots, from max(lo, slot_cut).
+        a = max(lo, self.slot_cut)
+        if a < hi:
+            _sum_into(out, self.slots, int(-(-a // SLOT_SECONDS)), int(-(-hi // SLOT_SECONDS)))
+        # Stretch 2: hours, in [max(lo, hour_cut), min(hi, slot_cut)).
+        a, b = max(lo, self.hour_cut), min(hi, self.slot_cut)
+        if a < b:
+            _sum_into(out, self.hours, int(-(-a // HOUR_SECONDS)), int(-(-b // HOUR_SECONDS)))
+        # Stretch 3: days, in [lo, min(hi, hour_cut)).
+        b = min(hi, self.hour_cut)
+        if lo < b:
+            first = self._first_day_starting_at_or_after(lo)
+            last = self._first_day_starting_at_or_after(b)
+            if last - first < len(self.days):
+                for day in range(first, last):
+                    vec = self.days.get(day)
+                    if vec is not None:
+                        _add(out, vec)
+            else:
+                for day, vec in self.days.items():
+                    if first <= day < last:
+                        _add(out, vec)
+        return out
+
+    def by_category(self, lo: float, hi: float) -> dict[int, dict[str, int]]:
+        """Counts per measure and category, at one-day resolution (days starting in range)."""
+        first = self._first_day_starting_at_or_after(lo)
+        last = self._first_day_starting_at_or_after(hi)
+        out: dict[int, dict[str, int]] = {}
+        for day, cats in self.categories.items():
+            if first <= day < last:
+                for ckey, n in cats.items():
+                    m, _, cat = ckey.partition(":")
+                    per = out.setdefault(int(m), {})
+                    per[cat] = per.get(cat, 0) + n
+        return out
+
+    def _first_day_starting_at_or_after(self, ts: float) -> int:
+        local = datetime.fromtimestamp(ts, self.tz)
+        day = local.date().toordinal()
+        midnight = datetime.combine(local.date(), time(0), self.tz).timestamp()
+        return day if midnight >= ts else day + 1
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "s": [[k, v] for k, v in self.slots.items()],
+            "h": [[k, v] for k, v in self.hours.items()],
+            "d": [[k, v] for k, v in self.days.items()],
+            "c": [[k, v] for k, v in self.categories.items()],
+            "cut": [_finite(self.slot_cut), _finite(self.hour_cut), _finite(self.day_cut)],
+        }
+
+    @classmethod
+    def from_snapshot(cls, tz: ZoneInfo, snap: dict[str, Any]) -> Buckets:
+        b = cls(tz)
+        b.slots = {int(k): _widen(v) for k, v in snap["s"]}
+        b.hours = {int(k): _widen(v) for k, v in snap["h"]}
+        b.days = {int(k): _widen(v) for k, v in snap["d"]}
+        b.categories = {int(k): dict(v) for k, v in snap["c"]}
+        cuts = [float("-inf") if c is None else float(c) for c in snap["cut"]]
+        b.slot_cut, b.hour_cut, b.day_cut = cuts
+        return b
+
+
+def _widen(vec: list[int]) -> list[int]:
+    # Snapshots written before a measure was added are shorter: pad with zeros.
+    return vec + [0] * (N_MEASURES - len(vec)) if len(vec) < N_MEASURES else list(vec)
+
+
+def _finite(x: float) -> float | None:
+    return None if x == float("-inf") else x
+
+
+def _floor(ts: float, unit: int) -> float:
+    return (ts // unit) * unit
+
+
+def _add(out: list[int], vec: list[int]) -> None:
+    for i, n in enumerate(vec):
+        if n:
+            out[i] += n
+
+
+def _sum_into(out: list[int], buckets: dict[int, list[int]], first: int, last: int) -> None:
+    if last - first <= len(buckets):
+        for key in range(first, last):
+            vec = buckets.get(key)
+            if vec is not None:
+                _add(out, vec)
+    else:
+        for key, vec in buckets.items():
+            if first <= key < last:
+                _add(out, vec)
+
+
+# -- calendar periods ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open span ``[start, end)`` of aware datetimes, with a label for people."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    @property
+    def lo(self) -> float:
+        return self.start.timestamp()
+
+    @property
+    def hi(self) -> float:
+        return self.end.timestamp()
+
+    def as_dict(self) -> dict[str, str]:
+        return {"label": self.label, "from": self.start.isoformat(), "to": self.end.isoformat()}
+
+
+def _midnight(d: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(d, time(0), tz)
+
+
+def day_period(d: date, tz: ZoneInfo) -> Period:
+    return Period(d.isoformat(), _midnight(d, tz), _midnight(d + timedelta(days=1), tz))
+
+
+def week_period(year: int, week: int, tz: ZoneInfo) -> Period:
+    try:
+        monday = date.fromisocalendar(year, week, 1)
+    except ValueError:
+        raise QueryError(f"{year}-W{week:02d} is not an ISO week.") from None
+    return Period(
+        f"{year}-W{week:02d}", _midnight(monday, tz), _midnight(monday + timedelta(days=7), tz)
+    )
+
+
+def month_period(year: int, month: int, tz: ZoneInfo) -> Period:
+    if not 1 <= month <= 12:
+        raise QueryError(f"Month must be between 1 and 12, not {month}.")
+    nxt = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return Period(f"{year}-{month:02d}", _midnight(date(year, month, 1), tz), _midnight(nxt, tz))
+
+
+def year_period(year: int, tz: ZoneInfo) -> Period:
+    return Period(str(year), _midnight(date(year, 1, 1), tz), _midnight(date(year + 1, 1, 1), tz))
+
+
+def range_period(first: date, last: date, tz: ZoneInfo) -> Period:
+    """From ``first`` to ``last``, both dates included."""
+    if last < first:
+        raise QueryError(f"'to' ({last}) is before 'from' ({first}).")
+    return Period(
+        f"{first.isoformat()}..{last.isoformat()}",
+        _midnight(first, tz),
+        _midnight(last + timedelta(days=1), tz),
+    )
+
+
+def parse_period(spec: str, tz: ZoneInfo) -> Period:
+    """``2026-04-12`` (day), ``2026-W15`` (ISO week), ``2026-04`` (month), ``2026`` (year),
+    or ``2026-04-01..2026-06-30`` (dates, both included)."""
+    spec = spec.strip()
+    try:
+        if ".." in spec:
+            a, b = spec.split("..", 1)
+            return range_period(date.fromisoformat(a), date.fromisoformat(b), tz)
+        if "-W" in spec:
+            y, w = spec.split("-W", 1)
+            return week_period(int(y), int(w), tz)
+        parts = spec.split("-")
+        if len(parts) == 1:
+            return year_period(int(parts[0]), tz)
+        if len(parts) == 2:
+            return month_period(int(parts[0]), int(parts[1]), tz)
+        return day_period(date.fromisoformat(spec), tz)
+    except ValueError:
+        raise QueryError(
+            f"Period {spec!r} is not a day (2026-04-12), ISO week (2026-W15), month (2026-04), "
+            f"year (2026) or date range (2026-04-01..2026-06-30)."
+        ) from None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A current period beside the one it is judged against (CompStat style)."""
+
+    name: str
+    current: Period
+    previous: Period
+
+
+def comparisons(now: datetime, tz: ZoneInfo) -> list[Comparison]:
+    """Today, this week, the last 28 days and the year so far, each beside the same stretch
+    before it: yesterday and last week up to the same clock time, the 28 days before, and
+    last year's same dates up to the same clock time."""
+    local = now.astimezone(tz)
+    today = local.date()
+    elapsed = local - _midnight(today, tz)
+
+    def span(label: str, start: datetime, end: datetime) -> Period:
+        return Period(label, start, end)
+
+    monday = today - timedelta(days=today.weekday())
+    ytd_start = date(today.year, 1, 1)
+    try:
+        same_day_last_year = today.replace(year=today.year - 1)
+    except ValueError:  # 29 February
+        same_day_last_year = today.replace(year=today.year - 1, day=28)
+    start_28 = _midnight(today - timedelta(days=27), tz)
+    return [
+        Comparison(
+            "today",
+            span("today", _midnight(today, tz), local),
+            span("yesterday", _midnight(today - timedelta(days=1), tz), local - timedelta(days=1)),
+        ),
+        Comparison(
+            "week",
+            span("this week", _midnight(monday, tz), local),
+            span("last week", _midnight(monday - timedelta(days=7), tz), local - timedelta(days=7)),
+        ),
+        Comparison(
+            "28d",
+            span("last 28 days", start_28, local),
+            span("28 days before", start_28 - timedelta(days=28), local - timedelta(days=28)),
+        ),
+        Comparison(
+            "ytd",
+            span("year to date", _midnight(ytd_start, tz), local),
+            span(
+                "same period last year",
+                _midnight(date(today.year - 1, 1, 1), tz),
+                _midnight(same_day_last_year, tz) + elapsed,
+            ),
+        ),
+    ]
+
+
+def rolling_bounds(now: float) -> Iterator[tuple[str, float, float]]:
+    """(label, lo, hi) of each rolling window ending now."""
+    for label, length in WINDOWS.items():
+        yield label, now - length, now
+
+
+def sum_vectors(vectors: Iterable[list[int]]) -> list[int]:
+    out = zeros()
+    for vec in vectors:
+        _add(out, vec)
+    return out
