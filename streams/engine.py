@@ -1,4 +1,4 @@
-"""The counting engine: validated records in, district states updated, journals and rejections out."""
+"""The counting engine: records in; district states, journals and rejections out."""
 
 from __future__ import annotations
 
@@ -124,7 +124,9 @@ class Engine:
                 try:
                     ev = validate(rec.value, stream)
                 except InvalidEvent as exc:
-                    result.rejections.append(_reject(topic, partition, rec, exc.reason, exc.message))
+                    result.rejections.append(
+                        _reject(topic, partition, rec, exc.reason, exc.message)
+                    )
                     continue
                 district = ev.district
                 if partition_of(district) != partition:

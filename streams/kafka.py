@@ -20,7 +20,7 @@ _SEP_BYTE = KEY_SEPARATOR.encode()
 
 def district_partition(district: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a district key."""
-    return (murmur2(district.encode()) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(district.encode())) & 0x7FFFFFFF) % partitions
 
 
 def district_partitioner(
@@ -32,7 +32,7 @@ def district_partitioner(
     cut = key.find(_SEP_BYTE)
     if cut >= 0:
         key = key[:cut]
-    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+    return all_partitions[(int(murmur2(key)) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -53,16 +53,21 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
         try:
             code = raw["code"]
             communities = tuple(
-                c["code"] for street in raw.get("streets", []) for c in street.get("communities", [])
+                c["code"]
+                for street in raw.get("streets", [])
+                for c in street.get("communities", [])
             )
             teams = tuple(t["code"] for t in raw.get("patrol_teams", []))
-            districts[code] = District(code, raw["name"], raw.get("name_zh", ""), communities, teams)
+            districts[code] = District(
+                code, raw["name"], raw.get("name_zh", ""), communities, teams
+            )
         except (KeyError, TypeError) as exc:
             raise ReferenceDataError(f"{city_path}: a district lacks {exc}.") from exc
     if not districts:
         raise ReferenceDataError(f"{city_path} lists no districts.")
     categories = {
-        kind: tuple(c["code"] for c in cats.get(kind, [])) for kind in ("incident", "dispute", "hazard")
+        kind: tuple(c["code"] for c in cats.get(kind, []))
+        for kind in ("incident", "dispute", "hazard")
     }
     return Reference(
         city_code=city["city"].get("code", ""),

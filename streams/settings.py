@@ -36,6 +36,9 @@ def _bool(raw: str, name: str) -> bool:
     raise SettingsError(f"{PREFIX}{name} must be true or false, not {raw!r}.")
 
 
+NO_SECRET = Secret("")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of a Watchfloor process; build it with :meth:`from_env`."""
@@ -53,7 +56,7 @@ class Settings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str = ""
-    sasl_password: Secret = Secret("")
+    sasl_password: Secret = NO_SECRET
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
@@ -81,7 +84,7 @@ class Settings:
     retention_days: int = 800
     # HTTP ingest
     ingest_tokens_file: str = ""
-    ingest_tokens: Secret = Secret("")  # inline JSON, same shape as the file
+    ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file
     ingest_max_body_bytes: int = 1024 * 1024
     ingest_max_batch: int = 500
 
@@ -128,7 +131,9 @@ class Settings:
         if self.grace_seconds < 0 or self.dedup_horizon_seconds < 0:
             raise SettingsError("Grace and de-duplication horizon cannot be negative.")
         if not self.store.startswith(("memory://", "rocksdb://")):
-            raise SettingsError(f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}.")
+            raise SettingsError(
+                f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}."
+            )
 
     # Derived values -----------------------------------------------------------------
 

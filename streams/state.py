@@ -64,8 +64,16 @@ class Subject:
         self.round = round
 
     def to_row(self, sid: str) -> list[Any]:
-        return [sid, self.flags, self.opened, self.last, self.category, self.deadline, self.major,
-                self.round]
+        return [
+            sid,
+            self.flags,
+            self.opened,
+            self.last,
+            self.category,
+            self.deadline,
+            self.major,
+            self.round,
+        ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> tuple[str, Subject]:
@@ -350,15 +358,17 @@ class DistrictState:
         self.buckets.expire(w, lim.retention_days)
         closed_before = w - lim.dedup_horizon
         open_before = w - lim.retention_days * DAY_SECONDS
-        self._expire(self.cases, lambda f: bool(f & OPENED) and not f & CLOSED, closed_before,
-                     open_before)
+        self._expire(
+            self.cases, lambda f: bool(f & OPENED) and not f & CLOSED, closed_before, open_before
+        )
         self._expire(self.disputes, _dispute_open, closed_before, open_before)
         self._expire(self.patrols, lambda f: False, closed_before, open_before)
         dropped = self._expire(self.hazards, _hazard_open, closed_before, open_before)
         for sid, s in dropped:
             self._unmark_overdue(sid, s)
-        self.open_cases = sum(1 for s in self.cases.values() if s.flags & OPENED
-                              and not s.flags & CLOSED)
+        self.open_cases = sum(
+            1 for s in self.cases.values() if s.flags & OPENED and not s.flags & CLOSED
+        )
         self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
         self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
         self.next_expiry = w + HOUR_SECONDS
@@ -392,8 +402,11 @@ class DistrictState:
                 yield sid, s
 
     def oldest_open_dispute(self) -> float | None:
-        opened = [s.opened for s in self.disputes.values()
-                  if _dispute_open(s.flags) and s.opened is not None]
+        opened = [
+            s.opened
+            for s in self.disputes.values()
+            if _dispute_open(s.flags) and s.opened is not None
+        ]
         return min(opened) if opened else None
 
     def open_hazards_by_category(self) -> dict[str, int]:
@@ -454,8 +467,9 @@ class DistrictState:
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
         st.next_expiry = float("-inf") if snap["next_expiry"] is None else snap["next_expiry"]
-        st.open_cases = sum(1 for s in st.cases.values() if s.flags & OPENED
-                            and not s.flags & CLOSED)
+        st.open_cases = sum(
+            1 for s in st.cases.values() if s.flags & OPENED and not s.flags & CLOSED
+        )
         st.open_disputes = sum(1 for s in st.disputes.values() if _dispute_open(s.flags))
         st.open_hazards = 0
         for sid, s in st.hazards.items():

@@ -88,14 +88,18 @@ class StateStore:
                 prog = self._progress[d] = _Progress()
             prog.seq += 1
             table[journal_key(d, prog.seq)] = orjson.dumps(
-                {"q": prog.seq, "e": st.evidence, "a": journal.rows, "l": journal.late,
-                 "u": journal.dup}
+                {
+                    "q": prog.seq,
+                    "e": st.evidence,
+                    "a": journal.rows,
+                    "l": journal.late,
+                    "u": journal.dup,
+                }
             )
             self.records_written += 1
             prog.rows += len(journal.rows)
-            if (
-                prog.seq - prog.base_seq >= SNAPSHOT_AFTER_JOURNALS
-                or prog.rows >= max(SNAPSHOT_AFTER_ROWS, st.subject_count())
+            if prog.seq - prog.base_seq >= SNAPSHOT_AFTER_JOURNALS or prog.rows >= max(
+                SNAPSHOT_AFTER_ROWS, st.subject_count()
             ):
                 self.snapshot(st)
 
@@ -158,18 +162,19 @@ class StateStore:
                 raw = table[chunk_key(d, parity, i)]
                 head, _, body = raw.partition(b"\n")
                 if int(head) != prog.gen:
-                    raise ValueError(f"snapshot chunk {i} is from generation {int(head)}, "
-                                     f"not {prog.gen}")
+                    raise ValueError(
+                        f"snapshot chunk {i} is from generation {int(head)}, not {prog.gen}"
+                    )
                 blob += body
             st = DistrictState.from_snapshot(orjson.loads(blob), self.tz, self.limits)
         else:
             st = DistrictState(d, self.tz, self.limits)
         journals: list[dict[str, Any]] = []
         for slot in range(JOURNAL_SLOTS):
-            raw = table.get(f"{d}{SEP}j{SEP}{slot}")
-            if raw is None:
+            raw_journal = table.get(f"{d}{SEP}j{SEP}{slot}")
+            if raw_journal is None:
                 continue
-            j = orjson.loads(raw)
+            j = orjson.loads(raw_journal)
             if j["q"] > prog.base_seq:
                 journals.append(j)
         journals.sort(key=lambda j: j["q"])
@@ -179,8 +184,12 @@ class StateStore:
                 # Journals are written in order on one partition, so a gap means records
                 # were lost outside Watchfloor (e.g. a changelog topic with delete
                 # retention). Keep what is contiguous and say so loudly.
-                log.error("District %s: journal %d is missing; state rebuilt up to journal %d.",
-                          d, prog.seq + 1, prog.seq)
+                log.error(
+                    "District %s: journal %d is missing; state rebuilt up to journal %d.",
+                    d,
+                    prog.seq + 1,
+                    prog.seq,
+                )
                 break
             for row in j["a"]:
                 if st.apply(Event.from_journal(d, row)) is not Outcome.COUNTED:
