@@ -89,6 +89,30 @@ def _hazard_open(flags: int) -> bool:
     return bool(flags & OPENED) and not flags & RECTIFIED
 
 
+def _case_open(flags: int) -> bool:
+    return bool(flags & OPENED) and not flags & CLOSED
+
+
+def _never_open(flags: int) -> bool:
+    return False
+
+
+CASES, DISPUTES, HAZARDS, PATROLS = range(4)
+_IS_OPEN: tuple[Callable[[int], bool], ...] = (_case_open, _dispute_open, _hazard_open, _never_open)
+_GROUP_OF_KIND: dict[Kind, int] = {
+    Kind.CASE_FILED: CASES,
+    Kind.CASE_CLEARED: CASES,
+    Kind.DISPUTE_REPORTED: DISPUTES,
+    Kind.DISPUTE_MEDIATION_STARTED: DISPUTES,
+    Kind.DISPUTE_RESOLVED: DISPUTES,
+    Kind.DISPUTE_ESCALATED: DISPUTES,
+    Kind.PATROL_COMPLETED: PATROLS,
+    Kind.HAZARD_FOUND: HAZARDS,
+    Kind.HAZARD_RECTIFIED: HAZARDS,
+    Kind.HAZARD_VERIFIED: HAZARDS,
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     """How far back a district's state reaches; all in seconds of event time."""
@@ -128,13 +152,19 @@ class DistrictState:
         self.duplicate_total = 0
         self.last_patrol_end: float | None = None
         self.next_expiry = float("-inf")
+        self.next_open_sweep = float("-inf")
+        # A heap of (time, group, id) of subjects as they stop being open: expiry pops
+        # what the horizon passed instead of scanning every subject. Derived, rebuilt on
+        # load; a heap rather than a queue so late events leave no stragglers behind.
+        self._closings: list[tuple[float, int, str]] = []
+        self._groups = (self.cases, self.disputes, self.hazards, self.patrols)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
         self._due: list[tuple[float, int, str]] = []
         self.overdue: dict[str, Subject] = {}
         self.overdue_major = 0
         self.version = 0
-        self._handlers: dict[Kind, Callable[[Event], bool]] = {
+        self._handlers: dict[Kind, Callable[[Event], Subject | None]] = {
             Kind.CASE_FILED: self._case_filed,
             Kind.CASE_CLEARED: self._case_cleared,
             Kind.DISPUTE_REPORTED: self._dispute_reported,
@@ -155,9 +185,13 @@ class DistrictState:
         if ts < self.watermark - self.limits.grace:
             self.late_total += 1
             return Outcome.TOO_LATE
-        if not self._handlers[ev.kind](ev):
+        s = self._handlers[ev.kind](ev)
+        if s is None:
             self.duplicate_total += 1
             return Outcome.DUPLICATE
+        group = _GROUP_OF_KIND[ev.kind]
+        if not _IS_OPEN[group](s.flags):
+            heapq.heappush(self._closings, (s.last, group, ev.subject))
         if ts > self.watermark:
             self.watermark = ts
             if ts >= self.next_expiry:
@@ -169,40 +203,40 @@ class DistrictState:
         self.totals[measure] += n
         self.buckets.add(measure, ts, category, n)
 
-    def _case_filed(self, ev: Event) -> bool:
+    def _case_filed(self, ev: Event) -> Subject | None:
         s = self.cases.get(ev.subject)
         if s is None:
-            self.cases[ev.subject] = Subject(OPENED, ev.ts, ev.ts, ev.category)
+            s = self.cases[ev.subject] = Subject(OPENED, ev.ts, ev.ts, ev.category)
             self.open_cases += 1
         elif s.flags & OPENED:
-            return False
+            return None
         else:  # cleared before it was filed: counted, never open
             s.flags |= OPENED
             s.opened = ev.ts
             s.category = ev.category
         self._count(Measure.CASES_FILED, ev.ts, ev.category)
-        return True
+        return s
 
-    def _case_cleared(self, ev: Event) -> bool:
+    def _case_cleared(self, ev: Event) -> Subject | None:
         s = self.cases.get(ev.subject)
         if s is None:
             s = self.cases[ev.subject] = Subject(CLOSED, None, ev.ts, ev.category)
         elif s.flags & CLOSED:
-            return False
+            return None
         else:
             s.flags |= CLOSED
             s.last = ev.ts
             if s.flags & OPENED:
                 self.open_cases -= 1
         self._count(Measure.CASES_CLEARED, ev.ts, ev.category or s.category)
-        return True
+        return s
 
-    def _dispute_transition(self, ev: Event, flag: int, measure: Measure) -> bool:
+    def _dispute_transition(self, ev: Event, flag: int, measure: Measure) -> Subject | None:
         s = self.disputes.get(ev.subject)
         if s is None:
             s = self.disputes[ev.subject] = Subject(0, None, ev.ts, ev.category)
         elif s.flags & flag:
-            return False
+            return None
         was_open = _dispute_open(s.flags)
         s.flags |= flag
         s.last = max(s.last, ev.ts)
@@ -211,31 +245,31 @@ class DistrictState:
             s.category = ev.category
         self.open_disputes += int(_dispute_open(s.flags)) - int(was_open)
         self._count(measure, ev.ts, s.category)
-        return True
+        return s
 
-    def _dispute_reported(self, ev: Event) -> bool:
+    def _dispute_reported(self, ev: Event) -> Subject | None:
         return self._dispute_transition(ev, OPENED, Measure.DISPUTES_REPORTED)
 
-    def _dispute_mediated(self, ev: Event) -> bool:
+    def _dispute_mediated(self, ev: Event) -> Subject | None:
         return self._dispute_transition(ev, MEDIATED, Measure.DISPUTES_MEDIATED)
 
-    def _dispute_resolved(self, ev: Event) -> bool:
+    def _dispute_resolved(self, ev: Event) -> Subject | None:
         return self._dispute_transition(ev, RESOLVED, Measure.DISPUTES_RESOLVED)
 
-    def _dispute_escalated(self, ev: Event) -> bool:
+    def _dispute_escalated(self, ev: Event) -> Subject | None:
         return self._dispute_transition(ev, ESCALATED, Measure.DISPUTES_ESCALATED)
 
-    def _patrol_completed(self, ev: Event) -> bool:
+    def _patrol_completed(self, ev: Event) -> Subject | None:
         if ev.subject in self.patrols:
-            return False
-        self.patrols[ev.subject] = Subject(CLOSED, ev.ts, ev.ts)
+            return None
+        s = self.patrols[ev.subject] = Subject(CLOSED, ev.ts, ev.ts)
         end = ev.ended if ev.ended is not None else ev.ts
         if self.last_patrol_end is None or end > self.last_patrol_end:
             self.last_patrol_end = end
         self._count(Measure.PATROLS_COMPLETED, ev.ts, None)
-        return True
+        return s
 
-    def _hazard_found(self, ev: Event) -> bool:
+    def _hazard_found(self, ev: Event) -> Subject | None:
         s = self.hazards.get(ev.subject)
         if s is None:
             s = self.hazards[ev.subject] = Subject(
@@ -244,7 +278,7 @@ class DistrictState:
             self.open_hazards += 1
             self._schedule(ev.subject, s)
         elif s.flags & OPENED:
-            return False
+            return None
         else:  # rectified (or verified) before it was found
             s.flags |= OPENED
             s.opened = ev.ts
@@ -258,16 +292,16 @@ class DistrictState:
         self._count(Measure.HAZARDS_FOUND, ev.ts, ev.category)
         if s.flags & RECTIFIED:
             self._count(Measure.HAZARDS_FOUND_RECTIFIED, ev.ts, ev.category)
-        return True
+        return s
 
-    def _hazard_rectified(self, ev: Event) -> bool:
+    def _hazard_rectified(self, ev: Event) -> Subject | None:
         s = self.hazards.get(ev.subject)
         if s is None:
             s = self.hazards[ev.subject] = Subject(RECTIFIED, None, ev.ts)
             self._count(Measure.HAZARDS_RECTIFIED, ev.ts, None)
-            return True
+            return s
         if s.flags & RECTIFIED:
-            return False
+            return None
         was_open = _hazard_open(s.flags)
         s.flags |= RECTIFIED
         s.last = max(s.last, ev.ts)
@@ -277,33 +311,33 @@ class DistrictState:
         if was_open:
             self.open_hazards -= 1
             self._unmark_overdue(ev.subject, s)
-        return True
+        return s
 
-    def _hazard_verified(self, ev: Event) -> bool:
+    def _hazard_verified(self, ev: Event) -> Subject | None:
         s = self.hazards.get(ev.subject)
         if ev.confirmed:
             if s is None:
                 s = self.hazards[ev.subject] = Subject(VERIFIED, None, ev.ts)
             elif s.flags & VERIFIED:
-                return False
+                return None
             s.flags |= VERIFIED
             s.last = max(s.last, ev.ts)
             self._count(Measure.HAZARDS_VERIFIED, ev.ts, s.category)
-            return True
+            return s
         # The look-back visit found the rectification did not hold: the hazard reopens
         # with its new deadline and leaves the cohort of rectified hazards.
         if s is None:
-            self.hazards[ev.subject] = Subject(0, None, ev.ts, None, ev.deadline)
-            return True
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts, None, ev.deadline)
+            return s
         if not s.flags & RECTIFIED:
             if s.deadline == ev.deadline:
-                return False
+                return None
             s.deadline = ev.deadline
             s.last = max(s.last, ev.ts)
             if _hazard_open(s.flags):
                 self._unmark_overdue(ev.subject, s)
                 self._schedule(ev.subject, s)
-            return True
+            return s
         s.flags &= ~(RECTIFIED | VERIFIED)
         s.round += 1
         s.deadline = ev.deadline
@@ -313,7 +347,7 @@ class DistrictState:
         if _hazard_open(s.flags):
             self.open_hazards += 1
             self._schedule(ev.subject, s)
-        return True
+        return s
 
     # -- overdue ------------------------------------------------------------------------
 
@@ -352,44 +386,58 @@ class DistrictState:
     # -- expiry -------------------------------------------------------------------------
 
     def expire(self) -> None:
-        """Forget what the watermark has left behind; runs at most once an hour of event time."""
+        """Forget what the watermark has left behind; runs once an hour of event time."""
         w = self.watermark
         lim = self.limits
         self.buckets.expire(w, lim.retention_days)
+        # Closed (and never-opened, out-of-order) subjects are kept for the
+        # de-duplication horizon.
         closed_before = w - lim.dedup_horizon
-        open_before = w - lim.retention_days * DAY_SECONDS
-        self._expire(
-            self.cases, lambda f: bool(f & OPENED) and not f & CLOSED, closed_before, open_before
-        )
-        self._expire(self.disputes, _dispute_open, closed_before, open_before)
-        self._expire(self.patrols, lambda f: False, closed_before, open_before)
-        dropped = self._expire(self.hazards, _hazard_open, closed_before, open_before)
-        for sid, s in dropped:
-            self._unmark_overdue(sid, s)
-        self.open_cases = sum(
-            1 for s in self.cases.values() if s.flags & OPENED and not s.flags & CLOSED
-        )
-        self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
-        self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
+        closings = self._closings
+        while closings and closings[0][0] < closed_before:
+            _, group, sid = heapq.heappop(closings)
+            subjects = self._groups[group]
+            s = subjects.get(sid)
+            if s is not None and s.last < closed_before and not _IS_OPEN[group](s.flags):
+                del subjects[sid]
+        # Open ones are kept for the whole retention; a full sweep once a day suffices.
+        if w >= self.next_open_sweep:
+            open_before = w - lim.retention_days * DAY_SECONDS
+            dropped = False
+            for group, subjects in enumerate(self._groups):
+                is_open = _IS_OPEN[group]
+                old = [
+                    sid for sid, s in subjects.items() if is_open(s.flags) and s.last < open_before
+                ]
+                for sid in old:
+                    s = subjects.pop(sid)
+                    dropped = True
+                    if group == HAZARDS:
+                        self._unmark_overdue(sid, s)
+            if dropped:
+                self._recount_open()
+            self.next_open_sweep = w + DAY_SECONDS
         self.next_expiry = w + HOUR_SECONDS
 
-    @staticmethod
-    def _expire(
-        subjects: dict[str, Subject],
-        is_open: Callable[[int], bool],
-        closed_before: float,
-        open_before: float,
-    ) -> list[tuple[str, Subject]]:
-        # Closed (and never-opened, out-of-order) subjects are kept for the
-        # de-duplication horizon; open ones for the whole retention.
-        dropped = [
-            (sid, s)
+    def _recount_open(self) -> None:
+        self.open_cases = sum(1 for s in self.cases.values() if _case_open(s.flags))
+        self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
+        self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
+
+    def _rebuild_derived(self) -> None:
+        self._recount_open()
+        self._due = []
+        for sid, s in self.hazards.items():
+            if _hazard_open(s.flags):
+                self._schedule(sid, s)
+        closings = [
+            (s.last, group, sid)
+            for group, subjects in enumerate(self._groups)
             for sid, s in subjects.items()
-            if (s.last < open_before if is_open(s.flags) else s.last < closed_before)
+            if not _IS_OPEN[group](s.flags)
         ]
-        for sid, _ in dropped:
-            del subjects[sid]
-        return dropped
+        heapq.heapify(closings)
+        self._closings = closings
 
     # -- reading ------------------------------------------------------------------------
 
@@ -445,6 +493,9 @@ class DistrictState:
             "dup": self.duplicate_total,
             "last_patrol_end": self.last_patrol_end,
             "next_expiry": None if self.next_expiry == float("-inf") else self.next_expiry,
+            "next_open_sweep": (
+                None if self.next_open_sweep == float("-inf") else self.next_open_sweep
+            ),
         }
 
     @classmethod
@@ -467,13 +518,7 @@ class DistrictState:
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
         st.next_expiry = float("-inf") if snap["next_expiry"] is None else snap["next_expiry"]
-        st.open_cases = sum(
-            1 for s in st.cases.values() if s.flags & OPENED and not s.flags & CLOSED
-        )
-        st.open_disputes = sum(1 for s in st.disputes.values() if _dispute_open(s.flags))
-        st.open_hazards = 0
-        for sid, s in st.hazards.items():
-            if _hazard_open(s.flags):
-                st.open_hazards += 1
-                st._schedule(sid, s)
+        st.next_open_sweep = snap.get("next_open_sweep") or float("-inf")
+        st._groups = (st.cases, st.disputes, st.hazards, st.patrols)
+        st._rebuild_derived()
         return st

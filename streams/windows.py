@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -161,31 +162,70 @@ class Buckets:
     def total(self, lo: float, hi: float) -> list[int]:
         """Counts of every measure for event times in ``[lo, hi)``, by bucket start."""
         out = zeros()
+        self._total_into(out, lo, hi)
+        return out
+
+    def rolling(self, now: float) -> dict[str, list[int]]:
+        """Counts in each rolling window ending at ``now`` (see :data:`WINDOWS`).
+
+        The windows nest, so each one adds only the stretch the shorter one lacks.
+        """
+        out: dict[str, list[int]] = {}
+        acc = zeros()
+        prev_lo = now
+        for label, length in sorted(WINDOWS.items(), key=lambda kv: kv[1]):
+            lo = now - length
+            self._total_into(acc, lo, prev_lo)
+            out[label] = list(acc)
+            prev_lo = lo
+        return out
+
+    def _total_into(self, out: list[int], lo: float, hi: float) -> None:
         if hi <= lo:
-            return out
-        # Stretch 1: slots, from max(lo, slot_cut).
-        a = max(lo, self.slot_cut)
-        if a < hi:
-            _sum_into(out, self.slots, int(-(-a // SLOT_SECONDS)), int(-(-hi // SLOT_SECONDS)))
-        # Stretch 2: hours, in [max(lo, hour_cut), min(hi, slot_cut)).
-        a, b = max(lo, self.hour_cut), min(hi, self.slot_cut)
-        if a < b:
-            _sum_into(out, self.hours, int(-(-a // HOUR_SECONDS)), int(-(-b // HOUR_SECONDS)))
-        # Stretch 3: days, in [lo, min(hi, hour_cut)).
+            return
+        # Each stretch from the finest resolution kept there; the cuts are aligned to
+        # hours and local days, so the stretches tile [lo, hi) without overlap.
         b = min(hi, self.hour_cut)
         if lo < b:
-            first = self._first_day_starting_at_or_after(lo)
-            last = self._first_day_starting_at_or_after(b)
-            if last - first < len(self.days):
-                for day in range(first, last):
-                    vec = self.days.get(day)
-                    if vec is not None:
-                        _add(out, vec)
-            else:
-                for day, vec in self.days.items():
-                    if first <= day < last:
-                        _add(out, vec)
-        return out
+            self._days_into(out, lo, b)
+        a, b = max(lo, self.hour_cut), min(hi, self.slot_cut)
+        if a < b:
+            self._hours_into(out, a, b)
+        a = max(lo, self.slot_cut)
+        if a < hi:
+            self._slots_into(out, a, hi)
+
+    def _days_into(self, out: list[int], lo: float, hi: float) -> None:
+        first = self._first_day_starting_at_or_after(lo)
+        last = self._first_day_starting_at_or_after(hi)
+        _sum_into(out, self.days, first, last)
+
+    def _hours_into(self, out: list[int], lo: float, hi: float) -> None:
+        # Whole local days inside [lo, hi) from day buckets, the edges from hours.
+        d0 = self._first_day_starting_at_or_after(lo)
+        d1 = self._first_day_starting_at_or_after(hi)
+        m0 = self._midnight_of_ordinal(d0)
+        if d1 - 1 > d0 and m0 < hi:
+            m1 = self._midnight_of_ordinal(d1 - 1)
+            _sum_into(out, self.days, d0, d1 - 1)
+            _sum_into(out, self.hours, _ceil_div(lo, HOUR_SECONDS), _ceil_div(m0, HOUR_SECONDS))
+            _sum_into(out, self.hours, _ceil_div(m1, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
+        else:
+            _sum_into(out, self.hours, _ceil_div(lo, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
+
+    def _slots_into(self, out: list[int], lo: float, hi: float) -> None:
+        # Whole hours (and days, through _hours_into) from coarser buckets, edges from slots.
+        h0 = _ceil_div(lo, HOUR_SECONDS) * HOUR_SECONDS
+        h1 = (hi // HOUR_SECONDS) * HOUR_SECONDS
+        if h0 < h1:
+            self._hours_into(out, h0, h1)
+            _sum_into(out, self.slots, _ceil_div(lo, SLOT_SECONDS), _ceil_div(h0, SLOT_SECONDS))
+            _sum_into(out, self.slots, _ceil_div(h1, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
+        else:
+            _sum_into(out, self.slots, _ceil_div(lo, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
+
+    def _midnight_of_ordinal(self, ordinal: int) -> float:
+        return datetime.combine(date.fromordinal(ordinal), time(0), self.tz).timestamp()
 
     def by_category(self, lo: float, hi: float) -> dict[int, dict[str, int]]:
         """Counts per measure and category, at one-day resolution (days starting in range)."""
@@ -243,9 +283,11 @@ def _floor(ts: float, unit: int) -> float:
 
 
 def _add(out: list[int], vec: list[int]) -> None:
-    for i, n in enumerate(vec):
-        if n:
-            out[i] += n
+    out[:] = map(add, out, vec)
+
+
+def _ceil_div(x: float, unit: int) -> int:
+    return int(-(-x // unit))
 
 
 def _sum_into(out: list[int], buckets: dict[int, list[int]], first: int, last: int) -> None:
