@@ -16,7 +16,6 @@ from .settings import Settings
 # --help`` does not import Faust.
 COMMAND_MODULES: tuple[str, ...] = (
     "streams.worker",
-    "streams.demo",
     "streams.broker",
 )
 

@@ -77,8 +77,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 parts: list[tuple[TP, Sequence[RecordLike]]] = []
                 others: list[tuple[TP, Sequence[Any]]] = []
                 for tp, recs in records.items():
-                    if active is not None and tp not in active and tp not in (
-                        self._buffered_partitions
+                    if (
+                        active is not None
+                        and tp not in active
+                        and tp not in (self._buffered_partitions)
                     ):
                         continue
                     r_offset = read_offset[tp]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,6 +66,38 @@ def journal_key(d: str, seq: int) -> str:
 
 def district_of_key(key: str) -> str:
     return key.split(SEP, 1)[0]
+
+
+class Utf8Keys(MutableMapping[str, bytes]):
+    """A bytes-keyed table seen through str keys.
+
+    Faust serialises ``bytes`` keys raw but ``str`` keys as JSON; raw keys keep the
+    district prefix that the partitioner hashes identical to the source records' keys.
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> bytes:
+        return self.table[key.encode()]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        # Faust tables answer ``get`` of a missing key with their default (None here).
+        value = self.table.get(key.encode())
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.table:
+            yield key.decode() if isinstance(key, bytes) else key
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 class StateStore:

@@ -1,0 +1,36 @@
+"""Faust agents and timers: thin loops that hand batches to the engine and keep the clock moving."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .consumer import Batch
+
+if TYPE_CHECKING:
+    from .app import Watchfloor
+
+log = logging.getLogger(__name__)
+
+OVERDUE_TICK_SECONDS = 1.0
+LAG_SAMPLE_SECONDS = 5.0
+
+
+def register(wf: Watchfloor) -> None:
+    app = wf.app
+
+    @app.agent(wf.batches, name="watchfloor.count", concurrency=1)
+    async def count(stream: Any) -> None:
+        """Count each fetch of the source topics into the district states."""
+        async for batch in stream:
+            assert isinstance(batch, Batch)
+            wf.process_batch(batch)
+
+    @app.timer(OVERDUE_TICK_SECONDS, name="watchfloor.overdue")  # type: ignore[untyped-decorator]
+    async def overdue() -> None:
+        """Move hazards whose deadline passed into the overdue sets, event or no event."""
+        wf.engine.tick()
+
+    @app.timer(LAG_SAMPLE_SECONDS, name="watchfloor.lag")  # type: ignore[untyped-decorator]
+    async def lag() -> None:
+        wf.sample_lag()

@@ -1,0 +1,330 @@
+"""The worker assembled: Faust app, state table, engine, metrics and web views, from settings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import faust
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from .clock import Clock, SystemClock
+from .consumer import Batch, BatchTransport, batch_consumer
+from .deadletter import build_dead_letter
+from .engine import BatchResult, Engine
+from .events import Stream
+from .kafka import district_partitioner, faust_credentials
+from .metrics import DistrictCollector, Metrics
+from .reference import load_reference
+from .settings import Settings
+from .state import Limits
+from .store import StateStore, Utf8Keys, district_of_key
+from .validation import EventValidator
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "state"
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+class WatchfloorApp(faust.App):
+    """A Faust app whose consumer delivers source topics a fetch at a time."""
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+class StateTable(faust.Table[bytes, bytes]):
+    """The state table; tells the worker when recovery of its partitions is complete."""
+
+    watchfloor: Watchfloor | None = None
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.watchfloor is not None:
+            self.watchfloor.on_recovered({tp.partition for tp in active_tps})
+
+
+class Watchfloor:
+    """One worker: holds the engine's district states for the partitions it owns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.reference = load_reference(settings.reference_file)
+        self.tz = ZoneInfo(settings.timezone) if settings.timezone else self.reference.timezone
+        self.limits = Limits(
+            grace=settings.grace_seconds,
+            dedup_horizon=settings.dedup_horizon_seconds,
+            retention_days=settings.retention_days,
+        )
+        self.validator = EventValidator(
+            self.reference,
+            clock=self.clock,
+            max_record_bytes=settings.max_record_bytes,
+            max_future_seconds=settings.max_future_seconds,
+        )
+        self.topics: dict[str, Stream] = {
+            settings.topic_incidents: Stream.INCIDENTS,
+            settings.topic_disputes: Stream.DISPUTES,
+            settings.topic_patrols: Stream.PATROLS,
+        }
+        self.engine = Engine(
+            reference=self.reference,
+            validator=self.validator,
+            topics=self.topics,
+            partitions=settings.partitions,
+            limits=self.limits,
+            clock=self.clock,
+        )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry, list(self.topics))
+        self.registry.register(DistrictCollector(lambda: self.engine.states, self.clock.time))
+        self.ready = False
+        self.assigned: set[int] = set()
+        self._recovery_started: float | None = None
+        self._last_offset: dict[TP, int] = {}
+        self.app = self._make_app()
+        self.table = self._make_table()
+        self.store = StateStore(Utf8Keys(self.table), self.tz, self.limits)
+        self.deadletter = self.app.topic(
+            settings.topic_deadletter,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        self.source_topics = {
+            name: self.app.topic(
+                name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+            )
+            for name in self.topics
+        }
+        # The in-memory channel the consumer feeds; a small queue so a busy agent
+        # slows the fetches down instead of piling batches up in memory.
+        self.batches = self.app.channel(maxsize=2)
+        from . import agents, web
+
+        agents.register(self)
+        web.register(self)
+        self.subscribe_sources()
+
+    # -- construction ---------------------------------------------------------------
+
+    def _make_app(self) -> WatchfloorApp:
+        s = self.settings
+        app = WatchfloorApp(
+            s.app_id,
+            broker=[f"kafka://{server}" for server in s.bootstrap_list],
+            broker_credentials=faust_credentials(s),
+            store=s.store,
+            datadir=s.data_dir,
+            autodiscover=False,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            table_standby_replicas=s.standby_replicas,
+            producer_partitioner=district_partitioner,
+            key_serializer="raw",
+            value_serializer="raw",
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=s.commit_interval,
+            broker_max_poll_records=s.batch_max_events,
+            consumer_max_fetch_size=16 * 1024 * 1024,
+            producer_linger_ms=5,
+            producer_max_batch_size=512 * 1024,
+            producer_max_request_size=4 * 1024 * 1024,
+            web_enabled=True,
+            web_bind=s.web_host,
+            web_host=s.web_host,
+            web_port=s.web_port,
+            canonical_url=s.web_url,
+            web_in_thread=False,
+        )
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        return app
+
+    def _make_table(self) -> StateTable:
+        s = self.settings
+        table = StateTable(
+            self.app,
+            name=STATE_TABLE,
+            default=None,
+            beacon=self.app.tables.beacon,
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            # The producer's partitioner places each key by its district, so writes
+            # need no current event and land in the district's partition.
+            use_partitioner=True,
+            help="Watchfloor district state: journals and snapshots",
+            extra_topic_configs={
+                # Keys are overwritten in place; let the log cleaner drop old values
+                # soon, so a restart reads little more than the live records.
+                "segment.ms": str(15 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.1",
+                "delete.retention.ms": str(6 * 3600 * 1000),
+                "max.message.bytes": str(4 * 1024 * 1024),
+            },
+        )
+        table.watchfloor = self
+        self.app.tables.add(table)
+        return table
+
+    # -- rebalances -----------------------------------------------------------------
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust revokes everything at each rebalance: stop serving figures at once, so
+        # a district is never exported by two workers.
+        self.ready = False
+        self.metrics.ready.set(0)
+        self.metrics.rebalances.inc()
+        gone = self.engine.keep_partitions(set())
+        self.store.forget(gone)
+        self.metrics.owned_districts.set(0)
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0]
+        self.assigned = {tp.partition for tp in assigned if tp.topic in self.topics}
+        self.metrics.assigned_partitions.set(len(self.assigned))
+        self._recovery_started = time.monotonic()
+        self.metrics.recovery_in_progress.set(1)
+        self.metrics.recovery_started.set(self.clock.time())
+
+    def on_recovered(self, partitions: set[int]) -> None:
+        """Rebuild the district states of the partitions this worker now owns."""
+        t0 = time.monotonic()
+        gone = self.engine.keep_partitions(set())
+        self.store.forget(gone)
+        self._purge_foreign_keys(partitions)
+        keys = [
+            k
+            for k in self.store.table
+            if self.engine.partition_of(district_of_key(k)) in partitions
+        ]
+        self.engine.states = self.store.load(keys)
+        self.engine.tick()
+        now = time.monotonic()
+        started = self._recovery_started if self._recovery_started is not None else t0
+        self.metrics.last_recovery_duration.set(now - started)
+        self.metrics.recovery_in_progress.set(0)
+        self.metrics.owned_districts.set(len(self.engine.states))
+        self.ready = True
+        self.metrics.ready.set(1)
+        log.info(
+            "Recovered %d districts of partitions %s in %.2fs (rebuild %.2fs)",
+            len(self.engine.states),
+            sorted(partitions),
+            now - started,
+            now - t0,
+        )
+
+    def _purge_foreign_keys(self, partitions: set[int]) -> None:
+        # Keys this worker wrote for partitions it no longer owns would linger in the
+        # in-memory store and turn stale; the changelog has the truth for the owner.
+        raw = getattr(self.table.data, "data", None)  # the memory store's dict
+        if not isinstance(raw, dict):
+            return
+        for key in [
+            k for k in raw if self.engine.partition_of(district_of_key(_text(k))) not in partitions
+        ]:
+            del raw[key]
+
+    # -- processing -----------------------------------------------------------------
+
+    def process_batch(self, batch: Batch) -> BatchResult | None:
+        """Count one fetch; runs without awaiting, so no rebalance can cut it in half."""
+        app = self.app
+        if batch.generation != app.consumer_generation_id or not self.ready:
+            # Fetched before a rebalance: the partitions' new owner (maybe us again,
+            # after a seek to the committed offsets) reads these records again.
+            return None
+        t0 = time.perf_counter()
+        result = self.engine.process(
+            (tp.topic, tp.partition, records) for tp, records in batch.parts
+        )
+        before = self.store.records_written
+        self.store.write(self.engine.states, result.journals)
+        self.metrics.changelog_records.inc(self.store.records_written - before)
+        self._dead_letter(result)
+        consumer = batch_consumer(app)
+        for tp, records in batch.parts:
+            consumer.ack_batch(tp, records)
+            self._last_offset[tp] = records[-1].offset
+        self._observe(result)
+        self.metrics.owned_districts.set(len(self.engine.states))
+        self.metrics.batch_duration.observe(time.perf_counter() - t0)
+        return result
+
+    def _dead_letter(self, result: BatchResult) -> None:
+        worker = self.settings.web_url
+        rejected = self.metrics.rejected
+        for rej in result.rejections:
+            letter = build_dead_letter(
+                key=rej.key,
+                value=rej.value,
+                headers=rej.headers,
+                reason=rej.reason,
+                error=rej.message,
+                source_topic=rej.topic,
+                source_partition=rej.partition,
+                source_offset=rej.offset,
+                source_timestamp_ms=rej.timestamp_ms,
+                worker=worker,
+                rejected_at=self.clock.now(),
+            )
+            # Buffered like the state's changelog: Faust flushes both before it
+            # commits the source offsets, so a rejected record is never lost.
+            self.deadletter.send_soon(
+                key=letter.key, value=letter.value, headers=list(letter.headers)
+            )
+            rejected[(rej.topic, rej.reason)].inc()
+
+    def _observe(self, result: BatchResult) -> None:
+        m = self.metrics
+        now = self.clock.time()
+        for topic, n in result.received.items():
+            m.received[topic].inc(n)
+            m.last_event_by_topic[topic].set(now)
+        for topic, n in result.counted.items():
+            if n:
+                m.processed[topic].inc(n)
+        for topic, times in result.event_times.items():
+            if times:
+                m.latency.observe_many(topic, (max(0.0, now - t) for t in times))
+
+    def sample_lag(self) -> None:
+        consumer = self.app.consumer
+        for tp, last in list(self._last_offset.items()):
+            if tp.partition not in self.assigned:
+                continue
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - last - 1)
+                )
+
+    def subscribe_sources(self) -> None:
+        """Subscribe the source topics and route their fetches to the batch channel."""
+        for topic in self.source_topics.values():
+            self.app.topics.add(topic)
+        batch_consumer(self.app).configure_batches(frozenset(self.topics), self._deliver)
+
+    async def _deliver(self, batch: Batch) -> None:
+        await self.batches.send(value=batch)
+
+    def districts(self) -> Iterable[str]:
+        return self.engine.states.keys()

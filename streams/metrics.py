@@ -1,0 +1,373 @@
+"""Prometheus metrics: the pipeline's own health and the district figures, on a given registry."""
+
+from __future__ import annotations
+
+import platform
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .events import REASONS
+from .state import DistrictState
+from .windows import WINDOWS, Measure
+
+# ``*_created`` series double the exposition and no dashboard or rule reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Measures exported as rolling windows and all-time counters, by metric stem.
+EXPORTED: dict[str, Measure] = {
+    "cases_filed": Measure.CASES_FILED,
+    "cases_cleared": Measure.CASES_CLEARED,
+    "disputes_reported": Measure.DISPUTES_REPORTED,
+    "disputes_resolved": Measure.DISPUTES_RESOLVED,
+    "disputes_escalated": Measure.DISPUTES_ESCALATED,
+    "hazards_found": Measure.HAZARDS_FOUND,
+    "hazards_rectified": Measure.HAZARDS_RECTIFIED,
+    "hazards_found_rectified": Measure.HAZARDS_FOUND_RECTIFIED,
+    "patrols_completed": Measure.PATROLS_COMPLETED,
+}
+HELP: dict[str, str] = {
+    "cases_filed": "Criminal cases filed (立案)",
+    "cases_cleared": "Cases cleared/solved (破案)",
+    "disputes_reported": "Disputes found and reported (排查)",
+    "disputes_resolved": "Disputes resolved (化解)",
+    "disputes_escalated": "Disputes escalated to a higher authority",
+    "hazards_found": "Safety hazards found (排查发现)",
+    "hazards_rectified": "Hazard rectifications (整改), by the time they were done",
+    "hazards_found_rectified": (
+        "Hazards found in the window that are rectified now (cohort by found time)"
+    ),
+    "patrols_completed": "Patrols completed (巡逻)",
+}
+# (metric stem, numerator, denominator) of each ratio; absent while the denominator is 0.
+RATIOS: tuple[tuple[str, Measure, Measure, str], ...] = (
+    (
+        "rectification_ratio",
+        Measure.HAZARDS_FOUND_RECTIFIED,
+        Measure.HAZARDS_FOUND,
+        "Of the hazards found in the window, the share rectified so far (整改率), 0-1",
+    ),
+    (
+        "clearance_ratio",
+        Measure.CASES_CLEARED,
+        Measure.CASES_FILED,
+        "Cases cleared in the window / cases filed in the window; can exceed 1",
+    ),
+    (
+        "dispute_resolution_ratio",
+        Measure.DISPUTES_RESOLVED,
+        Measure.DISPUTES_REPORTED,
+        "Disputes resolved in the window / disputes reported in the window (化解率)",
+    ),
+)
+LATENCY_BUCKETS = (
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    21600.0,
+    86400.0,
+)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed a batch at a time: one bisect per value, no lock, no child lookup."""
+
+    def __init__(self, name: str, doc: str, label: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.doc = doc
+        self.label = label
+        self.bounds = list(buckets)
+        self._series: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe_many(self, label_value: str, values: Iterable[float]) -> None:
+        series = self._series.get(label_value)
+        if series is None:
+            series = self._series[label_value] = ([0] * (len(self.bounds) + 1), [0.0])
+        counts, total = series
+        bounds = self.bounds
+        s = 0.0
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1
+            s += v
+        total[0] += s
+
+    def collect(self) -> Iterator[Metric]:
+        fam = HistogramMetricFamily(self.name, self.doc, labels=[self.label], unit="")
+        for label_value, (counts, total) in self._series.items():
+            cumulative = 0
+            buckets = []
+            for bound, n in zip([*self.bounds, float("inf")], counts, strict=True):
+                cumulative += n
+                buckets.append((_le(bound), cumulative))
+            fam.add_metric([label_value], buckets, total[0])
+        yield fam
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.doc, labels=[self.label])
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class Metrics:
+    """The typed bundle of every metric a worker exports, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, topics: Sequence[str]) -> None:
+        self.registry = registry
+        r = registry
+        self.events_received = Counter(
+            "watchfloor_events_received",
+            "Records read from the source topics",
+            ["topic"],
+            registry=r,
+        )
+        self.events_processed = Counter(
+            "watchfloor_events_processed",
+            "Records counted into district figures",
+            ["topic"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "watchfloor_events_rejected",
+            "Records not counted, by reason; each one is written to the dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.dead_letter_errors = Counter(
+            "watchfloor_dead_letter_errors",
+            "Dead letters that could not be written (the worker stops committing until they are)",
+            registry=r,
+        )
+        self.latency = BulkHistogram(
+            "watchfloor_processing_latency_seconds",
+            "From an event's own time to the moment it was counted",
+            "topic",
+            LATENCY_BUCKETS,
+        )
+        r.register(self.latency)
+        self.batch_duration = Histogram(
+            "watchfloor_batch_duration_seconds",
+            "Time to validate, count and write the state of one batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "watchfloor_last_event_timestamp_seconds",
+            "Wall-clock time when the last record was read from the topic",
+            ["topic"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "watchfloor_consumer_lag",
+            "Records between this worker's position and the end of the partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "watchfloor_assigned_partitions", "Source partitions this worker owns", registry=r
+        )
+        self.owned_districts = Gauge(
+            "watchfloor_owned_districts", "Districts whose figures this worker holds", registry=r
+        )
+        self.recovery_in_progress = Gauge(
+            "watchfloor_recovery_in_progress",
+            "1 while this worker rebuilds its state after a rebalance or restart",
+            registry=r,
+        )
+        self.recovery_started = Gauge(
+            "watchfloor_recovery_started_timestamp_seconds",
+            "When the current or last state recovery started",
+            registry=r,
+        )
+        self.last_recovery_duration = Gauge(
+            "watchfloor_last_recovery_duration_seconds",
+            "How long the last state recovery took",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "watchfloor_rebalances", "Consumer-group rebalances seen by this worker", registry=r
+        )
+        self.changelog_records = Counter(
+            "watchfloor_changelog_records", "State records written to the changelog", registry=r
+        )
+        self.ready = Gauge(
+            "watchfloor_ready", "1 when this worker serves correct figures", registry=r
+        )
+        self.build_info = Gauge(
+            "watchfloor_build_info",
+            "Watchfloor version and runtime; always 1",
+            ["version", "kafka_client", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, _aiokafka_version(), platform.python_version()).set(1)
+        # Children are created up front: the label sets are bounded, and a cached child's
+        # inc() costs a third of labels(...).inc().
+        self.received = {t: self.events_received.labels(t) for t in topics}
+        self.processed = {t: self.events_processed.labels(t) for t in topics}
+        self.rejected = {
+            (t, why): self.events_rejected.labels(t, why) for t in topics for why in REASONS
+        }
+        self.last_event_by_topic = {t: self.last_event.labels(t) for t in topics}
+
+
+def _aiokafka_version() -> str:
+    try:
+        import aiokafka
+
+        return f"aiokafka {aiokafka.__version__}"
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+class DistrictCollector(Collector):
+    """Exports the figures of the districts this worker owns, computed at scrape time.
+
+    It reads the engine's live states; a district leaves the exposition the moment its
+    partition is revoked, so two workers never export the same district.
+    """
+
+    def __init__(
+        self, states: Callable[[], dict[str, DistrictState]], now: Callable[[], float]
+    ) -> None:
+        self._states = states
+        self._now = now
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # unchecked: the series depend on the districts owned
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._now()
+        states = self._states()
+        rolling = {
+            stem: GaugeMetricFamily(
+                f"watchfloor_rolling_{stem}", f"{doc}, in the window", labels=["district", "window"]
+            )
+            for stem, doc in HELP.items()
+        }
+        ratios = {
+            stem: GaugeMetricFamily(
+                f"watchfloor_rolling_{stem}", doc, labels=["district", "window"]
+            )
+            for stem, _, _, doc in RATIOS
+        }
+        totals = {
+            stem: CounterMetricFamily(f"watchfloor_{stem}", f"{doc}, all time", labels=["district"])
+            for stem, doc in HELP.items()
+            if stem != "hazards_found_rectified"
+        }
+        g = _gauges()
+        late = CounterMetricFamily(
+            "watchfloor_late_events",
+            "Events too late to count (beyond the grace), dead-lettered",
+            labels=["district"],
+        )
+        dup = CounterMetricFamily(
+            "watchfloor_duplicate_events",
+            "Repeated transitions (counted once), dead-lettered",
+            labels=["district"],
+        )
+        for d, st in states.items():
+            st.tick(now)
+            windows = st.buckets.rolling(now)
+            for label in WINDOWS:
+                vec = windows[label]
+                for stem, m in EXPORTED.items():
+                    rolling[stem].add_metric([d, label], vec[m])
+                for stem, num, den, _ in RATIOS:
+                    if vec[den]:
+                        ratios[stem].add_metric([d, label], vec[num] / vec[den])
+            for stem, fam in totals.items():
+                fam.add_metric([d], st.totals[EXPORTED[stem]])
+            g["open_cases"].add_metric([d], st.open_cases)
+            g["open_disputes"].add_metric([d], st.open_disputes)
+            oldest = st.oldest_open_dispute()
+            g["oldest_open_dispute_age_seconds"].add_metric(
+                [d], max(0.0, now - oldest) if oldest is not None else 0.0
+            )
+            g["open_hazards"].add_metric([d], st.open_hazards)
+            g["overdue_hazards"].add_metric([d], len(st.overdue))
+            g["overdue_major_hazards"].add_metric([d], st.overdue_major)
+            for cat, n in st.open_hazards_by_category().items():
+                g["open_hazards_by_category"].add_metric([d, cat], n)
+            for cat, n in st.overdue_by_category().items():
+                g["overdue_hazards_by_category"].add_metric([d, cat], n)
+            if st.last_patrol_end is not None:
+                g["last_patrol_timestamp_seconds"].add_metric([d], st.last_patrol_end)
+            late.add_metric([d], st.late_total)
+            dup.add_metric([d], st.duplicate_total)
+        yield from rolling.values()
+        yield from ratios.values()
+        yield from totals.values()
+        yield from g.values()
+        yield late
+        yield dup
+
+
+def _gauges() -> dict[str, GaugeMetricFamily]:
+    specs: dict[str, tuple[str, list[str]]] = {
+        "open_cases": ("Cases filed and not yet cleared", ["district"]),
+        "open_disputes": ("Disputes reported and neither resolved nor escalated", ["district"]),
+        "oldest_open_dispute_age_seconds": (
+            "Age of the oldest open dispute (0 when none is open)",
+            ["district"],
+        ),
+        "open_hazards": ("Hazards found and not rectified", ["district"]),
+        "overdue_hazards": ("Open hazards past their rectification deadline", ["district"]),
+        "overdue_major_hazards": (
+            "Overdue hazards under listed supervision (挂牌督办)",
+            ["district"],
+        ),
+        "open_hazards_by_category": (
+            "Open hazards by category (only categories with some)",
+            ["district", "category"],
+        ),
+        "overdue_hazards_by_category": (
+            "Overdue hazards by category (only categories with some)",
+            ["district", "category"],
+        ),
+        "last_patrol_timestamp_seconds": (
+            "End of the district's latest completed patrol",
+            ["district"],
+        ),
+    }
+    return {
+        name: GaugeMetricFamily(f"watchfloor_{name}", doc, labels=labels)
+        for name, (doc, labels) in specs.items()
+    }
+
+
+def series_per_district() -> dict[str, Any]:
+    """How many series one district adds (documented in docs/metrics.md)."""
+    always = len(EXPORTED) * len(WINDOWS) + len(HELP) - 1 + 6 + 2
+    return {
+        "always": always,
+        "ratios_at_most": len(RATIOS) * len(WINDOWS),
+        "last_patrol": 1,
+        "by_category": "one per category with open or overdue hazards",
+    }

@@ -1,0 +1,158 @@
+"""Read models of the query API: a district's figures, windows, comparisons and hazards as JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .state import DistrictState
+from .windows import MEASURES, WINDOWS, Measure, Period, comparisons
+
+# Shown with every answer, so a figure is never read without its definition.
+DEFINITIONS: dict[str, str] = {
+    "rectification_rate": (
+        "整改率. Of the hazards FOUND in the period, the share rectified so far (a cohort by "
+        "found time: a rectification in May of an April hazard raises April's rate). "
+        "null when no hazard was found."
+    ),
+    "clearance_rate": (
+        "Cases cleared in the period / cases filed in the period (the usual crime-statistics "
+        "convention, so it can exceed 1: old cases cleared now count). null when none filed."
+    ),
+    "dispute_resolution_rate": (
+        "化解率. Disputes resolved in the period / disputes reported in the period. "
+        "null when none reported."
+    ),
+    "counts": "By each event's own time; rolling windows end now and have 5-minute (1h, 24h) "
+    "or 1-hour (7d, 28d) precision; calendar periods use the city's local days.",
+    "overdue": "An open (not rectified) hazard whose rectification deadline has passed on the "
+    "wall clock, whether or not any event arrived since.",
+}
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 6) if den else None
+
+
+def figures(vec: list[int]) -> dict[str, Any]:
+    """Counts of every measure plus the three rates, from one count vector."""
+    out: dict[str, Any] = {m.name.lower(): vec[m] for m in MEASURES}
+    out["rectification_rate"] = _ratio(
+        vec[Measure.HAZARDS_FOUND_RECTIFIED], vec[Measure.HAZARDS_FOUND]
+    )
+    out["clearance_rate"] = _ratio(vec[Measure.CASES_CLEARED], vec[Measure.CASES_FILED])
+    out["dispute_resolution_rate"] = _ratio(
+        vec[Measure.DISPUTES_RESOLVED], vec[Measure.DISPUTES_REPORTED]
+    )
+    return out
+
+
+def _iso(ts: float | None, tz: ZoneInfo) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz).isoformat()
+
+
+def current(st: DistrictState, now: float) -> dict[str, Any]:
+    oldest = st.oldest_open_dispute()
+    return {
+        "open_cases": st.open_cases,
+        "open_disputes": st.open_disputes,
+        "oldest_open_dispute_age_seconds": None if oldest is None else max(0.0, now - oldest),
+        "open_hazards": st.open_hazards,
+        "overdue_hazards": len(st.overdue),
+        "overdue_major_hazards": st.overdue_major,
+        "hours_since_last_patrol": (
+            None if st.last_patrol_end is None else round((now - st.last_patrol_end) / 3600, 3)
+        ),
+        "late_events": st.late_total,
+        "duplicate_events": st.duplicate_total,
+    }
+
+
+def summary(st: DistrictState, now: float, tz: ZoneInfo) -> dict[str, Any]:
+    """What ``GET /api/v1/districts`` shows per district."""
+    st.tick(now)
+    rolling = st.buckets.rolling(now)
+    return {
+        "district": st.district,
+        "current": current(st, now),
+        "rolling": {label: figures(rolling[label]) for label in WINDOWS},
+        "watermark": _iso(None if st.watermark == float("-inf") else st.watermark, tz),
+    }
+
+
+def period_figures(st: DistrictState, period: Period) -> dict[str, Any]:
+    vec = st.counts(period.lo, period.hi)
+    by_cat = st.buckets.by_category(period.lo, period.hi)
+    return {
+        **period.as_dict(),
+        "figures": figures(vec),
+        "by_category": {Measure(m).name.lower(): cats for m, cats in sorted(by_cat.items())},
+    }
+
+
+def _change(cur: int, prev: int) -> dict[str, Any]:
+    return {
+        "current": cur,
+        "previous": prev,
+        "change": cur - prev,
+        "change_ratio": _ratio(cur - prev, prev),
+    }
+
+
+def comparison_figures(st: DistrictState, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for comp in comparisons(now, tz):
+        cur = st.counts(comp.current.lo, comp.current.hi)
+        prev = st.counts(comp.previous.lo, comp.previous.hi)
+        cur_f, prev_f = figures(cur), figures(prev)
+        out[comp.name] = {
+            "current_period": comp.current.as_dict(),
+            "previous_period": comp.previous.as_dict(),
+            "counts": {m.name.lower(): _change(cur[m], prev[m]) for m in MEASURES},
+            "rates": {
+                name: {"current": cur_f[name], "previous": prev_f[name]}
+                for name in ("rectification_rate", "clearance_rate", "dispute_resolution_rate")
+            },
+        }
+    return out
+
+
+def hazards(st: DistrictState, now: float, tz: ZoneInfo) -> list[dict[str, Any]]:
+    items = []
+    for sid, s in st.open_hazard_items():
+        items.append(
+            {
+                "id": sid,
+                "category": s.category,
+                "major": s.major,
+                "found": _iso(s.opened, tz),
+                "deadline": _iso(s.deadline, tz),
+                "overdue": sid in st.overdue,
+                "overdue_seconds": (
+                    round(now - s.deadline, 3)
+                    if s.deadline is not None and sid in st.overdue
+                    else None
+                ),
+            }
+        )
+    items.sort(key=lambda h: (not h["overdue"], not h["major"], h["deadline"] or ""))
+    return items
+
+
+def detail(
+    st: DistrictState, now: datetime, tz: ZoneInfo, period: Period | None = None
+) -> dict[str, Any]:
+    """What ``GET /api/v1/districts/{district}`` shows."""
+    ts = now.timestamp()
+    out = summary(st, ts, tz)
+    open_items = hazards(st, ts, tz)
+    out["comparisons"] = comparison_figures(st, now, tz)
+    out["open_hazards"] = open_items
+    out["overdue_hazards"] = [h for h in open_items if h["overdue"]]
+    out["open_hazards_by_category"] = st.open_hazards_by_category()
+    if period is not None:
+        out["period"] = period_figures(st, period)
+    out["definitions"] = DEFINITIONS
+    out["as_of"] = now.astimezone(UTC).isoformat()
+    return out

@@ -1,0 +1,163 @@
+"""HTTP views on the worker's web server: metrics, health, readiness and the query API."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import faust
+from aiohttp import ClientError, ClientTimeout
+from aiohttp import web as aioweb
+from faust.exceptions import SameNode
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import query
+from .errors import QueryError
+from .windows import parse_period
+
+if TYPE_CHECKING:
+    from .app import Watchfloor
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+
+
+def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:
+    return view.web.json({"error": message, **extra}, status=status)
+
+
+def register(wf: Watchfloor) -> None:
+    app = wf.app
+
+    @app.page("/metrics")
+    class Metrics(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return self.web.bytes(
+                generate_latest(wf.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+    @app.page("/health")
+    class Health(faust.web.View):
+        """Liveness: the process and its event loop answer."""
+
+        async def get(self, request: Any) -> Any:
+            return self.web.json({"status": "ok"})
+
+    @app.page("/ready")
+    class Ready(faust.web.View):
+        """Readiness: state recovered for the partitions this worker owns."""
+
+        async def get(self, request: Any) -> Any:
+            body = {
+                "ready": wf.ready,
+                "partitions": sorted(wf.assigned),
+                "districts": len(wf.engine.states),
+            }
+            return self.web.json(body, status=200 if wf.ready else 503)
+
+    @app.page(f"{API}/districts")
+    class Districts(faust.web.View):
+        """All districts' current figures, gathered from every worker."""
+
+        async def get(self, request: Any) -> Any:
+            if not wf.ready:
+                return _error(self, 503, "This worker is recovering its state; retry shortly.")
+            now = wf.clock.time()
+            local = [query.summary(st, now, wf.tz) for st in wf.engine.states.values()]
+            if request.query.get("scope") == "local":
+                return self.web.json({"districts": local})
+            districts, missing = await _gather(wf, local)
+            body: dict[str, Any] = {
+                "districts": sorted(districts, key=lambda d: d["district"]),
+                "definitions": query.DEFINITIONS,
+            }
+            if missing:
+                body["incomplete"] = missing
+            return self.web.json(body)
+
+    @app.page(f"{API}/districts/{{district}}")
+    class District(faust.web.View):
+        """One district: figures, windows, comparisons, open and overdue hazards, a period."""
+
+        async def get(self, request: Any, district: str) -> Any:
+            if district not in wf.reference.districts:
+                return _error(
+                    self,
+                    404,
+                    f"There is no district {district!r}.",
+                    known=sorted(wf.reference.districts),
+                )
+            period = None
+            spec = request.query.get("period")
+            try:
+                if spec:
+                    period = parse_period(spec, wf.tz)
+                elif "from" in request.query or "to" in request.query:
+                    first = request.query.get("from")
+                    last = request.query.get("to")
+                    if not first or not last:
+                        raise QueryError("Give both 'from' and 'to' dates (YYYY-MM-DD).")
+                    period = parse_period(f"{first}..{last}", wf.tz)
+            except QueryError as exc:
+                return _error(self, 400, str(exc))
+            if wf.engine.partition_of(district) not in wf.assigned or not wf.ready:
+                try:
+                    return await app.router.route_req(wf.table.name, district, self.web, request)
+                except SameNode:
+                    return _error(self, 503, "This worker is recovering its state; retry shortly.")
+                except (ClientError, TimeoutError, KeyError):
+                    return _error(
+                        self,
+                        503,
+                        f"The worker that holds {district!r} does not answer; retry shortly.",
+                    )
+            st = wf.engine.states.get(district) or wf.engine.new_state(district)
+            return self.web.json(query.detail(st, wf.clock.now(), wf.tz, period))
+
+
+async def _gather(
+    wf: Watchfloor, local: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The local summaries plus every other worker's, by the table's routing metadata."""
+    me = wf.settings.web_url.rstrip("/")
+    others: set[str] = set()
+    try:
+        for url in wf.app.router.tables_metadata():
+            if str(url).rstrip("/") != me:
+                others.add(str(url).rstrip("/"))
+    except KeyError:
+        pass
+    districts = list(local)
+    missing: list[str] = []
+    session = wf.app.http_client
+    for url in sorted(others):
+        try:
+            async with session.get(
+                f"{url}{API}/districts",
+                params={"scope": "local"},
+                timeout=ClientTimeout(total=5),
+            ) as resp:
+                if resp.status != 200:
+                    missing.append(url)
+                    continue
+                districts.extend((await resp.json())["districts"])
+        except (ClientError, TimeoutError, ValueError):
+            missing.append(url)
+    return districts, missing
+
+
+async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
+    """A second listener with /metrics only, when WATCHFLOOR_METRICS_PORT differs."""
+
+    async def handle(_: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(
+            body=generate_latest(wf.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    web_app = aioweb.Application()
+    web_app.router.add_get("/metrics", handle)
+    runner = aioweb.AppRunner(web_app)
+    await runner.setup()
+    await aioweb.TCPSite(runner, wf.settings.web_host, wf.settings.metrics_port).start()
+    return runner
