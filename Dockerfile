@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Watchfloor worker, simulator and tools in one image.
 #
 #   docker build -t watchfloor:0.1.0 .

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import need
 
 from streams.settings import Settings
+from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
@@ -458,6 +458,13 @@ def test_alert_rules_select_the_job_our_scrape_configs_give() -> None:
     assert jobs <= {JOB}, f"the rules select jobs {jobs}; compose and Kubernetes give {JOB!r}"
 
 
+def test_compose_prometheus_keeps_the_reference_intervals() -> None:
+    ours = load_yaml_docs(COMPOSE_DIR / "prometheus.yml")[0]["global"]
+    reference = load_yaml_docs(COMPOSE_DIR / "../prometheus/prometheus.yml")[0]["global"]
+    for key in ("scrape_interval", "scrape_timeout", "evaluation_interval"):
+        assert ours.get(key) == reference.get(key), key
+
+
 def test_compose_grafana_provisioning_reads_the_mounted_dashboards() -> None:
     grafana = compose()["services"]["grafana"]
     mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
@@ -530,6 +537,7 @@ def test_every_kubernetes_yaml_parses_with_known_kinds() -> None:
         ("apps/v1", "StatefulSet"),
         ("policy/v1", "PodDisruptionBudget"),
         ("batch/v1", "Job"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PodMonitor"),
         ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
@@ -549,6 +557,7 @@ def test_every_kustomization_reference_exists() -> None:
         "components/servicemonitor",
         "components/podmonitor",
         "components/create-topics",
+        "components/networkpolicy",
         "overlays/dev",
         "overlays/managed-kafka",
     }
@@ -791,23 +800,38 @@ def test_rendered_settings_are_accepted(rendered: dict[str, list[dict[str, Any]]
             assert any(settings.ssl_cafile.startswith(m + "/") for m in mounts)
 
 
-def test_podmonitor_component_builds_instead(tmp_path: Path) -> None:
+def build_base_with(component: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """Render the base plus one component, as an overlay that chose it would."""
     overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                # kustomize refuses absolute paths.
-                "resources": [os.path.relpath(K8S / "base", overlay)],
-                "components": [os.path.relpath(K8S / "components" / "podmonitor", overlay)],
-            }
-        ),
-        encoding="utf-8",
-    )
-    docs = kustomize_build(overlay)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize refuses absolute paths.
+        "resources": [os.path.relpath(K8S / "base", overlay)],
+        "components": [os.path.relpath(K8S / "components" / component, overlay)],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return kustomize_build(overlay)
+
+
+def test_podmonitor_component_builds_instead(tmp_path: Path) -> None:
+    docs = build_base_with("podmonitor", tmp_path)
     assert [d["kind"] for d in docs].count("PodMonitor") == 1
+    assert "ServiceMonitor" not in [d["kind"] for d in docs]
+
+
+def test_networkpolicy_component_admits_peers_on_the_worker_port(tmp_path: Path) -> None:
+    docs = build_base_with("networkpolicy", tmp_path)
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (sts,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"] for c in sts["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    assert matches(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+    (rule,) = policy["spec"]["ingress"]
+    assert {p["port"] for p in rule["ports"]} <= ports
+    peers = [f["podSelector"]["matchLabels"] for f in rule["from"] if "podSelector" in f]
+    assert any(matches(sel, pod_labels) for sel in peers), "workers could not reach each other"
 
 
 def test_rendered_objects_validate_against_kubernetes_schemas(
