@@ -94,12 +94,19 @@ def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
-        described = admin.describe_topics(list(settings.source_topics))
-        for desc in described:
-            n = len(desc.get("partitions", []))
+        # A topic just created may show no partitions for a moment: ask again.
+        while True:
+            counts = {
+                desc.get("name", desc.get("topic")): len(desc.get("partitions") or [])
+                for desc in admin.describe_topics(list(settings.source_topics))
+            }
+            if all(counts.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for name, n in counts.items():
             if n != settings.partitions:
                 raise BrokerError(
-                    f"Topic {desc['topic']} has {n} partitions but WATCHFLOOR_PARTITIONS is "
+                    f"Topic {name} has {n} partitions but WATCHFLOOR_PARTITIONS is "
                     f"{settings.partitions}; the source topics must all have the same count."
                 )
         return created

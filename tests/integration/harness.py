@@ -1,0 +1,275 @@
+"""Run real Watchfloor workers against the real broker, publish events, read figures back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.broker import ensure_topics
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TYPES = {
+    "case_filed": "watchfloor.incident.case_filed.v1",
+    "case_cleared": "watchfloor.incident.case_cleared.v1",
+    "dispute_reported": "watchfloor.dispute.reported.v1",
+    "mediation_started": "watchfloor.dispute.mediation_started.v1",
+    "dispute_resolved": "watchfloor.dispute.resolved.v1",
+    "dispute_escalated": "watchfloor.dispute.escalated.v1",
+    "patrol_completed": "watchfloor.patrol.completed.v1",
+    "hazard_found": "watchfloor.hazard.found.v1",
+    "hazard_rectified": "watchfloor.hazard.rectified.v1",
+    "hazard_verified": "watchfloor.hazard.verified.v1",
+}
+ROLE_OF_PREFIX = {"incident": "incidents", "dispute": "disputes", "patrol": "patrols",
+                  "hazard": "patrols"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def event(kind: str, district: str, subject: str, when: datetime, data: Mapping[str, Any]
+          | None = None, *, id: str | None = None, source: str = "/tests") -> dict[str, Any]:
+    """A CloudEvents document of one Watchfloor type (``kind`` is a key of TYPES)."""
+    return {
+        "specversion": "1.0",
+        "id": id or f"{subject}-{kind}-{uuid.uuid4().hex[:8]}",
+        "source": source,
+        "type": TYPES[kind],
+        "time": when.isoformat(),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "district": district,
+        "data": dict(data or {}),
+    }
+
+
+def role_of(doc: Mapping[str, Any]) -> str:
+    return ROLE_OF_PREFIX[str(doc["type"]).split(".")[1]]
+
+
+@dataclass
+class Cluster:
+    """One test's private corner of the broker: its own topics and consumer group."""
+
+    bootstrap: str
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    partitions: int = 4
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def app_id(self) -> str:
+        return f"wf-test-{self.suffix}"
+
+    def topic(self, role: str) -> str:
+        return f"test-{self.suffix}.{role}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "WATCHFLOOR_BOOTSTRAP_SERVERS": self.bootstrap,
+            "WATCHFLOOR_APP_ID": self.app_id,
+            "WATCHFLOOR_TOPIC_INCIDENTS": self.topic("incidents"),
+            "WATCHFLOOR_TOPIC_DISPUTES": self.topic("disputes"),
+            "WATCHFLOOR_TOPIC_PATROLS": self.topic("patrols"),
+            "WATCHFLOOR_TOPIC_DEADLETTER": self.topic("deadletter"),
+            "WATCHFLOOR_PARTITIONS": str(self.partitions),
+            "WATCHFLOOR_COMMIT_INTERVAL": "0.5",
+            "WATCHFLOOR_SESSION_TIMEOUT": "6",
+            "WATCHFLOOR_LOG_LEVEL": "info",
+        }
+        env.update(self.extra)
+        env.update(extra)
+        return env
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env())
+
+    def create_topics(self) -> None:
+        ensure_topics(self.settings())
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
+
+    def publish(self, docs: Iterable[Mapping[str, Any] | tuple[str, bytes | None, bytes | None]]
+                ) -> int:
+        """Produce events (documents, keyed by district) or raw (role, key, value) records."""
+        producer = self.producer()
+        futures = []
+        for item in docs:
+            if isinstance(item, tuple):
+                role, key, value = item
+            else:
+                role, key, value = (role_of(item), str(item["district"]).encode(),
+                                    orjson.dumps(item))
+            futures.append(producer.send(self.topic(role), key=key, value=value))
+        for f in futures:
+            f.get(timeout=30)
+        producer.flush()
+        producer.close()
+        return len(futures)
+
+    def read_all(self, role: str, timeout: float = 10.0) -> list[Any]:
+        """Every record of one of our topics, from the beginning, without a group."""
+        name = self.topic(role)
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=1000)
+        parts = [TopicPartition(name, p) for p in range(self.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            consumer.position(tp) < ends[tp] for tp in parts
+        ):
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        consumer.close()
+        return out
+
+
+class WorkerProcess:
+    """``watchfloor worker`` in a subprocess, as an operator would run it."""
+
+    def __init__(self, cluster: Cluster, tmp: Path, name: str = "w1", **env: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.port = free_port()
+        self.data_dir = tmp / f"data-{name}"
+        self.log_path = tmp / f"{name}.log"
+        self.env = {
+            **os.environ,
+            **cluster.env(**env),
+            "WATCHFLOOR_WEB_PORT": str(self.port),
+            "WATCHFLOOR_DATA_DIR": str(self.data_dir),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerProcess:
+        self.starts += 1
+        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child)
+        log.write(f"\n==== start {self.starts} ====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 90.0) -> float:
+        """Block until /ready answers 200; return the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if not self.alive():
+                raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
+            status, body = self.get("/ready")
+            if status == 200:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                body = resp.read()
+                status = resp.status
+                ctype = resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            body, status, ctype = err.read(), err.code, err.headers.get("Content-Type", "")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None
+        if "json" in ctype:
+            return status, orjson.loads(body)
+        return status, body.decode()
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None,
+             timeout: float = 10.0) -> tuple[int, Any]:
+        req = urllib.request.Request(self.url + path, data=body, method="POST",
+                                     headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, orjson.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return err.code, raw.decode()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics keyed by (name, sorted labels)."""
+        status, text = self.get("/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+
+def sample(metrics: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+           **labels: str) -> float | None:
+    return metrics.get((name, tuple(sorted(labels.items()))))
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.3,
+             what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
