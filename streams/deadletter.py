@@ -355,11 +355,13 @@ async def read_ledger(settings: Settings, topic: str | None = None) -> Ledger:
     )
     try:
         await consumer.start()
-        topics = await consumer.topics()
-        if name not in topics:
-            return ledger
-        partitions = sorted(consumer.partitions_for_topic(name) or ())
+        # consumer.partitions_for_topic() knows only topics the client already tracks;
+        # the full metadata has every topic (aiokafka is pinned, so its client is stable).
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = sorted(cluster.partitions_for_topic(name) or ())
         tps = [TopicPartition(name, p) for p in partitions]
+        if not tps:
+            return ledger
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
@@ -662,8 +664,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    reasons, topics = _reasons(args.reason), _split(args.source_topic)
     ledger = asyncio.run(read_ledger(settings))
-    letters = ledger.select(_reasons(args.reason), _split(args.source_topic))
+    letters = ledger.select(reasons, topics)
     summary = ledger.summary(letters, args.limit)
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
