@@ -1,4 +1,4 @@
-"""A real Prometheus server for tests: temporary config and storage, a free loopback port, query helpers."""
+"""A real Prometheus for tests: temporary config and storage, free loopback port, query helpers."""
 
 from __future__ import annotations
 
@@ -152,7 +152,9 @@ class PrometheusServer:
         for _ in range(3):
             self.port = free_port()
             config = self.workdir / "prometheus.yml"
-            config.write_text(yaml.safe_dump(self._config(rule_files), sort_keys=False))
+            config.write_text(
+                yaml.safe_dump(self._config(rule_files), sort_keys=False), encoding="utf-8"
+            )
             try:
                 self._launch(config)
                 return
@@ -221,7 +223,9 @@ class PrometheusServer:
 
     def log_tail(self, lines: int = 40) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(
+                self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            )
         except OSError:
             return "(no log)"
 
@@ -234,13 +238,15 @@ class PrometheusServer:
         copies.mkdir()
         out = []
         for path in self._rule_files:
-            doc = yaml.safe_load(path.read_text())
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
             for group in doc.get("groups", []):
                 for rule in group.get("rules", []):
                     if "alert" in rule:
                         rule["for"] = self._for_override
             target = copies / path.name
-            target.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+            target.write_text(
+                yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
             out.append(target)
         return out
 
@@ -259,7 +265,10 @@ class PrometheusServer:
             )
         if self._scrape_self:
             scrape_configs.append(
-                {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}]}
+                {
+                    "job_name": "prometheus",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}],
+                }
             )
         global_: dict[str, Any] = {
             "scrape_interval": self._scrape_interval,
@@ -290,9 +299,7 @@ class PrometheusServer:
             except ValueError:
                 raise PrometheusHarnessError(f"GET {url}: HTTP {exc.code}") from None
         if body.get("status") != "success":
-            raise PrometheusHarnessError(
-                f"GET {url}: {body.get('errorType')}: {body.get('error')}"
-            )
+            raise PrometheusHarnessError(f"GET {url}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
     def query(self, expr: str, at: float | None = None) -> list[Sample]:
@@ -304,7 +311,9 @@ class PrometheusServer:
         if data["resultType"] in ("scalar", "string"):
             return [Sample({}, float(data["result"][1]))]
         if data["resultType"] != "vector":
-            raise PrometheusHarnessError(f"{expr!r} is a {data['resultType']}, not an instant vector.")
+            raise PrometheusHarnessError(
+                f"{expr!r} is a {data['resultType']}, not an instant vector."
+            )
         return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
 
     def query_range(
@@ -368,8 +377,7 @@ class PrometheusServer:
             if time.monotonic() >= deadline:
                 hint = f" (last error: {last_error})" if last_error else ""
                 raise PrometheusHarnessError(
-                    f"Waited {timeout:.0f} s for {what}{hint}.\n"
-                    f"Prometheus log:\n{self.log_tail()}"
+                    f"Waited {timeout:.0f} s for {what}{hint}.\nPrometheus log:\n{self.log_tail()}"
                 )
             time.sleep(interval)
 
@@ -429,9 +437,7 @@ class PrometheusServer:
 
         def probe() -> list[dict[str, Any]] | None:
             groups = self.rules()
-            evaluated = all(
-                r["health"] != "unknown" for g in groups for r in g["rules"]
-            )
+            evaluated = all(r["health"] != "unknown" for g in groups for r in g["rules"])
             return groups if groups and evaluated else None
 
         return self.wait_until(probe, timeout=timeout, what="every rule to be evaluated")
@@ -481,7 +487,7 @@ class PanelQuery:
 
 def dashboard_queries(path: Path) -> Iterator[PanelQuery]:
     """Every Prometheus target of every panel (rows' nested panels included) of a dashboard."""
-    doc = json.loads(path.read_text())
+    doc = json.loads(path.read_text(encoding="utf-8"))
 
     def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for panel in panels:
