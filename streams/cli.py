@@ -16,7 +16,9 @@ from .settings import Settings
 # --help`` does not import Faust.
 COMMAND_MODULES: tuple[str, ...] = (
     "streams.worker",
+    "streams.demo",
     "streams.broker",
+    "streams.simulator",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -9,7 +9,7 @@ from enum import IntEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .events import Event, Kind
+from .events import STREAM_OF_KIND, Event, Kind
 from .windows import (
     DAY_SECONDS,
     HOUR_SECONDS,
@@ -98,6 +98,7 @@ def _never_open(flags: int) -> bool:
 
 
 CASES, DISPUTES, HAZARDS, PATROLS = range(4)
+_STREAM_INDEX: dict[Kind, int] = {k: int(stream) - 1 for k, stream in STREAM_OF_KIND.items()}
 _IS_OPEN: tuple[Callable[[int], bool], ...] = (_case_open, _dispute_open, _hazard_open, _never_open)
 _GROUP_OF_KIND: dict[Kind, int] = {
     Kind.CASE_FILED: CASES,
@@ -126,9 +127,12 @@ class DistrictState:
     """Everything Watchfloor knows about one district, updated one event at a time.
 
     Pure: no I/O and no clock of its own. Event time drives windows, lateness and
-    expiry (through the district's watermark, the latest event time seen), so replaying
-    the same events gives the same state. Only overdue depends on the wall clock, which
-    the caller passes to :meth:`tick`.
+    expiry, so replaying the same events gives the same state. Only overdue depends on
+    the wall clock, which the caller passes to :meth:`tick`.
+
+    Lateness is judged per stream (incidents, disputes, patrols): each topic is read at
+    its own pace, so a backlog of patrols must not be "late" because incidents ran
+    ahead. Expiry follows the district's overall watermark, the latest event time seen.
     """
 
     def __init__(self, district: str, tz: ZoneInfo, limits: Limits = Limits()) -> None:
@@ -138,6 +142,8 @@ class DistrictState:
         self.buckets = Buckets(tz)
         self.totals = zeros()
         self.watermark = float("-inf")
+        # Latest event time per stream (index: Stream - 1).
+        self.stream_watermarks = [float("-inf")] * 3
         # "<topic>:<partition>" -> highest offset applied: the evidence that makes a
         # replay after a crash skip what this state already counts.
         self.evidence: dict[str, int] = {}
@@ -182,7 +188,8 @@ class DistrictState:
     def apply(self, ev: Event) -> Outcome:
         """Count one event; say whether it counted, repeated a transition, or came too late."""
         ts = ev.ts
-        if ts < self.watermark - self.limits.grace:
+        stream = _STREAM_INDEX[ev.kind]
+        if ts < self.stream_watermarks[stream] - self.limits.grace:
             self.late_total += 1
             return Outcome.TOO_LATE
         s = self._handlers[ev.kind](ev)
@@ -192,10 +199,12 @@ class DistrictState:
         group = _GROUP_OF_KIND[ev.kind]
         if not _IS_OPEN[group](s.flags):
             heapq.heappush(self._closings, (s.last, group, ev.subject))
-        if ts > self.watermark:
-            self.watermark = ts
-            if ts >= self.next_expiry:
-                self.expire()
+        if ts > self.stream_watermarks[stream]:
+            self.stream_watermarks[stream] = ts
+            if ts > self.watermark:
+                self.watermark = ts
+                if ts >= self.next_expiry:
+                    self.expire()
         self.version += 1
         return Outcome.COUNTED
 
@@ -484,6 +493,9 @@ class DistrictState:
             "buckets": self.buckets.to_snapshot(),
             "totals": self.totals,
             "watermark": None if self.watermark == float("-inf") else self.watermark,
+            "stream_watermarks": [
+                None if w == float("-inf") else w for w in self.stream_watermarks
+            ],
             "evidence": self.evidence,
             "cases": [s.to_row(k) for k, s in self.cases.items()],
             "disputes": [s.to_row(k) for k, s in self.disputes.items()],
@@ -509,6 +521,9 @@ class DistrictState:
         totals = list(snap["totals"])
         st.totals = totals + [0] * (N_MEASURES - len(totals))
         st.watermark = float("-inf") if snap["watermark"] is None else snap["watermark"]
+        st.stream_watermarks = [
+            float("-inf") if w is None else w for w in snap["stream_watermarks"]
+        ]
         st.evidence = dict(snap["evidence"])
         st.cases = dict(Subject.from_row(r) for r in snap["cases"])
         st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])

@@ -247,3 +247,13 @@ def test_snapshot_round_trip_keeps_everything(st: DistrictState) -> None:
     # Overdue is rebuilt from the open hazards and the clock.
     back.tick(T0 + 2 * H)
     assert set(back.overdue) == {"h1"} and back.overdue_major == 1
+
+
+def test_lateness_is_judged_per_stream(st: DistrictState) -> None:
+    # Incidents were read up to now; a backlog of patrol events from two days ago is
+    # not late, because the patrols topic has its own pace.
+    st.apply(ev(Kind.CASE_FILED, "c1", T0 + 2 * D, category="theft"))
+    assert st.apply(ev(Kind.PATROL_COMPLETED, "p1", T0, ended=T0)) is Outcome.COUNTED
+    assert st.apply(found("h1", T0 + 60, deadline=T0 + D)) is Outcome.COUNTED
+    # Within one stream the grace still holds.
+    assert st.apply(ev(Kind.CASE_FILED, "c0", T0, category="theft")) is Outcome.TOO_LATE

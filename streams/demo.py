@@ -1,0 +1,159 @@
+"""``watchfloor demo``: local broker, topics, a worker, Prometheus and the simulator, in one go."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .broker import ensure_topics, kafkactl, local_broker_port, missing_tools
+from .errors import BrokerError
+from .settings import PROJECT_ROOT, Settings
+
+PROMETHEUS_PORT = 9090
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def ensure_broker(settings: Settings) -> bool:
+    """Start the local broker when the configured one is local and silent; True if started."""
+    port = local_broker_port(settings)
+    if port is None:
+        return False  # an existing cluster: the user runs it
+    if _answers("127.0.0.1", port):
+        return False
+    problem = missing_tools()
+    if problem:
+        raise BrokerError(problem)
+    print(f"Starting the local Apache Kafka broker on 127.0.0.1:{port} "
+          "(the first start downloads its jars from Maven Central)...", flush=True)
+    kafkactl("start", port)
+    return True
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+    )
+
+
+def start_prometheus(settings: Settings, workdir: Path) -> subprocess.Popen[bytes] | None:
+    """A real Prometheus scraping the worker with the project's rules, if one is installed."""
+    binary = shutil.which("prometheus")
+    if binary is None or _answers("127.0.0.1", PROMETHEUS_PORT):
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    rules = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"rule_files:\n  - {rules}/*.yml\n"
+        "scrape_configs:\n  - job_name: watchfloor\n    static_configs:\n"
+        f"      - targets: ['{settings.web_host}:{settings.web_port}']\n"
+    )
+    log = open(workdir / "prometheus.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    started_broker = ensure_broker(settings)
+    created = ensure_topics(settings)
+    if created:
+        print(f"Created topics: {', '.join(created)}")
+    workdir = Path(settings.data_dir) / "demo"
+    worker = start_worker(settings, workdir / "worker.log")
+    prometheus = None if args.no_prometheus else start_prometheus(settings, workdir / "prometheus")
+    url = settings.web_url
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(url):
+            if worker.poll() is not None:
+                print(f"The worker stopped; see {workdir / 'worker.log'}", file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print(f"The worker is not ready after 2 minutes; see {workdir / 'worker.log'}",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print(f"""
+Watchfloor demo is running. Look at:
+  district figures   {url}/metrics   (e.g. watchfloor_rolling_cases_filed)
+  query API          {url}/api/v1/districts   and   {url}/api/v1/districts/jinshui
+  readiness          {url}/ready""")
+        if prometheus is not None:
+            print(f"  Prometheus         http://127.0.0.1:{PROMETHEUS_PORT}/alerts "
+                  "(overdue hazards fire within minutes)")
+        print(f"  worker log         {workdir / 'worker.log'}")
+        print("The simulator publishes a week of history now, then live events. Ctrl-C stops.\n",
+              flush=True)
+        return asyncio.run(_simulate(settings, args))
+    finally:
+        _terminate(worker)
+        if prometheus is not None:
+            _terminate(prometheus)
+        if started_broker and not args.keep_broker:
+            port = local_broker_port(settings)
+            if port is not None:
+                with contextlib.suppress(BrokerError):
+                    kafkactl("stop", port)
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from .simulator import run_demo_stream
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    summary = await run_demo_stream(settings, rate=args.rate, seed=args.seed, stop_event=stop)
+    print(f"\nSimulator stopped: {summary}")
+    return 0
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "demo", help="local broker + worker + Prometheus + simulator, ready in a minute"
+    )
+    p.add_argument("--rate", type=float, default=20.0, help="live events per second (20)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
+    p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    p.add_argument("--keep-broker", action="store_true",
+                   help="leave the local broker running afterwards")
+    p.set_defaults(func=_demo)
