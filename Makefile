@@ -1,0 +1,36 @@
+# The two commands of the README, and the steps they share.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install lint bench clean
+
+## make demo: local Kafka broker + worker + Prometheus + simulator (Ctrl-C stops)
+demo: install
+	deploy/local/setup.sh demo
+	$(BIN)/watchfloor demo
+
+## make test: unit tests, then integration tests against a real broker and Prometheus
+test: install
+	deploy/local/setup.sh test
+	$(BIN)/pytest -v --durations=15
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+lint: install
+	$(BIN)/ruff check streams tests
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m tests.benchmarks.bench
+
+clean:
+	-deploy/kafka/kafkactl stop
+	rm -rf $(VENV) .watchfloor deploy/kafka/.run
