@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -323,7 +323,10 @@ class Ledger:
                 {"reason": reason, "source_topic": topic, "pending": 0, "replayed": 0},
             )
             row["replayed" if replayed else "pending"] += n
-        latest = deque(letters, maxlen=max(limit, 0)) if limit else deque()
+        # Partitions are read in no particular order; the dead-letter topic's own
+        # timestamps say which came last.
+        by_time = sorted(letters, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+        latest = by_time[-limit:] if limit > 0 else []
         return {
             "topic": self.topic,
             "records": self.records,

@@ -1,0 +1,309 @@
+"""Publishing and dead letters against a real Kafka broker: what lands where, byte for byte."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams import deadletter, publish
+from streams.errors import BrokerError
+from streams.events import KIND_OF_TYPE, STREAM_OF_KIND
+from streams.kafka import client_kwargs, district_partition
+from streams.settings import Settings
+from streams.validation import load_schemas
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, unique: str) -> Iterator[Settings]:
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_incidents=f"it-{unique}.incidents",
+        topic_disputes=f"it-{unique}.disputes",
+        topic_patrols=f"it-{unique}.patrols",
+        topic_deadletter=f"it-{unique}.deadletter",
+        partitions=PARTITIONS,
+    )
+    asyncio.run(create_topics(s, [*s.source_topics, s.topic_deadletter]))
+    yield s
+
+
+async def create_topics(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def read_all(settings: Settings, topic: str) -> list[Any]:
+    """Every record of a topic, up to its end now, without a consumer group."""
+    # auto_offset_reset must agree with seek_to_beginning: with the default "latest", a
+    # reset started by assign() can land after the seek and skip everything.
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
+            batch = await consumer.getmany(timeout_ms=1000)
+            for recs in batch.values():
+                records.extend(recs)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+def examples() -> list[dict[str, Any]]:
+    files = load_schemas()
+    return [copy.deepcopy(e) for s in files.by_type.values() for e in s["examples"]]
+
+
+def topic_of_doc(settings: Settings, doc: dict[str, Any]) -> str:
+    return publish.topic_of(settings, STREAM_OF_KIND[KIND_OF_TYPE[doc["type"]]])
+
+
+# --- publish ----------------------------------------------------------------------------
+
+
+def test_publish_sends_the_good_lines_and_only_them(settings: Settings, tmp_path: Path) -> None:
+    good = examples()
+    naive = copy.deepcopy(good[0])
+    naive["time"] = "2026-04-12T09:30:00"
+    wrong = copy.deepcopy(good[1])
+    wrong["district"] = "atlantis"
+    lines = [orjson.dumps(d) for d in good]
+    lines[3:3] = [b"{not json", orjson.dumps(naive), b"", orjson.dumps(wrong)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+
+    parser = argparse.ArgumentParser()
+    publish.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["publish", str(path)])
+    assert args.func(args, settings) == 1, "some lines were rejected"
+
+    landed: dict[str, list[Any]] = {
+        t: asyncio.run(read_all(settings, t)) for t in settings.source_topics
+    }
+    assert sum(len(v) for v in landed.values()) == len(good)
+    by_id = {orjson.loads(r.value)["id"]: (t, r) for t, recs in landed.items() for r in recs}
+    assert set(by_id) == {d["id"] for d in good}
+    for doc in good:
+        topic, record = by_id[doc["id"]]
+        assert topic == topic_of_doc(settings, doc)
+        assert record.value == orjson.dumps(doc), "the line's bytes, untouched"
+        assert record.key == doc["district"].encode()
+        assert record.partition == district_partition(doc["district"], PARTITIONS)
+        assert ("content-type", b"application/cloudevents+json; charset=utf-8") in record.headers
+
+
+def test_publish_report_lists_rejections(settings: Settings) -> None:
+    good = examples()[:3]
+    bad = copy.deepcopy(good[0])
+    del bad["data"]
+    stream = io.BytesIO(
+        b"\n".join([orjson.dumps(good[0]), orjson.dumps(bad), *map(orjson.dumps, good[1:])])
+    )
+    report = asyncio.run(publish.publish_stream(stream, settings))
+    assert report.sent == 3 and not report.failed
+    assert [(r.line, r.reason, r.field) for r in report.rejected] == [(2, "schema", "data")]
+
+
+def test_publish_refuses_missing_topics(kafka_bootstrap: str, unique: str) -> None:
+    s = Settings(bootstrap_servers=kafka_bootstrap, topic_incidents=f"absent-{unique}")
+    with pytest.raises(BrokerError, match=f"absent-{unique}"):
+        asyncio.run(publish.publish_stream(io.BytesIO(orjson.dumps(examples()[0])), s))
+    assert f"absent-{unique}" not in asyncio.run(publish.existing_topics(s)), "never auto-created"
+
+
+# --- dead letters: write, list, replay --------------------------------------------------
+
+REJECTED_AT = datetime(2026, 4, 12, 2, 0, tzinfo=UTC)
+
+
+def letter_for(
+    settings: Settings, doc: dict[str, Any], reason: str, offset: int, topic: str | None = None
+) -> deadletter.DeadLetter:
+    source = topic or topic_of_doc(settings, doc)
+    return deadletter.build_dead_letter(
+        key=doc["district"].encode(),
+        value=orjson.dumps(doc),
+        headers=[
+            ("content-type", b"application/cloudevents+json"),
+            ("traceparent", b"00-aa-bb-01"),
+        ],
+        reason=reason,
+        error=f"{reason}: a sentence naming the field.",
+        source_topic=source,
+        source_partition=district_partition(doc["district"], PARTITIONS),
+        source_offset=offset,
+        source_timestamp_ms=1775959200000,
+        rejected_at=REJECTED_AT,
+        worker="http://127.0.0.1:6066",
+    )
+
+
+async def write_letters(
+    settings: Settings, letters: list[deadletter.DeadLetter]
+) -> list[tuple[int, int]]:
+    async with publish.kafka_producer(settings) as producer:
+        writer = deadletter.DeadLetterWriter(producer, settings.topic_deadletter)
+        return [await writer.write(x) for x in letters]
+
+
+def run_dlq(
+    settings: Settings, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, Any]:
+    parser = argparse.ArgumentParser()
+    deadletter.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["dlq", *argv])
+    code = args.func(args, settings)
+    out = capsys.readouterr().out
+    return code, json.loads(out) if "--json" in argv else out
+
+
+def test_dlq_list_and_replay_round_trip(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = examples()
+    hazard = next(d for d in docs if d["type"] == "watchfloor.hazard.found.v1")
+    filed = next(d for d in docs if d["type"] == "watchfloor.incident.case_filed.v1")
+    posted = next(d for d in docs if d["type"] == "watchfloor.dispute.escalated.v1")
+    first = letter_for(settings, hazard, "unknown_district", 41)
+    letters = [
+        first,
+        letter_for(settings, filed, "schema", 7),
+        first,  # the same dead letter written twice (a worker crashed before committing)
+        letter_for(settings, posted, "unknown_district", 0, topic=deadletter.HTTP_SOURCE),
+    ]
+    written = asyncio.run(write_letters(settings, letters))
+    assert len(written) == 4
+
+    # Written untouched, with every wf-* header.
+    stored = asyncio.run(read_all(settings, settings.topic_deadletter))
+    assert len(stored) == 4
+    sample = next(r for r in stored if r.value == orjson.dumps(filed))
+    assert sample.key == filed["district"].encode()
+    names = [k for k, _ in sample.headers]
+    assert names[:2] == ["content-type", "traceparent"]
+    assert {
+        "wf-reason",
+        "wf-error",
+        "wf-source-topic",
+        "wf-source-partition",
+        "wf-source-offset",
+        "wf-source-timestamp",
+        "wf-rejected-at",
+        "wf-worker",
+    } <= set(names)
+
+    code, summary = run_dlq(settings, ["list", "--json"], capsys)
+    assert code == 0
+    assert (summary["records"], summary["dead_letters"], summary["duplicates"]) == (4, 3, 1)
+    assert summary["by_reason"] == {"schema": 1, "unknown_district": 2}
+    assert summary["by_source_topic"] == {
+        settings.topic_patrols: 1,
+        settings.topic_incidents: 1,
+        "http": 1,
+    }
+
+    code, summary = run_dlq(settings, ["list", "--reason", "schema", "--json"], capsys)
+    assert summary["dead_letters"] == 1 and summary["latest"][0]["reason"] == "schema"
+
+    # A dry run sends nothing.
+    code, plan = run_dlq(
+        settings, ["replay", "--reason", "unknown_district", "--dry-run", "--json"], capsys
+    )
+    assert code == 0 and plan["replayed_count"] == 2
+    assert asyncio.run(read_all(settings, settings.topic_patrols)) == []
+
+    code, report = run_dlq(settings, ["replay", "--reason", "unknown_district", "--json"], capsys)
+    assert code == 0 and report["replayed_count"] == 2, "the letter written twice is replayed once"
+    patrols = asyncio.run(read_all(settings, settings.topic_patrols))
+    disputes = asyncio.run(read_all(settings, settings.topic_disputes))
+    assert len(patrols) == 1 and len(disputes) == 1  # the HTTP one goes by its type
+    copy_ = patrols[0]
+    assert copy_.value == orjson.dumps(hazard) and copy_.key == b"jinshui"
+    assert copy_.partition == district_partition("jinshui", PARTITIONS)
+    headers = dict(copy_.headers)
+    assert headers["content-type"] == b"application/cloudevents+json"
+    assert headers["traceparent"] == b"00-aa-bb-01"
+    assert not set(headers) & deadletter.DEAD_LETTER_HEADERS
+    assert headers["wf-replayed-from"] == (
+        f"{settings.topic_patrols}/{district_partition('jinshui', PARTITIONS)}/41".encode()
+    )
+    assert headers["wf-replay-count"] == b"1"
+    assert asyncio.run(read_all(settings, settings.topic_incidents)) == [], "schema was not chosen"
+
+    # Replaying again does nothing: the markers say it was done.
+    code, again = run_dlq(settings, ["replay", "--reason", "unknown_district", "--json"], capsys)
+    assert again["replayed_count"] == 0 and again["already_replayed"] == 2
+    assert len(asyncio.run(read_all(settings, settings.topic_patrols))) == 1
+
+    # The replayed copy fails again; the worker dead-letters it with its headers kept.
+    second = deadletter.build_dead_letter(
+        key=copy_.key,
+        value=copy_.value,
+        headers=copy_.headers,
+        reason="unknown_district",
+        error="district jinshui is not a district in the reference data.",
+        source_topic=settings.topic_patrols,
+        source_partition=copy_.partition,
+        source_offset=copy_.offset,
+        source_timestamp_ms=copy_.timestamp,
+        rejected_at=datetime.now(UTC),
+        worker="http://127.0.0.1:6066",
+    )
+    asyncio.run(write_letters(settings, [second]))
+    code, summary = run_dlq(settings, ["list", "--json"], capsys)
+    assert summary["dead_letters"] == 4 and summary["replayed"] == 2
+    assert summary["second_failures"] == 1
+    assert summary["latest"][0]["second_failure_of"] == headers["wf-replayed-from"].decode()
+    code, text = run_dlq(settings, ["list"], capsys)
+    assert "failed again" in text and "unknown_district" in text
+
+    # --include-replayed redoes them, and the new copy counts its replays.
+    code, report = run_dlq(
+        settings, ["replay", "--reason", "unknown_district", "--include-replayed", "--json"], capsys
+    )
+    assert report["replayed_count"] == 3
+    patrols = asyncio.run(read_all(settings, settings.topic_patrols))
+    counts = sorted(dict(r.headers)["wf-replay-count"] for r in patrols)
+    assert counts == [b"1", b"1", b"2"]
+
+
+def test_dlq_list_of_a_missing_topic_is_empty(
+    kafka_bootstrap: str, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Settings(bootstrap_servers=kafka_bootstrap, topic_deadletter=f"nothing-{unique}")
+    code, summary = run_dlq(s, ["list", "--json"], capsys)
+    assert code == 0 and summary["records"] == 0 and summary["dead_letters"] == 0
