@@ -307,3 +307,51 @@ def test_dlq_list_of_a_missing_topic_is_empty(
     s = Settings(bootstrap_servers=kafka_bootstrap, topic_deadletter=f"nothing-{unique}")
     code, summary = run_dlq(s, ["list", "--json"], capsys)
     assert code == 0 and summary["records"] == 0 and summary["dead_letters"] == 0
+
+
+# --- HTTP ingest logic over a real producer -------------------------------------------
+
+
+def test_ingest_sends_and_dead_letters_through_kafka(settings: Settings) -> None:
+    from streams import ingest
+    from streams.clock import SystemClock
+    from streams.reference import load_reference
+    from streams.settings import Secret
+    from streams.validation import EventValidator
+
+    token = ingest.new_token()
+    entry = {
+        "name": "grid",
+        "sha256": ingest.hash_token(token),
+        "districts": ["*"],
+        "types": ["watchfloor.hazard.*"],
+    }
+    s = settings.replace(ingest_tokens=Secret(json.dumps([entry])))
+    docs = [d for d in examples() if d["type"].startswith("watchfloor.hazard.")]
+    bad = copy.deepcopy(docs[0])
+    bad["data"]["deadline"] = bad["time"]
+
+    async def post() -> ingest.IngestResponse:
+        validator = EventValidator(load_reference(s.reference_file), clock=SystemClock())
+        async with publish.kafka_producer(s) as producer:
+            writer = deadletter.DeadLetterWriter(producer, s.topic_deadletter)
+            svc = ingest.IngestService(
+                validator,
+                ingest.IngestTokens.from_settings(s),
+                s,
+                publish.producer_send(producer),
+                dead_letter=writer.write,
+            )
+            return await svc.handle(f"Bearer {token}", orjson.dumps([*docs, bad]))
+
+    resp = asyncio.run(post())
+    assert resp.status == 400 and resp.body["accepted"] == [d["id"] for d in docs]
+    landed = asyncio.run(read_all(s, s.topic_patrols))
+    assert sorted(orjson.loads(r.value)["id"] for r in landed) == sorted(d["id"] for d in docs)
+    for r in landed:
+        assert r.partition == district_partition(orjson.loads(r.value)["district"], PARTITIONS)
+    [letter] = asyncio.run(read_all(s, s.topic_deadletter))
+    headers = dict(letter.headers)
+    assert headers["wf-reason"] == b"deadline_before_found"
+    assert headers["wf-source-topic"] == b"http" and headers["wf-publisher"] == b"grid"
+    assert orjson.loads(letter.value) == bad
