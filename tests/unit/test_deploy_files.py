@@ -414,6 +414,25 @@ def test_compose_dependencies_wait_for_health_and_topics() -> None:
     assert services["simulator"]["command"][0] == "simulate"
 
 
+def test_every_watchfloor_command_is_accepted_by_the_cli() -> None:
+    from streams.cli import build_parser
+
+    commands = {f"compose {n}": compose()["services"][n]["command"] for n in WATCHFLOOR_SERVICES}
+    for path, doc in k8s_file_docs():
+        if doc.get("kind") in {"StatefulSet", "Job"} and path.parts[-3] != "overlays":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                commands[f"{path.name} {container['name']}"] = container["args"]
+    assert len(commands) == len(WATCHFLOOR_SERVICES) + 2
+    parser = build_parser()
+    for where, command in commands.items():
+        argv = [interpolate(arg) for arg in command]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{where}: watchfloor {' '.join(argv)} is not a valid command")
+        assert callable(args.func), where
+
+
 def test_compose_publishes_ports_on_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
