@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ EARLIEST_TS = 946_684_800.0
 # A patrol app sends its report when the run ends; ten minutes covers queueing on the device.
 PATROL_END_SLACK_SECONDS = 600.0
 TIME_EXAMPLE = "2026-04-12T09:30:00+08:00"
+_TYPE_LIKE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 
 # Error sentences are written into dead-letter headers and logs; values are not echoed
 # into them (a publisher may have put a name where a code belongs), only their JSON type.
@@ -591,10 +593,11 @@ class EventValidator:
     def _type_problem(self, doc: dict[str, Any]) -> InvalidEvent:
         etype = doc.get("type")
         if isinstance(etype, str):
-            shown = etype if len(etype) <= 80 else etype[:77] + "..."
+            # Echo the value only when it looks like a type: sentences end up in logs.
+            shown = f"{etype!r} " if _TYPE_LIKE.match(etype) else ""
             return InvalidEvent(
                 "unknown_type",
-                f"type {shown!r} is not a Watchfloor event type; known types are "
+                f"type {shown}is not a Watchfloor event type; known types are "
                 f"{', '.join(sorted(self._entries))}.",
                 field="type",
             )

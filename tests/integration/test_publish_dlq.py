@@ -355,3 +355,31 @@ def test_ingest_sends_and_dead_letters_through_kafka(settings: Settings) -> None
     assert headers["wf-reason"] == b"deadline_before_found"
     assert headers["wf-source-topic"] == b"http" and headers["wf-publisher"] == b"grid"
     assert orjson.loads(letter.value) == bad
+
+
+def test_librdkafka_needs_murmur2_random_to_match_the_district_partition(
+    settings: Settings,
+) -> None:
+    """docs/publishing.md tells librdkafka users to set partitioner=murmur2_random: check it."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    from streams.reference import load_reference
+
+    districts = sorted(load_reference(settings.reference_file).district_codes)
+    landed: dict[str, dict[str, int]] = {}
+    for partitioner in ("murmur2_random", "consistent_random"):
+        producer = confluent_kafka.Producer(
+            {"bootstrap.servers": settings.bootstrap_servers, "partitioner": partitioner}
+        )
+        got: dict[str, int] = {}
+
+        def delivered(err: Any, msg: Any, got: dict[str, int] = got) -> None:
+            assert err is None, err
+            got[msg.key().decode()] = msg.partition()
+
+        for d in districts:
+            producer.produce(settings.topic_disputes, b"{}", key=d.encode(), on_delivery=delivered)
+        assert producer.flush(30) == 0
+        landed[partitioner] = got
+    expected = {d: district_partition(d, PARTITIONS) for d in districts}
+    assert landed["murmur2_random"] == expected
+    assert landed["consistent_random"] != expected, "librdkafka's default would mis-place them"

@@ -296,3 +296,19 @@ def test_verified_requires_new_deadline_only_when_not_rectified(files: SchemaFil
         if new_deadline:
             base["data"]["new_deadline"] = new_deadline
         assert rs.is_valid(base) is ok, (result, new_deadline)
+
+
+# --- docs/publishing.md -----------------------------------------------------------------
+
+PUBLISHING = PROJECT_ROOT / "docs" / "publishing.md"
+
+
+def test_every_event_in_the_publishing_guide_validates() -> None:
+    validator = EventValidator(load_reference(Settings().reference_file), clock=FixedClock(NOW))
+    blocks = re.findall(r"```json\n(.*?)```", PUBLISHING.read_text(), flags=re.S)
+    events = [json.loads(b) for b in blocks if '"specversion"' in b]
+    assert {e["type"] for e in events} == set(KIND_OF_TYPE), "a full example of each type"
+    for event in events:
+        validator.validate(orjson.dumps(event))
+    for block in blocks:
+        json.loads(block.replace("<64 hex digits>", "0" * 64))  # every JSON block is JSON
