@@ -8,7 +8,7 @@ import heapq
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from .reference import Reference
 
 HOUR = 3600
 DAY = 86400
+BUCKET_SECONDS = 600  # width of the generator's calendar-queue buckets
 
 # --------------------------------------------------------------------------------------
 # What a record is meant to be
@@ -666,7 +667,12 @@ class _Generator:
         self.random = self.rng.random
         self.enc = Encoder(city)
         self.local = self.enc.local
+        # A calendar queue: a heap of what is due before ``horizon``, and later entries in
+        # buckets by hour. Lifecycles run for days, so most entries wait far ahead; kept out
+        # of the heap, they cost an append instead of a sift through a deep heap.
         self.heap: list[tuple[float, int, int, Any]] = []
+        self.horizon = -math.inf
+        self.buckets: dict[int, list[tuple[float, int, int, Any]]] = {}
         self.seq = 0
         self.counters = dict.fromkeys(("cs", "dp", "hz", "pr", "xx"), 0)
         self.tag = config.tag + "-" if config.tag and not config.tag.endswith("-") else config.tag
@@ -705,7 +711,28 @@ class _Generator:
 
     def push(self, at: float, op: int, payload: Any) -> None:
         self.seq += 1
-        heapq.heappush(self.heap, (at, self.seq, op, payload))
+        if at < self.horizon:
+            heapq.heappush(self.heap, (at, self.seq, op, payload))
+        else:
+            bucket = int(at // BUCKET_SECONDS)
+            got = self.buckets.get(bucket)
+            if got is None:
+                self.buckets[bucket] = [(at, self.seq, op, payload)]
+            else:
+                got.append((at, self.seq, op, payload))
+
+    def refill(self) -> bool:
+        """Move the next bucket into the (empty) heap; False when nothing is left."""
+        if not self.buckets:
+            return False
+        bucket = int(self.horizon // BUCKET_SECONDS) if self.horizon > -math.inf else None
+        if bucket is None or bucket not in self.buckets:
+            bucket = min(self.buckets)
+        entries = self.buckets.pop(bucket)
+        heapq.heapify(entries)
+        self.heap = entries
+        self.horizon = (bucket + 1) * BUCKET_SECONDS
+        return True
 
     def subject(self, prefix: str, district: str) -> str:
         n = self.counters[prefix] = self.counters[prefix] + 1
@@ -729,8 +756,7 @@ class _Generator:
             at = ts + 900.0
         if at < not_before + 1.0:
             at = not_before + 1.0
-        self.seq += 1
-        heapq.heappush(self.heap, (at, self.seq, _EMIT, (di, kind, subject, ts, data, suffix)))
+        self.push(at, _EMIT, (di, kind, subject, ts, data, suffix))
         return at
 
     def office(self, ts: float) -> int:
@@ -1016,7 +1042,6 @@ class _Generator:
                 float(ts),
             )
         start_kind, doc = self.fresh_start(di, stream, ts)
-        kind: Kind | None = start_kind
         if reason == "empty":
             return SimRecord(at, stream, key, b"", Intent.MALFORMED, reason, None, None)
         if reason == "too_large":
@@ -1037,7 +1062,6 @@ class _Generator:
             }[stream]
             doc.pop("dataschema")
             value = orjson.dumps(doc)
-            kind = None
         elif reason == "naive_time":
             doc["time"] = doc["time"][:19]
             value = orjson.dumps(doc)
@@ -1045,7 +1069,8 @@ class _Generator:
             value = orjson.dumps(doc)
         else:  # pragma: no cover - MALFORMED_REASONS and this chain are kept in step
             raise WatchfloorError(f"No recipe for malformed reason {reason!r}.")
-        return SimRecord(at, stream, key, value, Intent.MALFORMED, reason, kind, float(ts))
+        claimed = None if reason == "unknown_type" else start_kind
+        return SimRecord(at, stream, key, value, Intent.MALFORMED, reason, claimed, float(ts))
 
     # -- main loop ------------------------------------------------------------------
 
@@ -1059,7 +1084,6 @@ class _Generator:
             self.push(self.next_start(i, start), _START, i)
         self.schedule_drill(start)
         starters = (self.start_case, self.start_dispute, self.start_hazard, self.start_patrol)
-        heap = self.heap
         heappop = heapq.heappop
         districts = self.city.districts
         cum = self.cum_weights
@@ -1079,8 +1103,10 @@ class _Generator:
             for d in districts
         ]  # fmt: skip
         emitted = 0
-        while heap and emitted < limit:
-            at, _, op, payload = heappop(heap)
+        while emitted < limit:
+            if not self.heap and not self.refill():
+                return
+            at, _, op, payload = heappop(self.heap)
             if at >= end:
                 return
             if op == _START:
@@ -1329,28 +1355,620 @@ def _shift_text(value: Any, delta: timedelta) -> Any:
     return (when + delta).isoformat()
 
 
-@dataclass
 class Tally:
     """Counts of what a run produced, by stream, intent and reason."""
 
-    by_stream: dict[str, int] = field(default_factory=dict)
-    by_intent: dict[str, int] = field(default_factory=dict)
-    by_reason: dict[str, int] = field(default_factory=dict)
-    total: int = 0
+    def __init__(self) -> None:
+        # One dict update per record: the producing loop calls this per record.
+        self.counts: dict[tuple[Stream, Intent, str | None], int] = {}
+        self.total = 0
 
     def add(self, rec: SimRecord) -> None:
         self.total += 1
-        s = STREAM_NAMES[rec.stream]
-        self.by_stream[s] = self.by_stream.get(s, 0) + 1
-        i = rec.intent.value
-        self.by_intent[i] = self.by_intent.get(i, 0) + 1
-        if rec.reason is not None:
-            self.by_reason[rec.reason] = self.by_reason.get(rec.reason, 0) + 1
+        key = (rec.stream, rec.intent, rec.reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _by(self, index: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key, n in self.counts.items():
+            part = key[index]
+            if part is None:
+                continue
+            name = STREAM_NAMES[part] if isinstance(part, Stream) else str(part)
+            out[name] = out.get(name, 0) + n
+        return dict(sorted(out.items()))
+
+    @property
+    def by_stream(self) -> dict[str, int]:
+        return self._by(0)
+
+    @property
+    def by_intent(self) -> dict[str, int]:
+        return self._by(1)
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        return self._by(2)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
-            "by_stream": dict(sorted(self.by_stream.items())),
-            "by_intent": dict(sorted(self.by_intent.items())),
-            "by_reason": dict(sorted(self.by_reason.items())),
+            "by_stream": self.by_stream,
+            "by_intent": self.by_intent,
+            "by_reason": self.by_reason,
         }
+
+
+# --------------------------------------------------------------------------------------
+# The seed document's figures as scenarios (files in seeds/scenarios/, built from here)
+# --------------------------------------------------------------------------------------
+
+
+class Scenario(NamedTuple):
+    name: str
+    records: list[SimRecord]
+    expected: dict[str, Any]
+
+
+class _Timeline:
+    """Collects a scenario's events and returns them as records in time order."""
+
+    def __init__(self, city: SimCity) -> None:
+        self.enc = Encoder(city)
+        self.local = self.enc.local
+        self.rows: list[tuple[int, int, str, Kind, str, dict[str, Any], str]] = []
+
+    def add(
+        self,
+        district: str,
+        kind: Kind,
+        subject: str,
+        ts: int,
+        data: dict[str, Any],
+        suffix: str = "",
+    ) -> None:
+        self.rows.append((ts, len(self.rows), district, kind, subject, data, suffix))
+
+    def records(self) -> list[SimRecord]:
+        out = []
+        for ts, _, district, kind, subject, data, suffix in sorted(self.rows, key=lambda r: r[:2]):
+            value = self.enc.encode(district, kind, subject, ts, data, suffix)
+            out.append(
+                SimRecord(
+                    float(ts),
+                    STREAM_OF_KIND[kind],
+                    district.encode(),
+                    value,
+                    Intent.VALID,
+                    None,
+                    kind,
+                    float(ts),
+                )
+            )
+        return out
+
+
+def _month_start(tz: ZoneInfo, year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=tz).timestamp())
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 0.0
+
+
+def _office_time(rng: random.Random, local: LocalTime, day_start: int) -> int:
+    """A time between 08:00 and 18:00 local on the day that starts at ``day_start``."""
+    return local.at_hour(day_start, 0, 8) + int(rng.random() * 10 * HOUR)
+
+
+def scenario_city_management(city: SimCity) -> Scenario:
+    """数字城管, one district, April to June 2025: found and not rectified per month."""
+    name = "city-management-2025q2"
+    district = "jinshui"
+    d = city.district(district)
+    tl = _Timeline(city)
+    local = tl.local
+    tz = city.timezone
+    rng = random.Random(20250401)
+    # month: (found, not rectified by the end, rectified in the same month, in the next, in
+    # the one after). Rectified by the end = found - not rectified.
+    plan = {
+        4: (465, 25, 370, 60, 10),
+        5: (1325, 336, 860, 129, 0),
+        6: (2084, 248, 1836, 0, 0),
+    }
+    quoted = {4: 94, 5: 73, 6: 82}
+    categories = (
+        ("other", 40),
+        ("construction", 20),
+        ("fire", 15),
+        ("road_traffic", 10),
+        ("road_collapse", 10),
+        ("gas", 5),
+    )
+    cum = _cumulative([w for _, w in categories])
+    end = _month_start(tz, 2025, 7)
+    month_start = {m: _month_start(tz, 2025, m) for m in (4, 5, 6, 7)}
+    found_month: dict[str, int] = {}
+    rectified_at: dict[str, int] = {}
+    deadlines: dict[str, int] = {}
+    n = 0
+    for month, (found, not_rectified, same, nxt, after) in plan.items():
+        assert found - not_rectified == same + nxt + after
+        lo, hi = month_start[month], month_start[month + 1]
+        days = (hi - lo) // DAY
+        subjects = []
+        for _ in range(found):
+            n += 1
+            subject = f"hz-{district}-2025q2-{n:05d}"
+            t = _office_time(rng, local, lo + int(rng.random() * days) * DAY)
+            category = categories[bisect.bisect(cum, rng.random())][0]
+            deadline = local.at_hour(t, (3, 5, 7, 10)[int(rng.random() * 4)], 18)
+            tl.add(
+                district,
+                Kind.HAZARD_FOUND,
+                subject,
+                t,
+                {
+                    "category": category,
+                    "major": False,
+                    "deadline": local.format(deadline),
+                    "responsible_unit": d.hazard_units[category],
+                    "community": d.communities[int(rng.random() * len(d.communities))],
+                    "found_by": "grid_worker" if rng.random() < 0.8 else "public_report",
+                },
+            )
+            found_month[subject] = month
+            deadlines[subject] = deadline
+            subjects.append((subject, t, category))
+        # Same-month rectifications need time left in the month.
+        early = [s for s in subjects if s[1] < hi - 2 * DAY]
+        same_month = rng.sample(early, same)
+        taken = {s[0] for s in same_month}
+        rest = [s for s in subjects if s[0] not in taken]
+        later = rng.sample(rest, nxt + after)
+        for subject, t, category in same_month:
+            tr = t + 600 + int(min(rng.expovariate(1 / (2 * DAY)), hi - t - HOUR - 600))
+            rectified_at[subject] = tr
+            tl.add(
+                district,
+                Kind.HAZARD_RECTIFIED,
+                subject,
+                tr,
+                {"responsible_unit": d.hazard_units[category]},
+            )
+        for i, (subject, _t, category) in enumerate(later):
+            target = month + 1 if i < nxt else month + 2
+            day = month_start[target] + int(rng.random() * 25) * DAY
+            tr = _office_time(rng, local, day)
+            rectified_at[subject] = tr
+            tl.add(
+                district,
+                Kind.HAZARD_RECTIFIED,
+                subject,
+                tr,
+                {"responsible_unit": d.hazard_units[category]},
+            )
+
+    def month_label(m: int) -> str:
+        return f"2025-{m:02d}"
+
+    months = []
+    for month, (found, not_rectified, *_rest) in plan.items():
+        rectified = found - not_rectified
+        as_of = {}
+        for end_month in (4, 5, 6):
+            if end_month < month:
+                continue
+            cut = month_start[end_month + 1]
+            as_of[f"end of {month_label(end_month)}"] = sum(
+                1 for s, m in found_month.items() if m == month and rectified_at.get(s, cut) < cut
+            )
+        months.append(
+            {
+                "month": month_label(month),
+                "from": local.format(month_start[month]),
+                "to": local.format(month_start[month + 1]),
+                "found": found,
+                "rectified": rectified,
+                "not_rectified": not_rectified,
+                "rectification_rate_percent": _percent(rectified, found),
+                "rectification_rate": f"{rectified}/{found}",
+                "rate_quoted_in_speech_percent": quoted[month],
+                "rectified_by": as_of,
+                "rectified_events_in_month": sum(
+                    1
+                    for t in rectified_at.values()
+                    if month_start[month] <= t < month_start[month + 1]
+                ),
+            }
+        )
+    open_at_end = [s for s in found_month if s not in rectified_at]
+    expected = {
+        "scenario": name,
+        "district": district,
+        "timezone": str(tz),
+        "end": local.format(end),
+        "definition": "cohort: of the hazards FOUND in a month, how many have a "
+        "watchfloor.hazard.rectified.v1 event by the end of the scenario",
+        "months": months,
+        "open_at_end": len(open_at_end),
+        "overdue_at_end": sum(1 for s in open_at_end if deadlines[s] < end),
+        "events": len(tl.rows),
+    }
+    return Scenario(name, tl.records(), expected)
+
+
+def scenario_cases(city: SimCity) -> Scenario:
+    """1,538 criminal cases filed from January to September 2025, 778 cleared: 50.6 %."""
+    name = "cases-2025-jan-sep"
+    district = "erqi"
+    d = city.district(district)
+    tl = _Timeline(city)
+    local = tl.local
+    tz = city.timezone
+    rng = random.Random(20250930)
+    filed_total, cleared_total = 1538, 778
+    start, end = _month_start(tz, 2025, 1), _month_start(tz, 2025, 10)
+    days = (end - start) // DAY
+    hour_cum = _cumulative(RHYTHM_INCIDENTS)
+    inc_cum = _cumulative([m.weight for m in INCIDENTS])
+    cases = []
+    for n in range(1, filed_total + 1):
+        m = INCIDENTS[bisect.bisect(inc_cum, rng.random())]
+        hour = bisect.bisect(hour_cum, rng.random())
+        t = start + int(rng.random() * days) * DAY + hour * HOUR + int(rng.random() * HOUR)
+        subject = f"cs-{district}-2025-{n:05d}"
+        u = rng.random()
+        sev = SEVERITIES[0 if u < m.severity[0] else 1 if u < m.severity[0] + m.severity[1] else 2]
+        community = d.communities[int(rng.random() * len(d.communities))]
+        tl.add(
+            district,
+            Kind.CASE_FILED,
+            subject,
+            t,
+            {
+                "category": m.code,
+                "severity": sev,
+                "community": community,
+                "location": {
+                    "lat": round(d.centre[0] + rng.gauss(0, 0.02), 3),
+                    "lon": round(d.centre[1] + rng.gauss(0, 0.025), 3),
+                },
+            },
+        )
+        cases.append((subject, t, m, community))
+    # Which cases are cleared: weighted by their category's clearance odds, exactly 778.
+    pool = list(cases)
+    cleared: dict[str, int] = {}
+    while len(cleared) < cleared_total:
+        weights = [c[2].clear_p for c in pool]
+        pick = rng.choices(range(len(pool)), weights=weights)[0]
+        subject, t, m, community = pool.pop(pick)
+        delay = rng.lognormvariate(math.log(m.clear_median_h * HOUR), 1.2)
+        if t + delay >= end - HOUR:
+            delay = (end - HOUR - t) * (0.2 + 0.7 * rng.random())
+        tc = t + max(600, int(delay))
+        cleared[subject] = tc
+        tl.add(
+            district, Kind.CASE_CLEARED, subject, tc, {"category": m.code, "community": community}
+        )
+    months = []
+    for month in range(1, 10):
+        lo, hi = _month_start(tz, 2025, month), _month_start(tz, 2025, month + 1)
+        months.append(
+            {
+                "month": f"2025-{month:02d}",
+                "filed": sum(1 for c in cases if lo <= c[1] < hi),
+                "cleared": sum(1 for t in cleared.values() if lo <= t < hi),
+            }
+        )
+    by_category: dict[str, dict[str, int]] = {}
+    for subject, _t, m, _c in cases:
+        row = by_category.setdefault(m.code, {"filed": 0, "cleared": 0})
+        row["filed"] += 1
+        row["cleared"] += subject in cleared
+    two_robberies_one_theft = {
+        k: sum(by_category.get(c, {}).get(k, 0) for c in ("robbery", "snatching", "theft"))
+        for k in ("filed", "cleared")
+    }
+    expected = {
+        "scenario": name,
+        "district": district,
+        "timezone": str(tz),
+        "from": local.format(start),
+        "to": local.format(end),
+        "filed": filed_total,
+        "cleared": cleared_total,
+        "clearance_rate_percent": _percent(cleared_total, filed_total),
+        "clearance_rate": f"{cleared_total}/{filed_total}",
+        "open_at_end": filed_total - cleared_total,
+        "months": months,
+        "by_category": dict(sorted(by_category.items())),
+        "two_robberies_one_theft": two_robberies_one_theft,
+        "events": len(tl.rows),
+    }
+    return Scenario(name, tl.records(), expected)
+
+
+def scenario_disputes(city: SimCity) -> Scenario:
+    """42 destabilising disputes found in 2025; 35 resolved (83.3 %), 3 escalated, 4 open."""
+    name = "disputes-2025"
+    district = "zhongyuan"
+    d = city.district(district)
+    tl = _Timeline(city)
+    local = tl.local
+    tz = city.timezone
+    rng = random.Random(20251201)
+    counts = {
+        "enterprise_restructuring": 5,
+        "social_security": 6,
+        "rural_stability": 8,
+        "demolition_compensation": 9,
+        "environmental_pollution": 6,
+        "unpaid_wages": 8,
+    }
+    outcomes = ["resolved"] * 35 + ["escalated"] * 3 + ["open"] * 4
+    rng.shuffle(outcomes)
+    categories = [c for c, k in counts.items() for _ in range(k)]
+    rng.shuffle(categories)
+    start, end = _month_start(tz, 2025, 1), _month_start(tz, 2025, 12)
+    last_report = _month_start(tz, 2025, 11) - 30 * DAY
+    rows = []
+    for n, (category, outcome) in enumerate(zip(categories, outcomes, strict=True), 1):
+        subject = f"dp-{district}-2025-{n:03d}"
+        t = _office_time(
+            rng, local, start + int(rng.random() * ((last_report - start) // DAY)) * DAY
+        )
+        unit = d.dispute_units[category]
+        people = int(10 + rng.random() * 40) if rng.random() < 0.3 else int(3 + rng.random() * 6)
+        tl.add(
+            district,
+            Kind.DISPUTE_REPORTED,
+            subject,
+            t,
+            {
+                "category": category,
+                "responsible_unit": unit,
+                "community": d.communities[int(rng.random() * len(d.communities))],
+                "people_involved": people,
+            },
+        )
+        # Mediation first (调处), within a few days, by the one responsible department.
+        tm = _office_time(rng, local, local.midnight(t) + (1 + int(rng.random() * 3)) * DAY)
+        tl.add(district, Kind.DISPUTE_MEDIATION_STARTED, subject, tm, {"responsible_unit": unit})
+        closed = None
+        if outcome == "resolved":
+            closed = _office_time(
+                rng, local, local.midnight(tm) + (3 + int(rng.random() * 30)) * DAY
+            )
+            tl.add(district, Kind.DISPUTE_RESOLVED, subject, closed, {"responsible_unit": unit})
+        elif outcome == "escalated":
+            closed = _office_time(
+                rng, local, local.midnight(tm) + (10 + int(rng.random() * 20)) * DAY
+            )
+            tl.add(
+                district,
+                Kind.DISPUTE_ESCALATED,
+                subject,
+                closed,
+                {"escalated_to": d.escalation[n % len(d.escalation)]},
+            )
+        assert closed is None or closed < end
+        rows.append((subject, category, outcome, people))
+    by_category: dict[str, dict[str, int]] = {}
+    for _s, category, outcome, _p in rows:
+        row = by_category.setdefault(
+            category, {"reported": 0, "resolved": 0, "escalated": 0, "open": 0}
+        )
+        row["reported"] += 1
+        row[outcome] += 1
+    expected = {
+        "scenario": name,
+        "district": district,
+        "timezone": str(tz),
+        "from": local.format(start),
+        "to": local.format(end),
+        "reported": len(rows),
+        "mediation_started": len(rows),
+        "resolved": outcomes.count("resolved"),
+        "escalated": outcomes.count("escalated"),
+        "open_at_end": outcomes.count("open"),
+        "resolution_rate_percent": _percent(outcomes.count("resolved"), len(rows)),
+        "resolution_rate": f"{outcomes.count('resolved')}/{len(rows)}",
+        "mass_disputes_10_or_more_people": sum(1 for r in rows if r[3] >= 10),
+        "by_category": dict(sorted(by_category.items())),
+        "events": len(tl.rows),
+    }
+    return Scenario(name, tl.records(), expected)
+
+
+def scenario_overdue_week(city: SimCity) -> Scenario:
+    """A week of hazards in two districts; a known set goes overdue at known times."""
+    name = "overdue-week"
+    districts = ("guancheng", "huiji")
+    tl = _Timeline(city)
+    local = tl.local
+    rng = random.Random(20250303)
+    t0 = int(datetime(2025, 3, 3, 8, 0, tzinfo=city.timezone).timestamp())
+    t_end = t0 + 7 * DAY
+    cats = [m.code for m in HAZARDS]
+    hazards: list[dict[str, Any]] = []
+    counter = dict.fromkeys(districts, 0)
+
+    def found(
+        district: str, group: str, t: int, deadline: int, major: bool = False
+    ) -> dict[str, Any]:
+        d = city.district(district)
+        counter[district] += 1
+        subject = f"hz-{district}-wk-{counter[district]:03d}"
+        category = cats[int(rng.random() * len(cats))]
+        tl.add(
+            district,
+            Kind.HAZARD_FOUND,
+            subject,
+            t,
+            {
+                "category": category,
+                "major": major,
+                "deadline": local.format(deadline),
+                "responsible_unit": d.hazard_units[category],
+                "community": d.communities[int(rng.random() * len(d.communities))],
+                "found_by": ("patrol", "inspection", "grid_worker")[int(rng.random() * 3)],
+            },
+        )
+        h = {
+            "subject": subject,
+            "district": district,
+            "group": group,
+            "major": major,
+            "found": t,
+            "deadline": deadline,
+            "rectified": None,
+            "reopened": None,
+            "first_deadline": deadline,
+            "unit": d.hazard_units[category],
+        }
+        hazards.append(h)
+        return h
+
+    def rectify(h: dict[str, Any], t: int) -> None:
+        h["rectified"] = t
+        tl.add(
+            h["district"], Kind.HAZARD_RECTIFIED, h["subject"], t, {"responsible_unit": h["unit"]}
+        )
+
+    def day_time(day: int) -> int:
+        return _office_time(rng, local, t0 + day * DAY - 8 * HOUR)
+
+    for k, district in enumerate(districts):
+        for _ in range(30):  # A: rectified before the deadline, never overdue
+            t = day_time(int(rng.random() * 5))
+            h = found(district, "on_time", t, local.at_hour(t, 2 + int(rng.random() * 5), 18))
+            rectify(h, min(t + int((h["deadline"] - t) * (0.1 + 0.8 * rng.random())), t_end - HOUR))
+        for _ in range(5):  # B: overdue for a while, rectified late within the week
+            t = day_time(int(rng.random() * 3))
+            h = found(district, "late", t, local.at_hour(t, 1 + int(rng.random() * 2), 18))
+            rectify(
+                h, h["deadline"] + HOUR + int(rng.random() * (t_end - h["deadline"] - 2 * HOUR))
+            )
+        for j in range(4):  # C: overdue from the deadline on, still overdue at the end
+            t = day_time(int(rng.random() * 3))
+            found(district, "overdue_open", t, local.at_hour(t, 1 + j % 3, 18), major=j == 0)
+        # E: rectified in time, then the look-back visit (回头看) finds it not done and sets
+        # a new deadline just after the end of the week.
+        t = day_time(0)
+        h = found(district, "reopened", t, local.at_hour(t, 3, 18))
+        rectify(h, local.at_hour(t, 2, 10))
+        h["reopened"] = day_time(6)
+        h["deadline"] = t_end + (15 + 5 * k) * 60
+        tl.add(
+            district,
+            Kind.HAZARD_VERIFIED,
+            h["subject"],
+            h["reopened"],
+            {"result": "not_rectified", "new_deadline": local.format(h["deadline"])},
+        )
+        for _ in range(10):  # F: open, deadline far ahead
+            t = day_time(int(rng.random() * 7))
+            found(district, "open_far", t, local.at_hour(t, 30 + int(rng.random() * 30), 18))
+    # D: found on the last day, never rectified, deadlines 2, 4, ... 12 minutes after the
+    # end of the week, alternating between the districts; the first of each is major.
+    for drill in range(1, 7):
+        district = districts[(drill - 1) % 2]
+        t = t_end - (7 - drill) * 20 * 60 if drill < 6 else t_end
+        found(district, "goes_overdue_after_replay", t, t_end + drill * 120, major=drill in (1, 4))
+    assert max(r[0] for r in tl.rows) == t_end
+
+    def overdue_at(h: dict[str, Any], t: int) -> bool:
+        if h["found"] > t:
+            return False
+        if h["reopened"] is not None and h["reopened"] <= t:
+            return bool(h["deadline"] < t)  # the look-back visit's new deadline
+        if h["rectified"] is not None and h["rectified"] <= t:
+            return False
+        return bool(h["first_deadline"] < t)
+
+    checkpoints = []
+    for offset in (
+        DAY,
+        3 * DAY,
+        5 * DAY,
+        6 * DAY + 12 * HOUR,
+        7 * DAY,
+        7 * DAY + 180,
+        7 * DAY + 300,
+        7 * DAY + 540,
+        7 * DAY + 780,
+        7 * DAY + 960,
+        7 * DAY + 1260,
+        7 * DAY + 3600,
+    ):
+        t = t0 + offset
+        row: dict[str, Any] = {"offset_seconds": offset, "time": local.format(t)}
+        for district in districts:
+            mine = [h for h in hazards if h["district"] == district and overdue_at(h, t)]
+            row[district] = {
+                "overdue": len(mine),
+                "overdue_major": sum(1 for h in mine if h["major"]),
+            }
+        checkpoints.append(row)
+    listed = []
+    for h in hazards:
+        if h["group"] in ("on_time", "open_far"):
+            continue
+        if h["group"] == "late":
+            start, until = h["deadline"], h["rectified"]
+        else:
+            start, until = h["deadline"], None
+        listed.append(
+            {
+                "subject": h["subject"],
+                "district": h["district"],
+                "group": h["group"],
+                "major": h["major"],
+                "deadline": local.format(start),
+                "overdue_from_offset_seconds": start - t0,
+                "overdue_until_offset_seconds": until - t0 if until is not None else None,
+            }
+        )
+    listed.sort(key=lambda x: (x["overdue_from_offset_seconds"], x["subject"]))
+    groups: dict[str, int] = {}
+    for h in hazards:
+        groups[h["group"]] = groups.get(h["group"], 0) + 1
+    expected = {
+        "scenario": name,
+        "districts": list(districts),
+        "timezone": str(city.timezone),
+        "first_event": local.format(t0),
+        "last_event": local.format(t_end),
+        "definition": "overdue at t: found by t, not rectified by t (or reopened by a "
+        "not_rectified look-back visit by t), and its current deadline before t",
+        "groups": dict(sorted(groups.items())),
+        "overdue_hazards": listed,
+        "never_overdue": sorted(
+            h["subject"] for h in hazards if h["group"] in ("on_time", "open_far")
+        ),
+        "checkpoints": checkpoints,
+        "events": len(tl.rows),
+    }
+    return Scenario(name, tl.records(), expected)
+
+
+SCENARIOS = {
+    "city-management-2025q2": scenario_city_management,
+    "cases-2025-jan-sep": scenario_cases,
+    "disputes-2025": scenario_disputes,
+    "overdue-week": scenario_overdue_week,
+}
+
+
+def build_scenario(name: str, city: SimCity) -> Scenario:
+    """Build a scenario from the reference city (deterministic: fixed seeds and dates)."""
+    try:
+        builder = SCENARIOS[name]
+    except KeyError:
+        raise SettingsError(
+            f"There is no scenario {name!r} (known: {', '.join(SCENARIOS)})."
+        ) from None
+    return builder(city)

@@ -26,10 +26,12 @@ from .reference import load_reference
 from .settings import PROJECT_ROOT, Settings
 from .simulation import (
     MALFORMED_REASONS,
+    SCENARIOS,
     SimCity,
     SimConfig,
     SimRecord,
     Tally,
+    build_scenario,
     city_from_reference,
     format_utc,
     generate_events,
@@ -41,6 +43,8 @@ from .simulation import (
 
 SCENARIO_DIR = PROJECT_ROOT / "seeds" / "scenarios"
 SCENARIO_EVENTS = "events.jsonl"
+# Scenario files above this size are kept gzipped (deterministically: mtime 0).
+SCENARIO_GZIP_ABOVE = 512 * 1024
 
 # The demo (``watchfloor demo`` and ``simulate run`` without options): a week of history
 # at once, so that 24 h and 7 d windows are full, then a live stream; a few hazards
@@ -153,22 +157,45 @@ def shifted(records: Iterable[SimRecord], first_at: float) -> Iterator[SimRecord
 # --------------------------------------------------------------------------------------
 
 
+def _events_file(folder: Path) -> Path | None:
+    for candidate in (folder / SCENARIO_EVENTS, folder / (SCENARIO_EVENTS + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def scenario_names(directory: Path = SCENARIO_DIR) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.iterdir() if (p / SCENARIO_EVENTS).is_file())
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and _events_file(p))
 
 
 def scenario_file(name: str, directory: Path = SCENARIO_DIR) -> Path:
-    path = directory / name / SCENARIO_EVENTS
-    if not path.is_file():
+    """The events of a scenario: ``events.jsonl`` or ``events.jsonl.gz``."""
+    path = _events_file(directory / name)
+    if path is None:
         known = ", ".join(scenario_names(directory)) or "none"
         raise SettingsError(f"There is no scenario {name!r} (known: {known}).")
     return path
 
 
+def write_scenario(name: str, city: SimCity, directory: Path = SCENARIO_DIR) -> Path:
+    """(Re)write a scenario's ``events.jsonl`` and ``expected.json`` from its builder."""
+    scenario = build_scenario(name, city)
+    folder = directory / name
+    folder.mkdir(parents=True, exist_ok=True)
+    size = sum(len(record_to_line(r)) + 1 for r in scenario.records)
+    plain, packed = folder / SCENARIO_EVENTS, folder / (SCENARIO_EVENTS + ".gz")
+    target, other = (packed, plain) if size > SCENARIO_GZIP_ABOVE else (plain, packed)
+    write_records(scenario.records, target)
+    other.unlink(missing_ok=True)
+    expected = orjson.dumps(scenario.expected, option=orjson.OPT_INDENT_2) + b"\n"
+    (folder / "expected.json").write_bytes(expected)
+    return target
+
+
 def load_expected(name: str, directory: Path = SCENARIO_DIR) -> dict[str, Any]:
-    path = scenario_file(name, directory).with_name("expected.json")
+    path = directory / name / "expected.json"
     data = orjson.loads(path.read_bytes())
     if not isinstance(data, dict):
         raise WatchfloorError(f"{path} must hold a JSON object.")
@@ -305,7 +332,9 @@ class RecordProducer:
         self._builders: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
         self._inflight: list[tuple[asyncio.Future[Any], str, int]] = []
-        self._partition_of: dict[tuple[bytes, int], int] = {}
+        # Per stream: topic, its partition count, and the partition of each key seen.
+        self._routes: dict[Stream, tuple[str, int, dict[bytes, int]]] = {}
+        self._last: SimRecord | None = None
         self.summary = ProduceSummary()
 
     async def start(self) -> None:
@@ -313,6 +342,9 @@ class RecordProducer:
         from aiokafka.errors import KafkaError
 
         self.partitions = await ensure_topics(self.settings, self.topics.values())
+        self._routes = {
+            stream: (topic, self.partitions[topic], {}) for stream, topic in self.topics.items()
+        }
         self._producer = AIOKafkaProducer(
             **client_kwargs(self.settings),
             acks=self.acks,
@@ -331,11 +363,10 @@ class RecordProducer:
     def add(self, rec: SimRecord) -> bool:
         """Append a record to its partition's batch; True when a batch is full and must
         be sent (await :meth:`send_full`) before more records are added."""
-        topic = self.topics[rec.stream]
-        n = self.partitions[topic]
-        part = self._partition_of.get((rec.key, n))
+        topic, n, partition_of = self._routes[rec.stream]
+        part = partition_of.get(rec.key)
         if part is None:
-            part = self._partition_of[(rec.key, n)] = district_partition(rec.key.decode(), n)
+            part = partition_of[rec.key] = district_partition(rec.key.decode(), n)
         if rec.reason == "wrong_partition" and n > 1:
             part = (part + 1) % n
         tp = (topic, part)
@@ -351,9 +382,7 @@ class RecordProducer:
                     f"{MAX_BATCH_BYTES} bytes."
                 )
         self.summary.tally.add(rec)
-        if self.summary.first_at is None:
-            self.summary.first_at = rec.at
-        self.summary.last_at = rec.at
+        self._last = rec
         return bool(self._full)
 
     async def send_full(self) -> None:
@@ -395,6 +424,8 @@ class RecordProducer:
 
     async def close(self) -> ProduceSummary:
         """Send what is open, wait for every receipt, stop the client."""
+        if self._last is not None:
+            self.summary.last_at = self._last.at
         try:
             if self._producer is not None:
                 await self.flush()
@@ -436,6 +467,8 @@ async def produce_records(
                         await asyncio.wait_for(stop.wait(), wait)
             if stop.is_set():
                 break
+            if n == 1:
+                producer.summary.first_at = rec.at
             if producer.add(rec):
                 await producer.send_full()
             if n % 4096 == 0:
@@ -635,6 +668,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--shift-to", default=None, help="now, now-7d or RFC 3339 (default: as recorded)"
     )
     sc.add_argument("--output", default=None, help="write JSON lines here instead of producing")
+    sc.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rewrite seeds/scenarios/NAME/ (events and expected figures) from the builder",
+    )
     sc.set_defaults(func=_cmd_scenario)
 
     ref = sub.add_parser("reference", help="write a synthetic city for benchmarks")
@@ -738,6 +776,12 @@ def _cmd_scenario(args: argparse.Namespace, settings: Settings) -> int:
     if args.name == "list":
         for name in scenario_names():
             print(name)
+        return 0
+    if args.rebuild:
+        city = load_city(PROJECT_ROOT / "seeds" / "reference" / "city.json")
+        names = list(SCENARIOS) if args.name == "all" else [args.name]
+        for name in names:
+            print(f"simulate: wrote {write_scenario(name, city)}", file=sys.stderr)
         return 0
     records = _replay_records(scenario_file(args.name), args.shift_to)
     if args.output is not None:
