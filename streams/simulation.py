@@ -350,7 +350,11 @@ class LocalTime:
         """POSIX time of the local midnight that starts the day of ``ts``."""
         off = self._offset(ts)[0]
         local = int(ts) + off
-        return local - local % DAY - off
+        day = local - local % DAY
+        if self.fixed is not None:
+            return day - off
+        # The offset at midnight, which a DST change since then may make different.
+        return day - self._offset(day - off)[0]
 
     def at_hour(self, ts: float, days: int, hour: float) -> int:
         """``hour`` o'clock local, ``days`` days after the day of ``ts``."""
@@ -990,6 +994,13 @@ class _Generator:
         )
 
     def malformed(self, at: float, di: int) -> SimRecord:
+        rec = self._malformed(at, di)
+        # What the bytes claim, as a reader of the file would see it (nothing, for bytes
+        # that do not parse).
+        kind, ts = describe_value(rec.value)
+        return rec._replace(kind=kind, ts=ts)
+
+    def _malformed(self, at: float, di: int) -> SimRecord:
         rng = self.rng
         d = self.city.districts[di]
         reason = self.bad_reasons[bisect.bisect(self.bad_cum, rng.random())]
