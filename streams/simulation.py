@@ -1853,8 +1853,10 @@ def scenario_overdue_week(city: SimCity) -> Scenario:
         return _office_time(rng, local, t0 + day * DAY - 8 * HOUR)
 
     for k, district in enumerate(districts):
-        for _ in range(30):  # A: rectified before the deadline, never overdue
+        for j in range(30):  # A: rectified before the deadline, never overdue
             t = day_time(int(rng.random() * 5))
+            if k == 0 and j == 0:
+                t = t0  # the first event opens the week
             h = found(district, "on_time", t, local.at_hour(t, 2 + int(rng.random() * 5), 18))
             rectify(h, min(t + int((h["deadline"] - t) * (0.1 + 0.8 * rng.random())), t_end - HOUR))
         for _ in range(5):  # B: overdue for a while, rectified late within the week
@@ -1889,7 +1891,7 @@ def scenario_overdue_week(city: SimCity) -> Scenario:
         district = districts[(drill - 1) % 2]
         t = t_end - (7 - drill) * 20 * 60 if drill < 6 else t_end
         found(district, "goes_overdue_after_replay", t, t_end + drill * 120, major=drill in (1, 4))
-    assert max(r[0] for r in tl.rows) == t_end
+    assert min(r[0] for r in tl.rows) == t0 and max(r[0] for r in tl.rows) == t_end
 
     def overdue_at(h: dict[str, Any], t: int) -> bool:
         if h["found"] > t:
