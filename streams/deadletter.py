@@ -513,6 +513,18 @@ async def replay(
             report.skipped.append({"identity": plan.letter.identity, "why": plan.why_not})
     routable = [p for p in plans if p.topic is not None]
     when = now or datetime.now(UTC)
+    if routable:
+        # Producing to a topic that is gone would let the broker re-create it with the
+        # wrong number of partitions.
+        from .publish import existing_topics
+
+        present = await existing_topics(settings)
+        for plan in routable:
+            if plan.topic not in present:
+                report.skipped.append(
+                    {"identity": plan.letter.identity, "why": f"topic {plan.topic} does not exist"}
+                )
+        routable = [p for p in routable if p.topic in present]
     if dry_run:
         report.replayed = [
             {"identity": p.letter.identity, "reason": p.letter.reason, "to": p.topic}
@@ -523,19 +535,22 @@ async def replay(
         # Originals first, all confirmed, then the markers: a crash in between leaves
         # letters unmarked, and replaying them again is harmless (the engine counts a
         # transition once).
-        deliveries = []
+        sent: list[tuple[ReplayPlan, Any]] = []
         for plan in routable:
-            deliveries.append(
-                await producer.send(
+            try:
+                delivery = await producer.send(
                     plan.topic,
                     plan.letter.value,
                     key=plan.letter.key,
                     headers=list(replay_headers(plan.letter, when)),
                 )
-            )
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
+            except Exception as exc:  # refused at once: too large, no metadata, closed
+                report.skipped.append({"identity": plan.letter.identity, "why": f"Kafka: {exc}"})
+                continue
+            sent.append((plan, delivery))
+        results = await asyncio.gather(*(d for _, d in sent), return_exceptions=True)
         markers = []
-        for plan, result in zip(routable, results, strict=True):
+        for (plan, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 report.skipped.append({"identity": plan.letter.identity, "why": f"Kafka: {result}"})
                 continue

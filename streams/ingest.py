@@ -34,6 +34,7 @@ TOKEN_PREFIX = "wf_"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENTRY_KEYS = {"name", "sha256", "districts", "types"}
+_CODE_LIKE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 RETRY_AFTER_SECONDS = 5
 
 Headers = Sequence[tuple[str, bytes]]
@@ -337,14 +338,14 @@ class IngestService:
                     outcome,
                     "district_not_allowed",
                     "district",
-                    f"This token may not send events for district {district}.",
+                    f"This token may not send events for district {_shown(district)}.",
                 )
             if isinstance(etype, str) and not token.allows_type(etype):
                 return self._deny(
                     outcome,
                     "type_not_allowed",
                     "type",
-                    f"This token may not send {etype[:80]} events.",
+                    f"This token may not send {_shown(etype)} events.",
                 )
         try:
             value = orjson.dumps(doc)
@@ -456,6 +457,11 @@ class IngestService:
             f"(index {first['index']}): {first['error']}"
         )
         return IngestResponse(status, body)
+
+
+def _shown(value: str) -> str:
+    """A value fit to repeat in an answer or a log: a code, or nothing of it."""
+    return value if _CODE_LIKE.match(value) else "(not a code)"
 
 
 def _district_of(value: bytes) -> str | None:

@@ -121,12 +121,11 @@ _offset_cache: dict[str, float] = {}
 def _offset_seconds(suffix: str) -> float:
     seconds = _offset_cache.get(suffix)
     if seconds is None:
-        seconds = (int(suffix[1:3]) * 3600 + int(suffix[4:6]) * 60) * (
-            -1 if suffix[0] == "-" else 1
-        )
+        sign = -1.0 if suffix[0] == "-" else 1.0
+        seconds = sign * (int(suffix[1:3]) * 3600 + int(suffix[4:6]) * 60)
         if len(_offset_cache) < 4096:  # offsets are few; a flood of odd ones must not grow it
             _offset_cache[suffix] = seconds
-    return float(seconds)
+    return seconds
 
 
 def rfc3339_seconds(text: str) -> float:
@@ -141,7 +140,8 @@ def rfc3339_seconds(text: str) -> float:
         naive, offset = text[:-1], 0.0
     else:
         naive = text[:-6]
-        offset = _offset_cache.get(text[-6:]) or _offset_seconds(text[-6:])
+        cached = _offset_cache.get(text[-6:])
+        offset = _offset_seconds(text[-6:]) if cached is None else cached
     try:
         moment = _fromiso(naive)
     except ValueError:

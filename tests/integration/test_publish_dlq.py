@@ -383,3 +383,22 @@ def test_librdkafka_needs_murmur2_random_to_match_the_district_partition(
     expected = {d: district_partition(d, PARTITIONS) for d in districts}
     assert landed["murmur2_random"] == expected
     assert landed["consistent_random"] != expected, "librdkafka's default would mis-place them"
+
+
+def test_replay_never_creates_a_missing_topic(
+    settings: Settings, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = examples()[0]
+    gone = f"gone-{unique}"
+    asyncio.run(
+        write_letters(settings, [letter_for(settings, doc, "wrong_partition", 3, topic=gone)])
+    )
+    code, report = run_dlq(settings, ["replay", "--all", "--json"], capsys)
+    assert code == 1 and report["replayed_count"] == 0
+    assert report["skipped"] == [
+        {
+            "identity": f"{gone}/{district_partition(doc['district'], PARTITIONS)}/3",
+            "why": f"topic {gone} does not exist",
+        }
+    ]
+    assert gone not in asyncio.run(publish.existing_topics(settings))

@@ -480,3 +480,11 @@ def test_cli_list_shows_no_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["name"] for r in rows] == ["city-police", "jinshui-grid-app"]
     full = {e["sha256"] for e in TOKENS_DOC["tokens"]}
     assert not any(r["sha256"] in full for r in rows)
+
+
+def test_refusals_do_not_echo_what_is_not_a_code(validator: EventValidator) -> None:
+    kafka = Kafka()
+    doc = ex(validator, HAZARD, district="Zhang San's street")
+    resp = post(service(validator, kafka), GRID_TOKEN, doc)
+    assert resp.status == 403
+    assert "Zhang" not in resp.body["errors"][0]["error"]

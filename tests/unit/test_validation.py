@@ -368,6 +368,12 @@ def test_time_forms_give_the_right_instant(validator: EventValidator, text: str)
     assert rfc3339_seconds(text) == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_leap_second_is_read_as_the_second_before(validator: EventValidator) -> None:
+    doc = example(validator, FILED)
+    doc["time"] = "2016-12-31T23:59:60Z"
+    assert validator.validate(orjson.dumps(doc)).ts == ts("2016-12-31T23:59:59+00:00")
+
+
 @pytest.mark.parametrize(
     "text",
     [
