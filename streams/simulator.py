@@ -306,10 +306,12 @@ async def ensure_topics(settings: Settings, topics: Iterable[str]) -> dict[str, 
 
 
 async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
-    described = await admin.describe_topics(topics)
+    # Ask for every topic: a metadata request that names a missing topic makes a broker
+    # with auto.create.topics.enable create it, with one partition.
+    described = await admin.describe_topics(None)
     counts = {}
     for entry in described:
-        if entry.get("error_code", 0) == 0 and entry.get("partitions"):
+        if entry["topic"] in topics and entry.get("error_code", 0) == 0 and entry.get("partitions"):
             counts[entry["topic"]] = len(entry["partitions"])
     return counts
 

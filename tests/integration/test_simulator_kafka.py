@@ -1,0 +1,199 @@
+"""The producing loop against a real Kafka broker: what the generator yields is what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.events import Kind, Stream
+from streams.kafka import client_kwargs, district_partition
+from streams.settings import PROJECT_ROOT, Settings
+from streams.simulation import STREAM_NAMES, SimConfig, describe_value, generate_events
+from streams.simulator import (
+    Pacer,
+    load_city,
+    produce_records,
+    read_records,
+    run_demo_stream,
+    scenario_file,
+)
+
+pytestmark = pytest.mark.broker
+
+CITY_FILE = PROJECT_ROOT / "seeds" / "reference" / "city.json"
+EPOCH = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def settings_for(bootstrap: str, unique: str, partitions: int = 4) -> Settings:
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topic_incidents=f"sim-{unique}.incidents",
+        topic_disputes=f"sim-{unique}.disputes",
+        topic_patrols=f"sim-{unique}.patrols",
+        partitions=partitions,
+    )
+
+
+def topic_of(settings: Settings, stream: Stream) -> str:
+    return {
+        Stream.INCIDENTS: settings.topic_incidents,
+        Stream.DISPUTES: settings.topic_disputes,
+        Stream.PATROLS: settings.topic_patrols,
+    }[stream]
+
+
+async def consume_all(settings: Settings, expected: int, timeout: float = 60.0) -> list[object]:
+    """Every record of the three topics, read from the beginning."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = []
+        for topic in settings.source_topics:
+            for p in sorted(
+                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+            ):
+                parts.append(TopicPartition(topic, p))
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        out: list[object] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
+            for records in batch.values():
+                out.extend(records)
+        # Nothing more than expected arrives.
+        extra = await consumer.getmany(timeout_ms=500)
+        out.extend(r for records in extra.values() for r in records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+def test_delivers_exactly_what_the_generator_yields(kafka_bootstrap: str, unique: str) -> None:
+    settings = settings_for(kafka_bootstrap, unique)
+    city = load_city(CITY_FILE)
+    config = SimConfig(
+        start=EPOCH,
+        end=EPOCH + timedelta(days=2),
+        rate=0.3,
+        seed=42,
+        late_share=0.02,
+        duplicate_share=0.02,
+        malformed_share=0.04,
+    )
+    records = list(generate_events(city, config))
+    assert 20_000 < len(records) < 200_000
+
+    summary = asyncio.run(produce_records(records, settings))
+    assert summary.failed == 0
+    per_stream = Counter(r.stream for r in records)
+    assert summary.topics == {topic_of(settings, s): n for s, n in per_stream.items()}
+    assert summary.tally.by_stream == {STREAM_NAMES[s]: n for s, n in per_stream.items()}
+
+    got = asyncio.run(consume_all(settings, len(records)))
+    assert len(got) == len(records)
+    # The same (topic, key, value) multiset, record for record.
+    sent = Counter((topic_of(settings, r.stream), r.key, r.value) for r in records)
+    received = Counter((m.topic, m.key, m.value or b"") for m in got)  # type: ignore[attr-defined]
+    assert received == sent
+    # Keys go to their district's partition (Kafka's murmur2); wrong_partition records
+    # go elsewhere, on purpose.
+    misrouted = {r.value for r in records if r.reason == "wrong_partition"}
+    assert misrouted
+    for m in got:
+        home = district_partition(m.key.decode(), 4)  # type: ignore[attr-defined]
+        if m.value in misrouted:  # type: ignore[attr-defined]
+            assert m.partition != home  # type: ignore[attr-defined]
+        else:
+            assert m.partition == home  # type: ignore[attr-defined]
+    # Within a partition, records arrive in the order the generator yielded them.
+    order = {}
+    for i, r in enumerate(records):
+        order.setdefault((topic_of(settings, r.stream), r.key, r.value), i)
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for m in sorted(got, key=lambda m: (m.topic, m.partition, m.offset)):  # type: ignore[attr-defined]
+        idx = order[(m.topic, m.key, m.value or b"")]  # type: ignore[attr-defined]
+        by_partition.setdefault((m.topic, m.partition), []).append(idx)  # type: ignore[attr-defined]
+    for indexes in by_partition.values():
+        # A duplicate maps to its original's index; drop repeats before comparing.
+        deduped = list(dict.fromkeys(indexes))
+        assert deduped == sorted(deduped)
+
+
+def test_a_scenario_replays_byte_for_byte(kafka_bootstrap: str, unique: str) -> None:
+    settings = settings_for(kafka_bootstrap, unique)
+    records = list(read_records(scenario_file("disputes-2025")))
+    summary = asyncio.run(produce_records(records, settings))
+    assert summary.delivered == len(records) == 122
+    got = asyncio.run(consume_all(settings, len(records)))
+    assert [(m.topic, m.value) for m in sorted(got, key=lambda m: m.offset)] == [  # type: ignore[attr-defined]
+        (settings.topic_disputes, r.value) for r in records
+    ]
+    assert {m.partition for m in got} == {district_partition("zhongyuan", 4)}  # type: ignore[attr-defined]
+
+
+def test_paced_records_are_not_sent_before_they_are_due(kafka_bootstrap: str, unique: str) -> None:
+    settings = settings_for(kafka_bootstrap, unique, partitions=2)
+    city = load_city(CITY_FILE)
+    now = datetime.now(UTC)
+    # Ten seconds simulated at 20x: a record due at publish time `at` must not leave
+    # before wall time now + (at - start) / 20.
+    config = SimConfig(start=now, end=now + timedelta(seconds=200), rate=5.0, seed=3)
+    records = list(generate_events(city, config))
+    assert len(records) > 100
+    origin = time.monotonic()
+    wall0 = time.time()
+    pacer = Pacer(now.timestamp(), origin, 20.0)
+    summary = asyncio.run(produce_records(records, settings, pacer=pacer))
+    elapsed = time.monotonic() - origin
+    assert summary.delivered == len(records)
+    assert 9.0 <= elapsed < 30.0
+    got = asyncio.run(consume_all(settings, len(records)))
+    due = {r.value: wall0 + (r.at - now.timestamp()) / 20.0 for r in records}
+    early = [m for m in got if m.timestamp / 1000 < due[m.value] - 0.05]  # type: ignore[attr-defined]
+    assert not early
+
+
+def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    settings = settings_for(kafka_bootstrap, unique)
+
+    async def main() -> tuple[object, float]:
+        stop = asyncio.Event()
+        started = time.time()
+        task = asyncio.create_task(
+            run_demo_stream(
+                settings, rate=3.0, seed=9, stop_event=stop, backfill=timedelta(hours=6)
+            )
+        )
+        await asyncio.sleep(8)
+        stop.set()
+        return await task, started
+
+    summary, started = asyncio.run(main())
+    assert summary.failed == 0  # type: ignore[attr-defined]
+    delivered = summary.delivered  # type: ignore[attr-defined]
+    assert delivered == summary.tally.total > 10_000  # type: ignore[attr-defined]
+    intents = summary.tally.by_intent  # type: ignore[attr-defined]
+    assert intents["late"] and intents["duplicate"] and intents["malformed"]
+    got = asyncio.run(consume_all(settings, delivered))
+    assert len(got) == delivered
+    seen = [(describe_value(m.value or b""), m.value or b"") for m in got]  # type: ignore[attr-defined]
+    times = [ts for (_, ts), _ in seen if ts is not None]
+    # History from six hours ago at once, and live records from the last seconds.
+    assert any(started - 6 * 3600 - 900 <= t < started - 5 * 3600 for t in times)
+    assert any(t >= started for t in times)
+    # The first drill hazard is found as the live part starts; its deadline is minutes away.
+    drill = [kind for (kind, ts), value in seen if b"drill" in value]
+    assert drill and set(drill) == {Kind.HAZARD_FOUND}
