@@ -24,7 +24,15 @@ def register(wf: Watchfloor) -> None:
         """Count each fetch of the source topics into the district states."""
         async for batch in stream:
             assert isinstance(batch, Batch)
-            wf.process_batch(batch)
+            try:
+                await wf.process_batch(batch)
+            except Exception as exc:
+                # Only Kafka refusing our writes gets here (bad records are dead
+                # letters, engine faults are caught per record). The batch is not
+                # acked; stop the worker so it restarts from the committed offsets
+                # rather than stalling with a hole it can never commit past.
+                log.exception("Could not write the results of a batch; stopping the worker.")
+                await app.crash(exc)
 
     @app.timer(OVERDUE_TICK_SECONDS, name="watchfloor.overdue")  # type: ignore[untyped-decorator]
     async def overdue() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -89,6 +90,7 @@ class Watchfloor:
             partitions=settings.partitions,
             limits=self.limits,
             clock=self.clock,
+            tz=self.tz,
         )
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry, list(self.topics))
@@ -247,10 +249,15 @@ class Watchfloor:
 
     # -- processing -----------------------------------------------------------------
 
-    def process_batch(self, batch: Batch) -> BatchResult | None:
-        """Count one fetch; runs without awaiting, so no rebalance can cut it in half."""
-        app = self.app
-        if batch.generation != app.consumer_generation_id or not self.ready:
+    async def process_batch(self, batch: Batch) -> BatchResult | None:
+        """Count one fetch, write its dead letters, then its state, then ack it.
+
+        Dead letters are confirmed before the journals that carry the offset evidence
+        are written: a crash in between re-reads the records (a dead letter may be
+        written twice, never lost). Everything else runs without awaiting, so a
+        rebalance cannot cut a batch in half.
+        """
+        if not self._owns(batch):
             # Fetched before a rebalance: the partitions' new owner (maybe us again,
             # after a seek to the committed offsets) reads these records again.
             return None
@@ -258,11 +265,14 @@ class Watchfloor:
         result = self.engine.process(
             (tp.topic, tp.partition, records) for tp, records in batch.parts
         )
+        if result.rejections:
+            await self._dead_letter(result)
+            if not self._owns(batch):
+                return None  # revoked meanwhile; the states were dropped with it
         before = self.store.records_written
         self.store.write(self.engine.states, result.journals)
         self.metrics.changelog_records.inc(self.store.records_written - before)
-        self._dead_letter(result)
-        consumer = batch_consumer(app)
+        consumer = batch_consumer(self.app)
         for tp, records in batch.parts:
             consumer.ack_batch(tp, records)
             self._last_offset[tp] = records[-1].offset
@@ -271,9 +281,13 @@ class Watchfloor:
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
         return result
 
-    def _dead_letter(self, result: BatchResult) -> None:
+    def _owns(self, batch: Batch) -> bool:
+        return self.ready and batch.generation == self.app.consumer_generation_id
+
+    async def _dead_letter(self, result: BatchResult) -> None:
         worker = self.settings.web_url
         rejected = self.metrics.rejected
+        pending = []
         for rej in result.rejections:
             letter = build_dead_letter(
                 key=rej.key,
@@ -288,12 +302,17 @@ class Watchfloor:
                 worker=worker,
                 rejected_at=self.clock.now(),
             )
-            # Buffered like the state's changelog: Faust flushes both before it
-            # commits the source offsets, so a rejected record is never lost.
-            self.deadletter.send_soon(
-                key=letter.key, value=letter.value, headers=list(letter.headers)
+            pending.append(
+                await self.deadletter.send(
+                    key=letter.key, value=letter.value, headers=list(letter.headers)
+                )
             )
             rejected[(rej.topic, rej.reason)].inc()
+        try:
+            await asyncio.gather(*pending)
+        except Exception:
+            self.metrics.dead_letter_errors.inc()
+            raise
 
     def _observe(self, result: BatchResult) -> None:
         m = self.metrics

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from .clock import Clock
 from .errors import InvalidEvent
@@ -12,6 +14,8 @@ from .events import Event, Stream
 from .kafka import district_partition
 from .reference import Reference
 from .state import DistrictState, Limits, Outcome
+
+log = logging.getLogger(__name__)
 
 
 class RecordLike(Protocol):
@@ -82,8 +86,10 @@ class Engine:
         partitions: int,
         limits: Limits,
         clock: Clock,
+        tz: ZoneInfo | None = None,
     ) -> None:
         self.reference = reference
+        self.tz = tz or reference.timezone
         self.validator = validator
         self.topics = topics
         self.partitions = partitions
@@ -99,21 +105,11 @@ class Engine:
         return p
 
     def new_state(self, district: str) -> DistrictState:
-        return DistrictState(district, self.reference.timezone, self.limits)
-
-    def state(self, district: str) -> DistrictState:
-        st = self.states.get(district)
-        if st is None:
-            st = self.states[district] = self.new_state(district)
-        return st
+        return DistrictState(district, self.tz, self.limits)
 
     def process(self, batch: Iterable[tuple[str, int, Sequence[RecordLike]]]) -> BatchResult:
         """Validate and count the records of one batch, grouped by topic-partition."""
         result = BatchResult()
-        validate = self.validator.validate
-        partition_of = self.partition_of
-        states = self.states
-        journals = result.journals
         for topic, partition, records in batch:
             stream = self.topics[topic]
             tp_key = f"{topic}:{partition}"
@@ -122,72 +118,83 @@ class Engine:
             result.received[topic] = result.received.get(topic, 0) + len(records)
             for rec in records:
                 try:
-                    ev = validate(rec.value, stream)
-                except InvalidEvent as exc:
-                    result.rejections.append(
-                        _reject(topic, partition, rec, exc.reason, exc.message)
-                    )
-                    continue
-                district = ev.district
-                if partition_of(district) != partition:
+                    counted += self._one(result, topic, partition, tp_key, stream, rec, times)
+                except Exception as exc:  # a bug must not lose the record or stop the worker
+                    log.exception("Engine failed on %s[%d]@%d", topic, partition, rec.offset)
                     result.rejections.append(
                         _reject(
                             topic,
                             partition,
                             rec,
-                            "wrong_partition",
-                            f"The record is in partition {partition} but district "
-                            f"{district!r} belongs in partition {partition_of(district)}: "
-                            "key records by their district code.",
-                            district,
-                        )
-                    )
-                    continue
-                st = states.get(district)
-                if st is None:
-                    st = states[district] = self.new_state(district)
-                applied = st.evidence.get(tp_key, -1)
-                if rec.offset <= applied:
-                    result.replayed += 1
-                    continue
-                st.evidence[tp_key] = rec.offset
-                journal = journals.get(district)
-                if journal is None:
-                    journal = journals[district] = Journal()
-                outcome = st.apply(ev)
-                if outcome is Outcome.COUNTED:
-                    journal.rows.append(ev.to_journal())
-                    times.append(ev.ts)
-                    counted += 1
-                elif outcome is Outcome.DUPLICATE:
-                    journal.dup += 1
-                    result.rejections.append(
-                        _reject(
-                            topic,
-                            partition,
-                            rec,
-                            "duplicate",
-                            f"Subject {ev.subject!r} already had this transition "
-                            f"({ev.kind.name.lower()}); it is counted once.",
-                            district,
-                        )
-                    )
-                else:
-                    journal.late += 1
-                    result.rejections.append(
-                        _reject(
-                            topic,
-                            partition,
-                            rec,
-                            "too_late",
-                            f"time {ev.time.isoformat()} is more than "
-                            f"{self.limits.grace / 3600:g} h before the latest event of district "
-                            f"{district!r}; it is counted as too late.",
-                            district,
+                            "internal_error",
+                            f"Watchfloor failed on this record: {exc!r}"[:500],
                         )
                     )
             result.counted[topic] = result.counted.get(topic, 0) + counted
         return result
+
+    def _one(
+        self,
+        result: BatchResult,
+        topic: str,
+        partition: int,
+        tp_key: str,
+        stream: Stream,
+        rec: RecordLike,
+        times: list[float],
+    ) -> int:
+        """Validate and apply one record; return 1 if it counted."""
+        try:
+            ev = self.validator.validate(rec.value, stream)
+        except InvalidEvent as exc:
+            result.rejections.append(_reject(topic, partition, rec, exc.reason, exc.message))
+            return 0
+        district = ev.district
+        expected = self.partition_of(district)
+        if expected != partition:
+            result.rejections.append(
+                _reject(
+                    topic,
+                    partition,
+                    rec,
+                    "wrong_partition",
+                    f"The record is in partition {partition} but district {district!r} "
+                    f"belongs in partition {expected}: key records by their district code.",
+                    district,
+                )
+            )
+            return 0
+        st = self.states.get(district)
+        if st is None:
+            st = self.states[district] = self.new_state(district)
+        if rec.offset <= st.evidence.get(tp_key, -1):
+            result.replayed += 1
+            return 0
+        st.evidence[tp_key] = rec.offset
+        journal = result.journals.get(district)
+        if journal is None:
+            journal = result.journals[district] = Journal()
+        outcome = st.apply(ev)
+        if outcome is Outcome.COUNTED:
+            journal.rows.append(ev.to_journal())
+            times.append(ev.ts)
+            return 1
+        if outcome is Outcome.DUPLICATE:
+            journal.dup += 1
+            message = (
+                f"Subject {ev.subject!r} already had this transition "
+                f"({ev.kind.name.lower()}); it is counted once."
+            )
+            result.rejections.append(_reject(topic, partition, rec, "duplicate", message, district))
+            return 0
+        journal.late += 1
+        message = (
+            f"time {ev.time.isoformat()} is more than {self.limits.grace / 3600:g} h before "
+            f"the latest {stream.name.lower()} event of district {district!r}; it is counted "
+            "as too late."
+        )
+        result.rejections.append(_reject(topic, partition, rec, "too_late", message, district))
+        return 0
 
     def tick(self) -> int:
         """Move hazards past their deadline into the overdue sets; return how many moved."""

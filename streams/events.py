@@ -75,6 +75,7 @@ REASONS: tuple[str, ...] = (
     "wrong_partition",
     "duplicate",
     "too_late",
+    "internal_error",
 )
 
 
