@@ -11,9 +11,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,93 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.3,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Truth:
+    """What a scripted stream must add up to, per district, computed by construction."""
+
+    filed: Counter[str] = field(default_factory=Counter)
+    cleared: Counter[str] = field(default_factory=Counter)
+    found: Counter[str] = field(default_factory=Counter)
+    rectified: Counter[str] = field(default_factory=Counter)
+    reported: Counter[str] = field(default_factory=Counter)
+    resolved: Counter[str] = field(default_factory=Counter)
+    patrols: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+
+    def open_cases(self, d: str) -> int:
+        return self.filed[d] - self.cleared[d]
+
+    def open_hazards(self, d: str) -> int:
+        return self.found[d] - self.rectified[d]
+
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in (self.filed, self.cleared, self.found,
+                                              self.rectified, self.reported, self.resolved,
+                                              self.patrols))
+
+
+def scripted_stream(districts: list[str], per_district: int, now: datetime,
+                    seed: int = 1) -> tuple[list[dict[str, Any]], Truth]:
+    """A realistic mix whose true figures are known: every lifecycle opens before it
+    closes, times rise within a district over the last 20 hours, and about 1 % of the
+    events are exact repeats (same id), which must be counted once."""
+    import random
+
+    rng = random.Random(seed)
+    truth = Truth()
+    docs: list[dict[str, Any]] = []
+    span = 20 * 3600.0
+    for d in districts:
+        step = span / per_district
+        t0 = now - timedelta(seconds=span)
+        open_cases: list[str] = []
+        open_hazards: list[str] = []
+        open_disputes: list[str] = []
+        for i in range(per_district):
+            when = t0 + timedelta(seconds=i * step)
+            r = rng.random()
+            if r < 0.25:
+                sid = f"{d}-case-{i}"
+                docs.append(event("case_filed", d, sid, when,
+                                  {"category": "theft", "severity": "minor"}))
+                open_cases.append(sid)
+                truth.filed[d] += 1
+            elif r < 0.35 and open_cases:
+                sid = open_cases.pop(rng.randrange(len(open_cases)))
+                docs.append(event("case_cleared", d, sid, when))
+                truth.cleared[d] += 1
+            elif r < 0.6:
+                sid = f"{d}-hz-{i}"
+                docs.append(event("hazard_found", d, sid, when, {
+                    "category": "fire", "major": rng.random() < 0.1,
+                    "deadline": (when + timedelta(days=3)).isoformat(),
+                    "responsible_unit": f"{d}-fire-brigade"}))
+                open_hazards.append(sid)
+                truth.found[d] += 1
+            elif r < 0.75 and open_hazards:
+                sid = open_hazards.pop(rng.randrange(len(open_hazards)))
+                docs.append(event("hazard_rectified", d, sid, when))
+                truth.rectified[d] += 1
+            elif r < 0.85:
+                sid = f"{d}-dp-{i}"
+                docs.append(event("dispute_reported", d, sid, when, {
+                    "category": "neighbourhood", "responsible_unit": f"{d}-mediation"}))
+                open_disputes.append(sid)
+                truth.reported[d] += 1
+            elif r < 0.9 and open_disputes:
+                sid = open_disputes.pop(rng.randrange(len(open_disputes)))
+                docs.append(event("dispute_resolved", d, sid, when))
+                truth.resolved[d] += 1
+            else:
+                sid = f"{d}-pt-{i}"
+                docs.append(event("patrol_completed", d, sid, when, {
+                    "team": f"{d}-pt01",
+                    "started_at": (when - timedelta(hours=2)).isoformat(),
+                    "ended_at": when.isoformat(), "area": f"{d}-s1", "findings": 0}))
+                truth.patrols[d] += 1
+            if rng.random() < 0.01:
+                docs.append(dict(docs[-1]))  # an exact repeat: same id, same subject
+                truth.duplicates[d] += 1
+    return docs, truth
