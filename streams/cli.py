@@ -19,6 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.demo",
     "streams.broker",
     "streams.simulator",
+    "streams.publish",
+    "streams.deadletter",
+    "streams.ingest",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -12,7 +13,9 @@ from faust.exceptions import SameNode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import query
+from .deadletter import DeadLetter
 from .errors import QueryError
+from .ingest import IngestService, IngestTokens
 from .windows import parse_period
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any
 
 def register(wf: Watchfloor) -> None:
     app = wf.app
+    ingest = _ingest_service(wf)
+    body_limit = wf.settings.ingest_max_body_bytes
 
     @app.page("/metrics")
     class Metrics(faust.web.View):
@@ -55,6 +60,21 @@ def register(wf: Watchfloor) -> None:
                 "districts": len(wf.engine.states),
             }
             return self.web.json(body, status=200 if wf.ready else 503)
+
+    @app.page(f"{API}/events")
+    class Events(faust.web.View):
+        """HTTP ingest for publishers that cannot speak Kafka (docs/publishing.md)."""
+
+        async def post(self, request: Any) -> Any:
+            # One byte over the limit is enough to answer 413 without reading it all.
+            body = await request.content.read(body_limit + 1)
+            answer = await ingest.handle(request.headers.get("Authorization"), body)
+            return self.web.bytes(
+                answer.json(),
+                content_type="application/json",
+                status=answer.status,
+                headers=answer.headers,
+            )
 
     @app.page(f"{API}/districts")
     class Districts(faust.web.View):
@@ -114,6 +134,28 @@ def register(wf: Watchfloor) -> None:
                     )
             st = wf.engine.states.get(district) or wf.engine.new_state(district)
             return self.web.json(query.detail(st, wf.clock.now(), wf.tz, period))
+
+
+def _ingest_service(wf: Watchfloor) -> IngestService:
+    """The ingest logic with Faust's producer behind it; a bad tokens file stops start-up."""
+    producer = wf.app.producer
+
+    async def send(
+        topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        delivered = await producer.send(topic, key, value, None, None, list(headers))
+        await delivered
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        delivered = await wf.deadletter.send(
+            key=letter.key, value=letter.value, headers=list(letter.headers)
+        )
+        await delivered
+
+    tokens = IngestTokens.from_settings(wf.settings, wf.reference)
+    return IngestService(
+        wf.validator, tokens, wf.settings, send, dead_letter=dead_letter, clock=wf.clock
+    )
 
 
 async def _gather(
