@@ -669,7 +669,7 @@ def command_centre() -> Json:
                     "escalated",
                 ),
                 target(
-                    f'sum(district_window:watchfloor_rolling_disputes_reported:max{{window="24h",{D}}}) offset 7d',
+                    f'sum(district_window:watchfloor_rolling_disputes_reported:max{{window="24h",{D}}} offset 7d)',
                     "reported, week before",
                 ),
             ],
@@ -689,7 +689,7 @@ def command_centre() -> Json:
                     "rectified",
                 ),
                 target(
-                    f'sum(district_window:watchfloor_rolling_hazards_found:max{{window="24h",{D}}}) offset 7d',
+                    f'sum(district_window:watchfloor_rolling_hazards_found:max{{window="24h",{D}}} offset 7d)',
                     "found, week before",
                 ),
             ],

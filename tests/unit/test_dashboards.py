@@ -69,7 +69,7 @@ def design_metrics() -> frozenset[str]:
 
 @cache
 def recorded_metrics() -> frozenset[str]:
-    names = set()
+    names: set[str] = set()
     for path in RULES_DIR.glob("*.yml"):
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             names.update(r["record"] for r in group["rules"] if "record" in r)
@@ -251,7 +251,7 @@ def test_every_dashboard_metric_is_in_the_catalogue_or_a_recording_rule(path: Pa
 
 
 def test_every_rule_reads_only_catalogue_metrics() -> None:
-    unknown = set()
+    unknown: set[str] = set()
     for path in RULES_DIR.glob("*.yml"):
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             for rule in group["rules"]:
