@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
+    PLATFORM_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import (
@@ -141,6 +143,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, topics: Sequence[str]) -> None:
         self.registry = registry
         r = registry
+        # process_resident_memory_bytes and friends, for the on-call dashboard.
+        ProcessCollector(registry=r)
+        r.register(PLATFORM_COLLECTOR)
         self.events_received = Counter(
             "watchfloor_events_received",
             "Records read from the source topics",

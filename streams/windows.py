@@ -182,15 +182,17 @@ class Buckets:
         return out
 
     def rolling(self, now: float) -> dict[str, list[int]]:
-        """Counts in each rolling window ending at ``now`` (see :data:`WINDOWS`).
+        """Counts in each rolling window that ends with the 5-minute slot holding ``now``.
 
-        The windows nest, so each one adds only the stretch the shorter one lacks.
+        Ending at the slot's end keeps an event stamped this very second inside the
+        window; the windows nest, so each one adds only the stretch the shorter one lacks.
         """
         out: dict[str, list[int]] = {}
         acc = zeros()
-        prev_lo = now
+        end = rolling_end(now)
+        prev_lo = end
         for label, length in sorted(WINDOWS.items(), key=lambda kv: kv[1]):
-            lo = now - length
+            lo = end - length
             self._total_into(acc, lo, prev_lo)
             out[label] = list(acc)
             prev_lo = lo
@@ -460,10 +462,16 @@ def comparisons(now: datetime, tz: ZoneInfo) -> list[Comparison]:
     ]
 
 
+def rolling_end(now: float) -> float:
+    """Where rolling windows end: the end of the 5-minute slot holding ``now``."""
+    return (now // SLOT_SECONDS + 1) * SLOT_SECONDS
+
+
 def rolling_bounds(now: float) -> Iterator[tuple[str, float, float]]:
-    """(label, lo, hi) of each rolling window ending now."""
+    """(label, lo, hi) of each rolling window ending with the current slot."""
+    end = rolling_end(now)
     for label, length in WINDOWS.items():
-        yield label, now - length, now
+        yield label, end - length, end
 
 
 def sum_vectors(vectors: Iterable[list[int]]) -> list[int]:

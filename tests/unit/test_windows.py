@@ -19,6 +19,7 @@ from streams.windows import (
     Buckets,
     comparisons,
     parse_period,
+    rolling_bounds,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -73,11 +74,12 @@ def test_rolling_equals_total_over_each_window() -> None:
     b, times = filled(7)
     roll = b.rolling(NOW)
     assert set(roll) == set(WINDOWS)
-    for label, length in WINDOWS.items():
-        assert roll[label] == b.total(NOW - length, NOW)
-    # At slot precision the 1 h window holds the events of the last hour.
-    lo = -(-(NOW - HOUR_SECONDS) // SLOT_SECONDS) * SLOT_SECONDS
-    assert roll["1h"][0] == brute(times, lo, NOW + SLOT_SECONDS)
+    for label, lo, hi in rolling_bounds(NOW):
+        assert roll[label] == b.total(lo, hi)
+    # The windows end with the current 5-minute slot: the 1 h window holds the events
+    # of the twelve slots up to and including the one holding NOW.
+    end = (NOW // SLOT_SECONDS + 1) * SLOT_SECONDS
+    assert roll["1h"][0] == brute(times, end - HOUR_SECONDS, end)
 
 
 def test_categories_by_day() -> None:
