@@ -1019,11 +1019,11 @@ def pipeline_health() -> Json:
             "Time since the last record read",
             [
                 target(
-                    f"time() - max by (topic) (watchfloor_last_event_timestamp_seconds{{{INST_TOPIC}}})",
+                    f"time() - max by (topic) (watchfloor_last_event_timestamp_seconds{{{INST_TOPIC}}} > 0)",
                     "{{topic}}",
                 )
             ],
-            description="Wall-clock time since any worker last read a record of each topic. High on a quiet topic is normal; high with lag is a stall.",
+            description="Wall-clock time since any worker last read a record of each topic (topics never read are left out). High on a quiet topic is normal; high with lag is a stall.",
             unit="s",
         ),
         row("Lag and latency"),

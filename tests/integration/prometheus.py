@@ -82,7 +82,18 @@ class PrometheusServer:
     end-to-end test sees an alert fire without waiting the production duration; the
     expressions are untouched. Storage lives in a temporary directory removed on stop.
 
-    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with PrometheusServer(["127.0.0.1:6066", "127.0.0.1:6067"], for_override="0s") as prom:
+            prom.wait_for_targets_up()
+            alert = prom.wait_for_alert(
+                "WatchfloorOverdueMajorHazard", labels={"district": "jinshui"}
+            )
+            for q in dashboard_queries(DASHBOARDS_DIR / "command-centre.json"):
+                prom.query(grafana_expr(q.expr, {"district": ".*", "window": "24h"}))
+
+    ``WATCHFLOOR_TEST_KEEP_PROMETHEUS=1`` keeps the temporary directory (config, rules,
+    log) after stop, for a post-mortem.
     """
 
     def __init__(
