@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import subprocess
@@ -66,8 +67,9 @@ def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-    from .kafka import client_kwargs
+    from .kafka import check_connection, client_kwargs
 
+    asyncio.run(check_connection(settings, timeout=timeout))
     names = [*settings.source_topics, settings.topic_deadletter]
     deadline = time.monotonic() + timeout
     while True:

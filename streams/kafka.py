@@ -77,3 +77,55 @@ def faust_credentials(settings: Settings) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+async def check_connection(settings: Settings, timeout: float = 15.0) -> str:
+    """Open one authenticated connection to a bootstrap server, or say plainly why not.
+
+    Kafka clients report a refused password as "unable to bootstrap" after a timeout;
+    asking one server directly turns it into a sentence a person can act on. Returns the
+    server that answered.
+    """
+    import asyncio
+
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError, SaslAuthenticationFailed
+
+    from .errors import BrokerError
+
+    kwargs: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if settings.sasl_enabled:
+        kwargs.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password.reveal(),
+        )
+    problems: list[str] = []
+    for server in settings.bootstrap_list:
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), **kwargs), timeout)
+        except SaslAuthenticationFailed as exc:
+            why = exc.args[0] if exc.args else "authentication failed"
+            raise BrokerError(
+                f"Kafka at {server} refused the credentials of user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {why}. "
+                "Check WATCHFLOOR_SASL_USERNAME and WATCHFLOOR_SASL_PASSWORD."
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise BrokerError(
+                f"The TLS certificate of Kafka at {server} could not be verified "
+                f"({exc.verify_message}); set WATCHFLOOR_SSL_CAFILE to the CA that signed it."
+            ) from None
+        except (OSError, KafkaError, TimeoutError) as exc:
+            problems.append(f"{server}: {exc or type(exc).__name__}")
+            continue
+        conn.close()
+        return server
+    raise BrokerError(
+        f"No Kafka broker answers ({'; '.join(problems)}); check WATCHFLOOR_BOOTSTRAP_SERVERS "
+        f"and WATCHFLOOR_SECURITY_PROTOCOL ({settings.security_protocol})."
+    )

@@ -14,11 +14,17 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     """Start a worker in this process and block until it stops; SIGTERM stops it cleanly."""
+    import asyncio
+
     from faust.worker import Worker
 
     from .app import Watchfloor
+    from .kafka import check_connection
     from .web import serve_metrics_port
 
+    # Before Faust starts: a refused password or an unknown CA becomes one sentence and
+    # exit status 2 here, instead of retries and tracebacks there.
+    asyncio.run(check_connection(settings))
     wf = Watchfloor(settings)
     if settings.metrics_port and settings.metrics_port != settings.web_port:
 
