@@ -62,6 +62,32 @@ def kafka_bootstrap() -> Iterator[str]:
             subprocess.run([str(KAFKACTL), "stop"], env=env, capture_output=True, timeout=120)
 
 
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_bootstrap: str) -> dict[str, str]:
+    """The SASL_SSL listener of the same broker: address, CA file and a SCRAM user.
+
+    The project's broker opens it two ports above the plain one, with the user created
+    at format time (``kafkactl``: KAFKA_SASL_PORT, KAFKA_SASL_USERS). For a broker you
+    run, set WATCHFLOOR_TEST_SASL_BOOTSTRAP, WATCHFLOOR_TEST_SASL_CAFILE,
+    WATCHFLOOR_TEST_SASL_USERNAME and WATCHFLOOR_TEST_SASL_PASSWORD.
+    """
+    if os.environ.get("WATCHFLOOR_TEST_BOOTSTRAP"):
+        bootstrap = os.environ.get("WATCHFLOOR_TEST_SASL_BOOTSTRAP", "")
+        cafile = os.environ.get("WATCHFLOOR_TEST_SASL_CAFILE", "")
+        user = os.environ.get("WATCHFLOOR_TEST_SASL_USERNAME", "watchfloor")
+        password = os.environ.get("WATCHFLOOR_TEST_SASL_PASSWORD", "watchfloor-secret")
+    else:
+        port = int(kafka_bootstrap.rpartition(":")[2])
+        bootstrap = f"127.0.0.1:{port + 2}"
+        cafile = str(KAFKACTL.parent / ".run" / str(port) / "tls" / "ca.pem")
+        user, password = "watchfloor", "watchfloor-secret"
+    need(bool(bootstrap) and Path(cafile).is_file(),
+         "no SASL_SSL listener is configured for the test broker")
+    host, _, port_s = bootstrap.rpartition(":")
+    need(_port_open(host, int(port_s)), f"nothing answers at the SASL_SSL listener {bootstrap}")
+    return {"bootstrap": bootstrap, "cafile": cafile, "username": user, "password": password}
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic names and app ids, so tests never share state."""
