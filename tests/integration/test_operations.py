@@ -1,0 +1,97 @@
+"""Operations: readiness only after recovery, clean SIGTERM, JSON logs, build info."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import orjson
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+from kafka.structs import TopicPartition
+
+from streams import __version__
+
+from .harness import Cluster, WorkerProcess, sample, scripted_stream, wait_for
+
+TZ = ZoneInfo("Asia/Shanghai")
+DISTRICTS = ["jinshui", "erqi", "zhongyuan", "guancheng", "huiji", "gaoxin"]
+
+
+def filed_total(w: WorkerProcess) -> float:
+    return sum(v for (name, _), v in w.metrics().items() if name == "watchfloor_cases_filed_total")
+
+
+def test_ready_only_after_recovery_with_correct_figures(cluster: Cluster, workers) -> None:
+    docs, truth = scripted_stream(DISTRICTS, per_district=2500, now=datetime.now(TZ), seed=11)
+    cluster.publish(docs)
+    w = workers()
+    w.wait_ready()
+    wait_for(lambda: filed_total(w) == sum(truth.filed.values()), what="all counted")
+    assert w.stop() == 0
+    w.start()
+    # Poll as fast as the worker answers: before readiness it must say 503, and the
+    # first 200 must come with complete figures, never a partial state.
+    answers = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status, body = w.get("/ready")
+        if status:
+            answers.append(status)
+        if status == 200:
+            break
+        time.sleep(0.05)
+    assert answers and answers[-1] == 200
+    assert 503 in answers, "the web server answers before recovery ends, and must say 503"
+    assert body["partitions"] == [0, 1, 2, 3]
+    m = w.metrics()
+    assert filed_total(w) == sum(truth.filed.values())
+    assert sample(m, "watchfloor_recovery_in_progress") == 0
+    assert sample(m, "watchfloor_ready") == 1
+    assert sample(m, "watchfloor_last_recovery_duration_seconds") > 0
+
+
+def test_sigterm_commits_and_leaves_the_group(cluster: Cluster, workers) -> None:
+    docs, truth = scripted_stream(DISTRICTS[:3], per_district=800, now=datetime.now(TZ), seed=4)
+    cluster.publish(docs)
+    w = workers()
+    w.wait_ready()
+    wait_for(lambda: filed_total(w) == sum(truth.filed.values()), what="all counted")
+    t0 = time.monotonic()
+    assert w.stop() == 0
+    assert time.monotonic() - t0 < 30
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        groups = {g["group_id"]: g for g in admin.list_groups()}
+    finally:
+        admin.close()
+    assert groups[cluster.app_id]["group_state"] == "Empty", "SIGTERM leaves the group"
+    # Read the group's commits without joining it.
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id=cluster.app_id,
+                             enable_auto_commit=False)
+    parts = [TopicPartition(cluster.topic(r), p) for r in ("incidents", "disputes", "patrols")
+             for p in range(cluster.partitions)]
+    ends = consumer.end_offsets(parts)
+    committed = {tp: consumer.committed(tp) for tp in parts}
+    consumer.close()
+    for tp in parts:
+        # An empty partition has nothing to commit.
+        assert (committed[tp] or 0) == ends[tp], f"{tp} committed up to the end"
+    # Having left the group, a new worker need not wait out the old session.
+    w.start()
+    assert w.wait_ready() < 15
+
+
+def test_json_logs_and_build_info(cluster: Cluster, workers) -> None:
+    w = workers(WATCHFLOOR_LOG_JSON="true")
+    w.wait_ready()
+    m = w.metrics()
+    info = [labels for (name, labels), v in m.items() if name == "watchfloor_build_info"]
+    assert info and dict(info[0])["version"] == __version__
+    w.stop()
+    lines = [ln for ln in w.log_path.read_text().splitlines()
+             if ln.strip() and not ln.startswith("====")]
+    parsed = [orjson.loads(ln) for ln in lines]
+    assert all({"time", "level", "logger", "message"} <= set(p) for p in parsed)
+    assert any("Recovered" in p["message"] for p in parsed)
