@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import heapq
 import math
 import random
@@ -548,6 +549,10 @@ class SimConfig:
     drill_at: datetime | None = None
     tag: str = ""  # put into every subject id, so that two runs never share ids
     max_records: int | None = None
+    # Before ``live_from``, lifecycles start at ``history_rate`` instead of ``rate``: a
+    # backfill of days at a live rate would be millions of records to read first.
+    live_from: datetime | None = None
+    history_rate: float | None = None
 
     def check(self) -> None:
         if self.start.tzinfo is None or (self.end is not None and self.end.tzinfo is None):
@@ -571,6 +576,10 @@ class SimConfig:
             raise SettingsError(
                 f"The id tag may hold letters, digits and hyphens, not {self.tag!r}."
             )
+        if self.history_rate is not None and not self.history_rate > 0:
+            raise SettingsError(f"The history rate must be positive, not {self.history_rate}.")
+        if self.live_from is not None and self.live_from.tzinfo is None:
+            raise SettingsError("The start of the live part must carry a UTC offset.")
         if self.overdue_drill < 0:
             raise SettingsError("The overdue drill cannot have a negative number of hazards.")
 
@@ -674,9 +683,9 @@ class _Generator:
         # A calendar queue: a heap of what is due before ``horizon``, and later entries in
         # buckets by hour. Lifecycles run for days, so most entries wait far ahead; kept out
         # of the heap, they cost an append instead of a sift through a deep heap.
-        self.heap: list[tuple[float, int, int, Any]] = []
+        self.heap: list[tuple[Any, ...]] = []
         self.horizon = -math.inf
-        self.buckets: dict[int, list[tuple[float, int, int, Any]]] = {}
+        self.buckets: dict[int, list[tuple[Any, ...]]] = {}
         self.seq = 0
         self.counters = dict.fromkeys(("cs", "dp", "hz", "pr", "xx"), 0)
         self.tag = config.tag + "-" if config.tag and not config.tag.endswith("-") else config.tag
@@ -695,9 +704,14 @@ class _Generator:
         self.p_dup = config.duplicate_share / valid_share
         self.p_late = self.p_dup + config.late_share / valid_share
         self.p_bad = self.p_late + config.malformed_share / valid_share
+        # Mean start rate per lifecycle kind (starts/s, city-wide, over a day), live and
+        # before the live part.
         scale = config.rate * valid_share / natural_rate(city)
-        # Mean start rate per lifecycle kind (starts/s, city-wide, over a day).
         self.mean_rate = [NATURAL_STARTS[name] * total * scale / DAY for name in _LIFECYCLES]
+        history = config.history_rate if config.history_rate is not None else config.rate
+        scale = history * valid_share / natural_rate(city)
+        self.history_mean_rate = [NATURAL_STARTS[n] * total * scale / DAY for n in _LIFECYCLES]
+        self.live_from = config.live_from.timestamp() if config.live_from is not None else -math.inf
         self.inc_cum = _cumulative([m.weight for m in INCIDENTS])
         self.dis_cum = _cumulative([m.weight for m in DISPUTES])
         self.haz_cum = _cumulative([m.weight for m in HAZARDS])
@@ -760,8 +774,33 @@ class _Generator:
             at = ts + 900.0
         if at < not_before + 1.0:
             at = not_before + 1.0
-        self.push(at, _EMIT, (di, kind, subject, ts, data, suffix))
+        self.schedule(at, di, kind, subject, ts, data, suffix)
         return at
+
+    def schedule(
+        self,
+        at: float,
+        di: int,
+        kind: Kind,
+        subject: str,
+        ts: int,
+        data: dict[str, Any],
+        suffix: str,
+    ) -> None:
+        # A flat tuple with the data already serialised: hundreds of thousands wait in
+        # the queue at once, and a dict costs three times its JSON text. Kept as str: the
+        # bytes orjson returns hold a buffer of about 4 KiB each, however short.
+        self.seq += 1
+        entry = (at, self.seq, _EMIT, di, kind, subject, ts, orjson.dumps(data).decode(), suffix)
+        if at < self.horizon:
+            heapq.heappush(self.heap, entry)
+        else:
+            bucket = int(at // BUCKET_SECONDS)
+            got = self.buckets.get(bucket)
+            if got is None:
+                self.buckets[bucket] = [entry]
+            else:
+                got.append(entry)
 
     def office(self, ts: float) -> int:
         """Move a follow-up that falls at night into the next working morning, mostly."""
@@ -1117,19 +1156,22 @@ class _Generator:
         while emitted < limit:
             if not self.heap and not self.refill():
                 return
-            at, _, op, payload = heappop(self.heap)
+            entry = heappop(self.heap)
+            at = entry[0]
             if at >= end:
                 return
+            op = entry[2]
             if op == _START:
-                i = payload
+                i = entry[3]
                 self.push(self.next_start(i, at), _START, i)
                 starters[i](min(bisect.bisect(cum, random_()), last), int(at))
                 continue
             if op == _EMIT:
-                di, kind, subject, ts, data, suffix = payload
+                _, _, _, di, kind, subject, ts, data, suffix = entry
                 code, key, stream, etype, source, schema, idsuffix = envelope[di][kind]
-                # The same document as Encoder.document, built inline: this runs per event.
-                value = dumps(
+                # The same bytes as Encoder.encode, built inline (this runs per event), with
+                # the data serialised when the event was scheduled spliced in last.
+                head = dumps(
                     {
                         "specversion": "1.0",
                         "id": subject + idsuffix + suffix,
@@ -1140,9 +1182,9 @@ class _Generator:
                         "datacontenttype": "application/json",
                         "dataschema": schema,
                         "district": code,
-                        "data": data,
                     }
                 )
+                value = head[:-1] + b',"data":' + data.encode() + b"}"
                 rec = SimRecord(at, stream, key, value, valid, None, kind, float(ts))
                 wkey = (di, stream)
                 if ts > watermark.get(wkey, -math.inf):
@@ -1156,11 +1198,11 @@ class _Generator:
                     else:
                         self.push(at + 1 + rng.random() * 120, _BAD, di)
             elif op == _DUP:
-                rec = payload._replace(at=at, intent=Intent.DUPLICATE, reason="duplicate")
+                rec = entry[3]._replace(at=at, intent=Intent.DUPLICATE, reason="duplicate")
             elif op == _LATE:
-                rec = self.late(at, *payload)
+                rec = self.late(at, *entry[3])
             else:
-                rec = self.malformed(at, payload)
+                rec = self.malformed(at, entry[3])
             emitted += 1
             yield rec
 
@@ -1171,11 +1213,14 @@ class _Generator:
         hour's end at the next hour's rate (the exponential forgets how long it waited).
         """
         rhythm = _RHYTHMS[i]
-        mean = self.mean_rate[i]
         local = self.local
+        live_from = self.live_from
         while True:
+            mean = self.mean_rate[i] if t >= live_from else self.history_mean_rate[i]
             nxt = t + self.rng.expovariate(mean * rhythm[local.hour(t)])
             boundary = local.next_hour(t)
+            if t < live_from < boundary:
+                boundary = live_from
             if nxt < boundary:
                 return nxt
             t = boundary
@@ -1202,7 +1247,7 @@ class _Generator:
                 "found_by": "inspection",
             }
             subject = f"hz-{d.code}-{self.tag}drill{n + 1:03d}"
-            self.push(float(t), _EMIT, (di, Kind.HAZARD_FOUND, subject, t, data, ""))
+            self.schedule(float(t), di, Kind.HAZARD_FOUND, subject, t, data, "")
 
 
 def drill_deadlines(city: SimCity, config: SimConfig) -> list[tuple[str, str, float]]:
@@ -1985,3 +2030,33 @@ def build_scenario(name: str, city: SimCity) -> Scenario:
             f"There is no scenario {name!r} (known: {', '.join(SCENARIOS)})."
         ) from None
     return builder(city)
+
+
+def shard(city: SimCity, config: SimConfig, index: int, count: int) -> tuple[SimCity, SimConfig]:
+    """Part ``index`` of ``count`` of a simulation, for producing from several processes.
+
+    Districts are dealt out in turn; each part runs at its districts' share of the rate
+    with its own seed, so every part is deterministic, and together they make a city
+    whose records are as realistic as one process's (not the same records). The overdue
+    drill runs in part 0 only.
+    """
+    if not 0 <= index < count:
+        raise SettingsError(f"Shard {index} of {count} does not exist.")
+    if count > len(city.districts):
+        raise SettingsError(f"Cannot split {len(city.districts)} districts {count} ways.")
+    if count == 1:
+        return city, config
+    districts = city.districts[index::count]
+    share = sum(d.weight for d in districts) / sum(d.weight for d in city.districts)
+    part = SimCity(city.code, city.timezone, districts, city.categories)
+    changes = dataclasses.replace(
+        config,
+        rate=config.rate * share,
+        history_rate=None if config.history_rate is None else config.history_rate * share,
+        seed=config.seed * 1_000_003 + index + 1,
+        overdue_drill=config.overdue_drill if index == 0 else 0,
+        max_records=None
+        if config.max_records is None
+        else config.max_records // count + (index < config.max_records % count),
+    )
+    return part, changes

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gzip
+import queue
 import re
 import signal
 import sys
@@ -37,6 +38,7 @@ from .simulation import (
     generate_events,
     record_from_line,
     record_to_line,
+    shard,
     shift_record,
     synthetic_city_document,
 )
@@ -49,8 +51,12 @@ SCENARIO_GZIP_ABOVE = 512 * 1024
 # The demo (``watchfloor demo`` and ``simulate run`` without options): a week of history
 # at once, so that 24 h and 7 d windows are full, then a live stream; a few hazards
 # with deadlines minutes away so that the overdue alert fires while people watch.
-DEMO_RATE = 0.5  # records/s for ten districts: ~4,300 a day per district
+DEMO_RATE = 20.0  # live records/s for ten districts
 DEMO_BACKFILL = timedelta(days=7)
+# The backfill runs at most at this many records/s (0.5/s for 7 days: ~260,000 records,
+# read by the engine in seconds), whatever the live rate: its follow-ups then thicken
+# into the live rate over the first hours.
+DEMO_HISTORY_RECORDS = 300_000
 DEMO_OVERDUE_DRILL = 6
 DEMO_LATE_SHARE = 0.002
 DEMO_DUPLICATE_SHARE = 0.002
@@ -415,11 +421,13 @@ class RecordProducer:
 
     async def _settle(self, keep: int = 0) -> None:
         """Wait for receipts until at most ``keep`` batches are unconfirmed."""
+        from aiokafka.errors import KafkaError
+
         while len(self._inflight) > keep:
             future, topic, count = self._inflight.pop(0)
             try:
                 await future
-            except Exception:
+            except KafkaError:
                 self.summary.failed += count
                 continue
             self.summary.topics[topic] = self.summary.topics.get(topic, 0) + count
@@ -487,6 +495,123 @@ async def produce_records(
     return summary
 
 
+def merge_summaries(parts: Iterable[ProduceSummary]) -> ProduceSummary:
+    out = ProduceSummary()
+    for part in parts:
+        for topic, n in part.topics.items():
+            out.topics[topic] = out.topics.get(topic, 0) + n
+        for key, n in part.tally.counts.items():
+            out.tally.counts[key] = out.tally.counts.get(key, 0) + n
+        out.tally.total += part.tally.total
+        out.failed += part.failed
+        out.seconds = max(out.seconds, part.seconds)
+        if part.first_at is not None:
+            out.first_at = (
+                part.first_at if out.first_at is None else min(out.first_at, part.first_at)
+            )
+        if part.last_at is not None:
+            out.last_at = part.last_at if out.last_at is None else max(out.last_at, part.last_at)
+    return out
+
+
+def _worker(
+    city: SimCity,
+    config: SimConfig,
+    index: int,
+    count: int,
+    settings: Settings,
+    origin: tuple[float, float] | None,
+    stop_flag: Any,
+    results: Any,
+) -> None:
+    # The parent handles Ctrl-C and tells the workers through ``stop_flag``.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    part_city, part_config = shard(city, config, index, count)
+
+    async def main() -> ProduceSummary:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop_flag.is_set():
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        # CLOCK_MONOTONIC is shared by the processes of a machine.
+        pacer = Pacer(origin[0], origin[1], 1.0) if origin is not None else None
+        try:
+            return await produce_records(
+                generate_events(part_city, part_config), settings, pacer=pacer, stop_event=stop
+            )
+        finally:
+            watcher.cancel()
+
+    try:
+        results.put((index, asyncio.run(main()), None))
+    except Exception as exc:
+        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+
+
+def produce_in_workers(
+    city: SimCity,
+    config: SimConfig,
+    settings: Settings,
+    workers: int,
+    *,
+    live_from: datetime | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> ProduceSummary:
+    """Generate and produce from ``workers`` processes, each with a share of the districts.
+
+    One Python process generates some tens of thousands of records a second; this
+    spreads the districts over processes (see :func:`streams.simulation.shard`). With
+    ``live_from``, records after that simulated time are paced in real time.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stop_flag = ctx.Event()
+    results = ctx.Queue()
+    origin = (live_from.timestamp(), time.monotonic()) if live_from is not None else None
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(city, config, i, workers, settings, origin, stop_flag, results),
+            name=f"watchfloor-simulate-{i}",
+        )
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    got: dict[int, ProduceSummary] = {}
+    errors: list[str] = []
+    try:
+        while len(got) + len(errors) < workers:
+            if stop():
+                stop_flag.set()
+            try:
+                index, summary, error = results.get(timeout=0.2)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    errors.append("a worker died without a word")
+                    break
+                continue
+            if error is not None:
+                errors.append(f"worker {index}: {error}")
+                stop_flag.set()
+            else:
+                got[index] = summary
+    except KeyboardInterrupt:
+        stop_flag.set()
+        raise
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+    if errors:
+        raise BrokerError("; ".join(errors))
+    return merge_summaries(got[i] for i in sorted(got))
+
+
 # --------------------------------------------------------------------------------------
 # The demo stream
 # --------------------------------------------------------------------------------------
@@ -517,9 +642,15 @@ def live_config(
     partitions: int = 2,
     tag: str | None = None,
     max_records: int | None = None,
+    history_records: int = DEMO_HISTORY_RECORDS,
 ) -> SimConfig:
-    """The configuration of a live run that starts ``backfill`` before ``now``."""
+    """The configuration of a live run that starts ``backfill`` before ``now``.
+
+    The backfill's rate is capped so that it holds about ``history_records`` records.
+    """
     reasons = tuple(r for r in MALFORMED_REASONS if partitions > 1 or r != "wrong_partition")
+    seconds = backfill.total_seconds()
+    history_rate = min(rate, history_records / seconds) if seconds > 0 else rate
     return SimConfig(
         start=now - backfill,
         end=now + duration if duration is not None else None,
@@ -533,6 +664,8 @@ def live_config(
         drill_at=now,
         tag=run_tag(now) if tag is None else tag,
         max_records=max_records,
+        live_from=now,
+        history_rate=history_rate,
     )
 
 
@@ -651,6 +784,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     )
     run.add_argument("--tag", default=None, help="id tag (default: from the start time)")
     run.add_argument("--output", default=None, help="write JSON lines here instead of producing")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="producing processes, each with a share of the districts (for high rates)",
+    )
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("replay", help="replay a JSON-lines file")
@@ -739,6 +878,19 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if now != clock_now:
         raise SettingsError("--start is for --output; a live run starts now.")
+    if args.workers > 1:
+        stopping = {"now": False}
+
+        def on_signal(signum: int, frame: object) -> None:
+            stopping["now"] = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        summary = produce_in_workers(
+            city, config, settings, args.workers, live_from=now, stop=lambda: stopping["now"]
+        )
+        _print_summary("run", summary.as_dict())
+        return 0
     pacer = Pacer(now.timestamp(), time.monotonic(), 1.0)
     return _produce_cli(records, settings, pacer, "run")
 

@@ -28,7 +28,7 @@ import orjson
 
 from streams.settings import Settings
 from streams.simulation import SimConfig, generate_events
-from streams.simulator import load_city, produce_records, write_reference
+from streams.simulator import load_city, produce_in_workers, produce_records, write_reference
 
 
 def main() -> int:
@@ -39,7 +39,10 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--share", type=float, default=0.002, help="late, duplicate, malformed each")
+    parser.add_argument(
+        "--share", type=float, default=0.002, help="late, duplicate, malformed each"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="producing processes")
     parser.add_argument("--skip-generation-only", action="store_true")
     args = parser.parse_args()
 
@@ -63,9 +66,10 @@ def main() -> int:
 
     if not args.skip_generation_only:
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         n = sum(1 for _ in generate_events(city, config))
         seconds = time.perf_counter() - t0
-        report("generate", n, seconds, args)
+        report("generate", n, seconds, args, cpu_seconds=round(time.process_time() - cpu0, 2))
 
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -77,9 +81,15 @@ def main() -> int:
         reference_file=str(city_file),
     )
     t0 = time.perf_counter()
-    summary = asyncio.run(produce_records(generate_events(city, config), settings))
+    if args.workers == 1:
+        summary = asyncio.run(produce_records(generate_events(city, config), settings))
+    else:
+        summary = produce_in_workers(city, config, settings, args.workers)
     seconds = time.perf_counter() - t0
-    report("generate+produce", summary.delivered, seconds, args, topics=summary.topics)
+    report(
+        "generate+produce", summary.delivered, seconds, args, workers=args.workers,
+        topics=summary.topics,
+    )  # fmt: skip
     if summary.delivered != summary.tally.total:
         print(f"only {summary.delivered} of {summary.tally.total} confirmed", file=sys.stderr)
         return 1

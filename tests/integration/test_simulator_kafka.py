@@ -197,3 +197,21 @@ def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
     # The first drill hazard is found as the live part starts; its deadline is minutes away.
     drill = [kind for (kind, ts), value in seen if b"drill" in value]
     assert drill and set(drill) == {Kind.HAZARD_FOUND}
+
+
+def test_workers_share_the_districts_and_deliver_everything(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    from streams.simulation import shard
+    from streams.simulator import produce_in_workers
+
+    settings = settings_for(kafka_bootstrap, unique)
+    city = load_city(CITY_FILE)
+    config = SimConfig(start=EPOCH, end=EPOCH + timedelta(days=1), rate=0.3, seed=8)
+    summary = produce_in_workers(city, config, settings, 3)
+    expected = [r for i in range(3) for r in generate_events(*shard(city, config, i, 3))]
+    assert summary.failed == 0 and summary.delivered == len(expected) > 10_000
+    got = asyncio.run(consume_all(settings, len(expected)))
+    assert Counter((m.topic, m.key, m.value) for m in got) == Counter(  # type: ignore[attr-defined]
+        (topic_of(settings, r.stream), r.key, r.value) for r in expected
+    )

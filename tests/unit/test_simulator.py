@@ -30,6 +30,7 @@ from streams.simulation import (
     generate_events,
     record_from_line,
     record_to_line,
+    shard,
     shift_record,
     synthetic_city_document,
 )
@@ -817,3 +818,77 @@ def test_cli_replay_shifts_a_file_to_a_new_start(tmp_path: Path) -> None:
     for a, b in zip(before, after, strict=True):
         if a.intent is Intent.VALID:
             assert b.ts - a.ts == after[0].at - before[0].at  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------------------
+# Backfill at a history rate, and splitting a city over processes
+# --------------------------------------------------------------------------------------
+
+
+def test_history_runs_at_its_own_rate_then_the_live_rate(city: SimCity) -> None:
+    live = EPOCH + timedelta(days=20)
+    config = SimConfig(
+        start=EPOCH,
+        end=live + timedelta(hours=25),
+        rate=0.2,
+        history_rate=0.02,
+        live_from=live,
+        seed=4,
+    )
+    records = list(generate_events(city, config))
+    starts = {Kind.CASE_FILED, Kind.DISPUTE_REPORTED, Kind.HAZARD_FOUND, Kind.PATROL_COMPLETED}
+
+    def start_rate(lo: datetime, hi: datetime) -> float:
+        n = sum(1 for r in records if r.kind in starts and lo.timestamp() <= r.ts < hi.timestamp())  # type: ignore[operator]
+        return n / (hi - lo).total_seconds()
+
+    before = start_rate(live - timedelta(days=10), live)
+    after = start_rate(live + timedelta(hours=1), live + timedelta(hours=25))
+    # Starts (not follow-ups, which lag) jump tenfold at the live start; whole days on
+    # both sides, so the hourly rhythm averages out.
+    assert after / before == pytest.approx(10, rel=0.2)
+
+
+def test_live_config_caps_the_backfill(city: SimCity) -> None:
+    config = live_config(EPOCH, rate=20.0, max_records=None, duration=timedelta(minutes=1))
+    assert config.rate == 20.0 and config.live_from == EPOCH
+    assert config.history_rate is not None
+    assert config.history_rate * 7 * 86400 == pytest.approx(300_000)
+    history = sum(1 for r in generate_events(city, config) if r.at < EPOCH.timestamp())
+    assert 150_000 < history < 330_000
+
+
+def test_shards_split_districts_and_rate_and_are_deterministic(city: SimCity) -> None:
+    config = SimConfig(start=EPOCH, end=EPOCH + timedelta(days=1), rate=0.5, overdue_drill=3)
+    parts = [shard(city, config, i, 3) for i in range(3)]
+    codes = [d.code for p, _ in parts for d in p.districts]
+    assert sorted(codes) == sorted(d.code for d in city.districts)
+    assert sum(c.rate for _, c in parts) == pytest.approx(0.5)
+    assert [c.overdue_drill for _, c in parts] == [3, 0, 0]
+    assert len({c.seed for _, c in parts}) == 3
+    one = list(generate_events(*parts[1]))
+    assert one == list(generate_events(*shard(city, config, 1, 3)))
+    assert {r.key.decode() for r in one} <= {d.code for d in parts[1][0].districts}
+    assert shard(city, config, 0, 1) == (city, config)
+    capped = shard(city, SimConfig(start=EPOCH, rate=1.0, max_records=10), 0, 3)[1]
+    assert capped.max_records == 4
+    with pytest.raises(SettingsError):
+        shard(city, config, 3, 3)
+
+
+def test_summaries_merge() -> None:
+    from streams.simulation import Tally
+    from streams.simulator import ProduceSummary, merge_summaries
+
+    rec = SimRecord(1.0, Stream.PATROLS, b"jinshui", b"x", Intent.VALID, None, None, None)
+    a, b = ProduceSummary(), ProduceSummary()
+    a.topics, b.topics = {"t": 2}, {"t": 3, "u": 1}
+    a.tally, b.tally = Tally(), Tally()
+    for _ in range(2):
+        a.tally.add(rec)
+    b.tally.add(rec._replace(intent=Intent.DUPLICATE, reason="duplicate"))
+    a.seconds, b.seconds, a.first_at, b.first_at = 2.0, 3.0, 10.0, 5.0
+    merged = merge_summaries([a, b])
+    assert merged.topics == {"t": 5, "u": 1} and merged.delivered == 6
+    assert merged.tally.total == 3 and merged.tally.by_intent == {"duplicate": 1, "valid": 2}
+    assert merged.seconds == 3.0 and merged.first_at == 5.0
