@@ -199,6 +199,9 @@ class Watchfloor:
         gone = self.engine.keep_partitions(set())
         self.store.forget(gone)
         self.metrics.owned_districts.set(0)
+        # Lag of partitions this worker may no longer own must not linger as a series.
+        self.metrics.consumer_lag.clear()
+        self._last_offset.clear()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0]

@@ -14,6 +14,8 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
     need+=(prometheus)
 fi
+# amtool checks the example Alertmanager routes in the tests.
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -30,11 +32,11 @@ if [ ${#apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     # --no-install-recommends: the prometheus package recommends node exporters we
     # do not use; Java and Maven come without a desktop.
     "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    # Debian starts the prometheus service on install; Watchfloor runs its own.
-    if command -v systemctl >/dev/null 2>&1; then
-        systemctl stop prometheus >/dev/null 2>&1 || true
-    fi
-    pkill -x prometheus >/dev/null 2>&1 || true
+    # Debian starts these services on install where an init system runs; Watchfloor
+    # starts its own Prometheus (demo, tests) on other ports or on 9090 itself.
+    for svc in prometheus prometheus-alertmanager; do
+        service "$svc" stop >/dev/null 2>&1 || true
+    done
     exit 0
 fi
 
