@@ -56,7 +56,7 @@ def main() -> int:
     config = SimConfig(
         start=end - span,
         end=end,
-        rate=1.25 * args.events / span.total_seconds(),
+        rate=1.5 * args.events / span.total_seconds(),
         seed=args.seed,
         late_share=args.share,
         duplicate_share=args.share,

@@ -25,6 +25,9 @@ from streams.simulator import (
     scenario_names,
     shifted,
 )
+from streams.state import DistrictState, Outcome
+from streams.validation import EventValidator
+from streams.windows import Measure
 
 CITY_FILE = PROJECT_ROOT / "seeds" / "reference" / "city.json"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -91,8 +94,7 @@ def test_records_are_valid_and_in_time_order(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_every_scenario_record_passes_the_validator(name: str) -> None:
-    validation = pytest.importorskip("streams.validation")
-    validator = validation.EventValidator(
+    validator = EventValidator(
         load_reference(CITY_FILE), clock=FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
     )
     for rec in read_records(scenario_file(name)):
@@ -353,3 +355,62 @@ def test_overdue_week_shifted_to_now_goes_overdue_minutes_after_the_replay() -> 
     for minutes, subject in after:
         assert not overdue_at(hazards[subject], now + minutes - 1)
         assert overdue_at(hazards[subject], now + minutes + 1)
+
+
+# --------------------------------------------------------------------------------------
+# The engine's own counting agrees (validator and district state, without Kafka)
+# --------------------------------------------------------------------------------------
+
+
+def counted_states(name: str) -> dict[str, DistrictState]:
+    validator = EventValidator(
+        load_reference(CITY_FILE), clock=FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    states: dict[str, DistrictState] = {}
+    for rec in read_records(scenario_file(name)):
+        event = validator.validate(rec.value, rec.stream)
+        state = states.setdefault(event.district, DistrictState(event.district, TZ))
+        assert state.apply(event) is Outcome.COUNTED
+    return states
+
+
+def test_engine_state_reads_the_expected_figures() -> None:
+    def local(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    expected = load_expected("city-management-2025q2")
+    state = counted_states("city-management-2025q2")["jinshui"]
+    for row in expected["months"]:
+        counts = state.counts(local(row["from"]), local(row["to"]))
+        assert counts[Measure.HAZARDS_FOUND] == row["found"]
+        assert counts[Measure.HAZARDS_FOUND_RECTIFIED] == row["rectified"]
+        assert counts[Measure.HAZARDS_RECTIFIED] == row["rectified_events_in_month"]
+    assert state.open_hazards == expected["open_at_end"]
+    assert state.tick(local(expected["end"])) == expected["overdue_at_end"]
+
+    expected = load_expected("cases-2025-jan-sep")
+    state = counted_states("cases-2025-jan-sep")["erqi"]
+    counts = state.counts(local(expected["from"]), local(expected["to"]))
+    assert (counts[Measure.CASES_FILED], counts[Measure.CASES_CLEARED]) == (1538, 778)
+    assert state.open_cases == expected["open_at_end"]
+
+    expected = load_expected("disputes-2025")
+    state = counted_states("disputes-2025")["zhongyuan"]
+    counts = state.counts(local(expected["from"]), local(expected["to"]))
+    assert counts[Measure.DISPUTES_REPORTED] == expected["reported"]
+    assert counts[Measure.DISPUTES_RESOLVED] == expected["resolved"]
+    assert counts[Measure.DISPUTES_ESCALATED] == expected["escalated"]
+    assert state.open_disputes == expected["open_at_end"]
+
+    # Overdue is judged by the wall clock once every event is in: the checkpoints from
+    # the end of the week on.
+    expected = load_expected("overdue-week")
+    states = counted_states("overdue-week")
+    t0 = local(expected["first_event"])
+    for point in expected["checkpoints"]:
+        if point["offset_seconds"] < 7 * 86400:
+            continue
+        for district, state in states.items():
+            state.tick(t0 + point["offset_seconds"])
+            got = {"overdue": len(state.overdue), "overdue_major": state.overdue_major}
+            assert got == point[district], (point["offset_seconds"], district)

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from streams.clock import FixedClock
-from streams.errors import SettingsError, WatchfloorError
+from streams.errors import InvalidEvent, SettingsError, WatchfloorError
 from streams.events import KIND_OF_TYPE, STREAM_OF_KIND, TYPE_OF_KIND, Kind, Stream
 from streams.reference import load_reference
 from streams.settings import PROJECT_ROOT, Settings
@@ -46,6 +46,8 @@ from streams.simulator import (
     write_records,
     write_reference,
 )
+from streams.state import DistrictState, Outcome
+from streams.validation import EventValidator
 
 CITY_FILE = PROJECT_ROOT / "seeds" / "reference" / "city.json"
 DESIGN = PROJECT_ROOT / "docs" / "design.md"
@@ -497,27 +499,36 @@ def test_wrong_partition_can_be_left_out(city: SimCity) -> None:
     } & {"wrong_partition"} == set()
 
 
-def test_every_record_gets_the_validators_verdict(city: SimCity, mixed: list[SimRecord]) -> None:
-    validation = pytest.importorskip("streams.validation")
-    from streams.errors import InvalidEvent
-
-    validator = validation.EventValidator(
+def test_every_record_gets_the_verdict_its_intent_says(
+    city: SimCity, mixed: list[SimRecord]
+) -> None:
+    """Through the real validator and the engine's district state, in publish order:
+    valid records count, duplicates repeat, late ones are too late, malformed ones are
+    rejected with the reason they were made for."""
+    validator = EventValidator(
         load_reference(CITY_FILE), clock=FixedClock(EPOCH + timedelta(days=30))
     )
+    states: dict[str, DistrictState] = {}
     verdicts: Counter[tuple[str, str | None, str | None]] = Counter()
     for rec in mixed:
         try:
-            validator.validate(rec.value, rec.stream)
-            got = None
+            event = validator.validate(rec.value, rec.stream)
         except InvalidEvent as exc:
-            got = exc.reason
-        # Duplicates, late records and wrong partitions are judged after validation.
-        want = rec.reason if rec.intent is Intent.MALFORMED else None
-        if want == "wrong_partition":
-            want = None
-        verdicts[(rec.intent.value, want, got)] += 1
+            got: str | None = exc.reason
+        else:
+            if rec.reason == "wrong_partition":
+                got = "wrong_partition"  # the consumer's check: the partition is not here
+            else:
+                state = states.setdefault(event.district, DistrictState(event.district, SHANGHAI))
+                got = {
+                    Outcome.COUNTED: None,
+                    Outcome.DUPLICATE: "duplicate",
+                    Outcome.TOO_LATE: "too_late",
+                }[state.apply(event)]
+        verdicts[(rec.intent.value, rec.reason, got)] += 1
     wrong = {k: v for k, v in verdicts.items() if k[1] != k[2]}
     assert not wrong, wrong
+    assert {k[0] for k in verdicts} == {i.value for i in Intent}
 
 
 # --------------------------------------------------------------------------------------
