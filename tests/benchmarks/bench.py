@@ -1,0 +1,397 @@
+"""``python -m tests.benchmarks.bench``: Watchfloor beside a raw consumer, a Faust agent, Quix.
+
+Against a running broker it preloads N simulator events for a synthetic city of
+1,000 districts (cached between runs while the topics last), then measures on that
+same data, each in its own process and each at least twice:
+
+- ``limit``: a raw aiokafka consumer that reads and decodes every record;
+- ``naive``: the textbook Faust agent running the counting job of ``job.py``;
+- ``peer``: the same job with Quix Streams;
+- ``watchfloor``: the real worker, until every event is counted and committed;
+
+then, on the last worker (holding every district): ``/metrics`` scrape times, restart
+recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate. Each
+implementation's counts are checked exactly against the generator's truth. It prints
+a table and, with ``--json FILE``, writes every figure. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streams.settings import PROJECT_ROOT, Settings
+
+from .dataset import ROLES, Dataset, DatasetSpec, Truth, delete_topics, preload
+from .job import split_count_key
+from .proc import Child, load_avg, parse_tp_key, tp_key
+from .report import IMPLS, render, spread, targets
+
+PHASES = ("scrape", "restart", "latency")
+ALL_PARTS = (*IMPLS, *PHASES)
+DEFAULT_WORK = PROJECT_ROOT / ".watchfloor" / "bench"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    default_bootstrap = Settings.from_env().bootstrap_servers
+    p = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench",
+        description="Watchfloor throughput, latency, recovery and scrape figures, side by side "
+        "with a raw consumer, a naive Faust agent and Quix Streams.",
+    )
+    p.add_argument(
+        "--bootstrap",
+        default=default_bootstrap,
+        help=f"Kafka bootstrap address (default {default_bootstrap}, "
+        "from WATCHFLOOR_BOOTSTRAP_SERVERS)",
+    )
+    p.add_argument("--events", type=int, default=1_000_000, help="records to preload (N)")
+    p.add_argument("--districts", type=int, default=1000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--late-share", type=float, default=0.02)
+    p.add_argument("--duplicate-share", type=float, default=0.02)
+    p.add_argument("--malformed-share", type=float, default=0.005)
+    p.add_argument(
+        "--parts",
+        default=",".join(ALL_PARTS),
+        help=f"comma-separated, of {', '.join(ALL_PARTS)} (default: all)",
+    )
+    p.add_argument("--repeat", type=int, default=2, help="runs of each measurement (default 2)")
+    p.add_argument(
+        "--naive-seconds",
+        type=float,
+        default=60.0,
+        help="time box of the naive agent (checked on the prefix it read)",
+    )
+    p.add_argument("--max-seconds", type=float, default=900.0, help="time box of limit and peer")
+    p.add_argument("--rate", type=float, default=20_000.0, help="latency phase: events/s")
+    p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--scrapes", type=int, default=10, help="idle /metrics scrapes to time")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RAW",
+        help="profile an extra watchfloor catch-up with py-spy (stacks to RAW)",
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="write every figure here")
+    p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="data set cache, logs and state")
+    p.add_argument("--fresh", action="store_true", help="produce the data set again")
+    p.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="keep the topics each run created (changelogs, dead letters)",
+    )
+    p.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra WATCHFLOOR_* setting for the worker (repeatable)",
+    )
+    args = p.parse_args(argv)
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    unknown = set(parts) - set(ALL_PARTS)
+    if unknown:
+        p.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    if set(parts) & set(PHASES) and "watchfloor" not in parts:
+        parts.append("watchfloor")  # the phases run on a worker that caught up
+    args.parts = parts
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pom = (PROJECT_ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    kafka = pom.split("<kafka.version>", 1)[1].split("<", 1)[0] if "<kafka.version>" in pom else "?"
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(mem, 1),
+        "python": platform.python_version(),
+        "kafka": kafka,
+        "platform": platform.platform(),
+        "loadavg_start": load_avg(),
+    }
+
+
+def child_spec(
+    ds: Dataset, impl: str, label: str, work: Path, max_seconds: float
+) -> dict[str, Any]:
+    return {
+        "bootstrap": ds.bootstrap,
+        "topics": {ROLES[s]: t for s, t in ds.topics.items()},
+        "partitions": ds.spec.partitions,
+        "districts": ds.codes,
+        "events": ds.events,
+        "end_offsets": {tp_key(*tp): n for tp, n in ds.end_offsets().items()},
+        "group": f"{ds.name}-{impl}-{label}",
+        "state_dir": str(work / f"{impl}-{label}-state"),
+        "max_seconds": max_seconds,
+    }
+
+
+def evaluate(ds: Dataset, impl: str, raw: dict[str, Any], spawned_at: float) -> dict[str, Any]:
+    """Events/s and the exact check of one child run against the truth of what it read."""
+    upto = {parse_tp_key(k): v for k, v in raw.get("positions", {}).items()}
+    truth = ds.truth(upto)
+    processed = int(raw["processed"])
+    problems = []
+    if processed != truth.records:
+        problems.append(f"processed {processed} records but its positions cover {truth.records}")
+    if impl == "limit":
+        if raw["decoded"] != truth.decodable:
+            problems.append(f"decoded {raw['decoded']}, truth {truth.decodable}")
+    else:
+        got = {split_count_key(k): v for k, v in raw["counts"].items() if v}
+        want = dict(truth.job)
+        if got != want:
+            wrong = [k for k in set(got) | set(want) if got.get(k, 0) != want.get(k, 0)]
+            problems.append(
+                f"{len(wrong)} (district, type) counts differ, e.g. "
+                + ", ".join(f"{k}: {got.get(k, 0)} vs truth {want.get(k, 0)}" for k in wrong[:3])
+            )
+    if raw.get("complete") is False and impl != "naive":
+        problems.append("did not read every record within its time box")
+    seconds = max(raw["last_at"] - raw["first_at"], 1e-6)
+    out = {
+        "impl": impl,
+        "events": processed,
+        "complete": bool(raw.get("complete")),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(processed / seconds, 1),
+        "startup_seconds": round(raw["first_at"] - spawned_at, 3),
+        "cpu_processing_seconds": raw.get("cpu_processing_seconds"),
+        "cpu_seconds": raw.get("cpu_seconds"),
+        "peak_rss_bytes": raw.get("peak_rss_bytes"),
+        "exact": not problems,
+        "problems": problems,
+        "truth_counted": sum(truth.job.values()) if impl != "limit" else truth.decodable,
+    }
+    return out
+
+
+def run_child_impl(
+    ds: Dataset, impl: str, label: str, work: Path, max_seconds: float
+) -> dict[str, Any]:
+    load_before = load_avg()
+    spawned_at = time.time()
+    child = Child(
+        f"tests.benchmarks.{impl}",
+        child_spec(ds, impl, label, work, max_seconds),
+        work,
+        f"{impl}-{label}",
+    )
+    raw = child.result(timeout=max_seconds + 180)
+    shutil.rmtree(work / f"{impl}-{label}-state", ignore_errors=True)
+    result = evaluate(ds, impl, raw, spawned_at)
+    result["loadavg_before"] = load_before
+    result["loadavg_after"] = load_avg()
+    return result
+
+
+def summarize(report: dict[str, Any]) -> None:
+    summary: dict[str, Any] = {}
+    for impl, runs in report["runs"].items():
+        if runs:
+            summary[impl] = {"events_per_second": spread([r["events_per_second"] for r in runs])}
+    report["summary"] = summary
+    if "watchfloor" in summary:
+        wf = summary["watchfloor"]["events_per_second"]["best"]
+        report["ratios"] = {
+            impl: round(wf / summary[impl]["events_per_second"]["best"], 3)
+            for impl in ("limit", "naive", "peer")
+            if impl in summary
+        }
+    report["targets"] = targets(report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work_dir)
+    session = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    runs_dir = work / "runs" / session
+    spec = DatasetSpec(
+        events=args.events,
+        districts=args.districts,
+        partitions=args.partitions,
+        seed=args.seed,
+        late_share=args.late_share,
+        duplicate_share=args.duplicate_share,
+        malformed_share=args.malformed_share,
+    )
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "params": {
+            "bootstrap": args.bootstrap,
+            "events": args.events,
+            "districts": args.districts,
+            "partitions": args.partitions,
+            "parts": args.parts,
+            "repeat": args.repeat,
+            "naive_seconds": args.naive_seconds,
+            "rate": args.rate,
+            "latency_seconds": args.latency_seconds,
+            "worker_env": worker_env,
+            "logs": str(runs_dir),
+        },
+        "runs": {impl: [] for impl in IMPLS if impl in args.parts},
+        "watchfloor": {},
+    }
+    ds = asyncio.run(preload(spec, args.bootstrap, work, fresh=args.fresh, log=log))
+    truth = ds.truth()
+    report["dataset"] = {
+        "topics": sorted(ds.topics.values()),
+        "events": ds.events,
+        "intents": truth.intents(),
+        "by_topic": dict(truth.received),
+        "preload_seconds": round(ds.preload_seconds, 1),
+        "preload_events_per_second": round(ds.preload_rate, 1),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ds.created_at)),
+        "marker_district": ds.marker_district,
+    }
+    log(f"data set: {ds.events:,} records {truth.intents()}")
+    from .watchfloor_run import WorkerRun, restart, scrape_times, throughput
+
+    live: WorkerRun | None = None
+    try:
+        for rep in range(1, args.repeat + 1):
+            for impl in IMPLS:
+                if impl not in args.parts:
+                    continue
+                label = f"{session[-4:]}r{rep}"
+                log(f"run {rep}/{args.repeat}: {impl}")
+                if impl == "watchfloor":
+                    if live is not None:
+                        live.stop()
+                    live, result = throughput(ds, truth, runs_dir, label, extra_env=worker_env)
+                else:
+                    max_s = args.naive_seconds if impl == "naive" else args.max_seconds
+                    result = run_child_impl(ds, impl, label, runs_dir, max_s)
+                report["runs"][impl].append(result)
+                log(
+                    f"  {impl}: {result['events_per_second']:,.0f} events/s over "
+                    f"{result['events']:,} events, exact={result['exact']}"
+                    + (f" {result.get('problems')}" if not result["exact"] else "")
+                )
+        wf = report["watchfloor"]
+        if live is not None:
+            peaks = [r["peak_rss_bytes"] or 0 for r in report["runs"]["watchfloor"]]
+            wf["peak_rss_bytes"] = max(peaks)
+        if live is not None and "scrape" in args.parts:
+            log(f"scrape: {args.scrapes} scrapes of /metrics at {ds.spec.districts} districts")
+            wf["scrape"] = scrape_times(live, args.scrapes)
+        if live is not None and "restart" in args.parts:
+            wf["restarts"] = []
+            for rep in range(args.repeat):
+                for how in ("term", "kill"):
+                    log(f"restart {rep + 1}/{args.repeat}: {how}")
+                    got = restart(live, truth, how)
+                    wf["restarts"].append(got)
+                    log(f"  ready {got['ready_seconds']:.2f}s, exact {got['correct_seconds']:.2f}s")
+        if live is not None and "latency" in args.parts:
+            from .latency import latency_phase
+
+            wf["latency"] = []
+            current: Truth = truth
+            for rep in range(1, args.repeat + 1):
+                got, current = latency_phase(
+                    live,
+                    ds,
+                    current,
+                    runs_dir,
+                    rate=args.rate,
+                    seconds=args.latency_seconds,
+                    label=f"{rep}",
+                    log=log,
+                )
+                wf["latency"].append(got)
+                lat = got["latency_seconds"]
+                log(
+                    f"  latency p50 {lat['p50']} s, p99 {lat['p99']} s at "
+                    f"{got['produced']['events_per_second']:,.0f} events/s, exact={got['exact']}"
+                )
+        if live is not None:
+            live.stop()
+            live = None
+        if args.profile is not None:
+            from .pyspy import PySpy
+            from .pyspy import summarize as summarize_profile
+
+            raw = Path(args.profile) if args.profile else runs_dir / "watchfloor-profile.raw"
+            spies: list[PySpy] = []
+
+            def during(pid: int) -> Any:
+                spies.append(PySpy(pid, raw))
+                return spies[-1].stop
+
+            log(f"profile: an extra watchfloor catch-up under py-spy (raw stacks: {raw})")
+            prof_run, prof = throughput(
+                ds, truth, runs_dir, f"{session[-4:]}prof", extra_env=worker_env, during=during
+            )
+            prof_run.stop()
+            report["profile"] = {
+                **summarize_profile(raw),
+                "raw": str(raw),
+                "events_per_second_under_profiler": prof["events_per_second"],
+            }
+    finally:
+        if live is not None:
+            live.stop()
+        if not args.keep_topics:
+            asyncio.run(_delete_run_topics(ds))
+    summarize(report)
+    print(render(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        log(f"wrote {args.json}")
+    exact = all(r["exact"] for runs in report["runs"].values() for r in runs) and all(
+        ph["exact"] for ph in report["watchfloor"].get("latency", [])
+    )
+    return 0 if exact else 1
+
+
+async def _delete_run_topics(ds: Dataset) -> None:
+    """Topics the runs created (changelogs, dead letters, assignor topics); not the data."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=ds.bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if f"{ds.name}-" in t]
+    finally:
+        await admin.close()
+    if names:
+        await delete_topics(ds.bootstrap, names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

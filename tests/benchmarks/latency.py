@@ -1,0 +1,135 @@
+"""The latency phase: sustained load at a fixed rate on a worker that holds every district.
+
+The load producer (this process) and the marker probe (its own process) run side by
+side; afterwards the phase waits until the worker has committed everything that was
+produced and checks its district figures against the truth, live records included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from streams.events import Kind, Stream
+
+from .dataset import Dataset, Truth, topic_offsets_sync
+from .live import generate_live, live_truth, produce_paced
+from .proc import Child, load_avg
+from .report import percentile
+from .watchfloor_run import GroupOffsets, WorkerRun, verify, wait_committed
+
+
+def latency_phase(
+    run: WorkerRun,
+    ds: Dataset,
+    truth: Truth,
+    work: Path,
+    *,
+    rate: float,
+    seconds: float,
+    label: str,
+    log: Any = print,
+) -> tuple[dict[str, Any], Truth]:
+    """Run one phase; return its figures and the truth including what it produced."""
+    tag = f"lv{label}{uuid.uuid4().hex[:4]}"
+    log(f"latency {label}: generating {int(rate * seconds):,} live records")
+    t0 = time.monotonic()
+    records = generate_live(ds, rate, seconds, tag)
+    generated_in = time.monotonic() - t0
+    added = live_truth(ds, records)
+    load_before = load_avg()
+    start_at = time.time() + 4.0  # the probe's interpreter and clients start meanwhile
+    probe = Child(
+        "tests.benchmarks.probe",
+        {
+            "worker_url": run.url,
+            "worker_pid": run.pid,
+            "bootstrap": ds.bootstrap,
+            "topic": ds.topics[Stream.INCIDENTS],
+            "marker_district": ds.marker_district,
+            "partitions": ds.spec.partitions,
+            "seconds": seconds,
+            "start_at": start_at,
+            "run": tag,
+        },
+        work,
+        f"probe-{label}",
+    )
+    log(f"latency {label}: producing {len(records):,} records at {rate:,.0f}/s for {seconds:g}s")
+    try:
+        paced = asyncio.run(produce_paced(ds, records, rate, start_at))
+    except BaseException:
+        probe.kill()
+        raise
+    del records
+    t_produced = time.time()
+    found = probe.result(timeout=seconds + 180)
+    added.counted[(ds.marker_district, Kind.CASE_FILED)] += found["markers_sent"]
+    total = Truth()
+    total.add(truth)
+    total.add(added)
+    sources = list(ds.topics.values())
+    ends = {tp: end for tp, (_, end) in topic_offsets_sync(ds.bootstrap, sources).items()}
+    offsets = GroupOffsets(ds.bootstrap)
+    try:
+        t_committed = wait_committed(run, offsets, ends, timeout=300)
+    finally:
+        offsets.close()
+    figures = verify(run, total, pipeline=False)
+    lat = sorted(found["latencies"])
+    rss = found["rss"]
+    scrapes = [s["seconds"] for s in found["scrapes"]]
+    result = {
+        "rate_target": rate,
+        "seconds_target": seconds,
+        "generated_seconds": round(generated_in, 1),
+        "produced": paced.as_dict(),
+        "markers_sent": found["markers_sent"],
+        "markers_seen": found["markers_seen"],
+        "latency_seconds": {
+            "p50": percentile(lat, 50),
+            "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99),
+            "max": lat[-1] if lat else None,
+            "mean": round(statistics.fmean(lat), 4) if lat else None,
+        },
+        "poll_interval": found["poll_interval"],
+        "drain_after_produce_seconds": round(t_committed - t_produced, 3),
+        "scrapes_under_load": {
+            "count": len(scrapes),
+            "median_seconds": round(statistics.median(scrapes), 4) if scrapes else None,
+            "max_seconds": round(max(scrapes), 4) if scrapes else None,
+        },
+        "max_consumer_lag": max((s["lag"] for s in found["scrapes"]), default=None),
+        "rss": rss_summary(rss),
+        "figures": figures,
+        "exact": figures["exact"],
+        "loadavg_before": load_before,
+        "loadavg_after": load_avg(),
+    }
+    return result, total
+
+
+def rss_summary(samples: list[list[float]]) -> dict[str, Any]:
+    """First, last, min, max RSS, its linear trend (MB/min) and the worker's CPU share."""
+    if len(samples) < 2:
+        return {}
+    ts = [s[0] for s in samples]
+    rss = [s[1] / 2**20 for s in samples]
+    mean_t, mean_r = statistics.fmean(ts), statistics.fmean(rss)
+    var = sum((t - mean_t) ** 2 for t in ts)
+    slope = sum((t - mean_t) * (r - mean_r) for t, r in zip(ts, rss, strict=True)) / var
+    cpu = (samples[-1][2] - samples[0][2]) / (ts[-1] - ts[0])
+    return {
+        "first_mb": round(rss[0], 1),
+        "last_mb": round(rss[-1], 1),
+        "min_mb": round(min(rss), 1),
+        "max_mb": round(max(rss), 1),
+        "trend_mb_per_minute": round(slope * 60, 2),
+        "cpu_share": round(cpu, 3),
+        "samples": len(samples),
+    }

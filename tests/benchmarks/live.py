@@ -1,0 +1,91 @@
+"""The sustained load of the latency phase: simulator records produced at a fixed rate.
+
+The records are generated before the phase starts (a Python generator does some
+ten to twenty thousand records a second, which would starve the worker of CPU if it
+ran alongside), then produced in generation order at ``rate`` records a second,
+a tick every 10 ms. They are new lifecycles of the same 1,000 districts, stamped an
+hour back from now (event times must be neither in the future nor older than the
+districts' watermarks minus the grace), with the data set's shares of duplicate,
+late and malformed records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.simulation import SimConfig, SimRecord, generate_events
+from streams.simulator import RecordProducer, load_city
+
+from .dataset import JOB_REASONS, Dataset, Truth, truth_of_records
+
+TICK_SECONDS = 0.01
+
+
+def generate_live(ds: Dataset, rate: float, seconds: float, tag: str) -> list[SimRecord]:
+    city = load_city(ds.reference_file, ds.load_districts)
+    start = datetime.fromtimestamp(int(time.time() // 60 * 60) - 3600, UTC)
+    spec = ds.spec
+    config = SimConfig(
+        start=start,
+        rate=rate,
+        seed=spec.seed + 1 + sum(map(ord, tag)),
+        late_share=spec.late_share,
+        duplicate_share=spec.duplicate_share,
+        malformed_share=spec.malformed_share,
+        malformed_reasons=JOB_REASONS,
+        tag=tag,
+        max_records=int(rate * seconds),
+    )
+    return list(generate_events(city, config))
+
+
+def live_truth(ds: Dataset, records: list[SimRecord]) -> Truth:
+    return truth_of_records(records, ds.topics, frozenset(ds.codes))
+
+
+@dataclass
+class PacedResult:
+    sent: int
+    seconds: float
+    max_behind_seconds: float  # worst lag of the producer behind its schedule
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.sent,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
+            "max_behind_seconds": round(self.max_behind_seconds, 3),
+        }
+
+
+async def produce_paced(
+    ds: Dataset, records: list[SimRecord], rate: float, start_at: float
+) -> PacedResult:
+    """Produce ``records`` at ``rate``/s from wall time ``start_at``; wait for every receipt."""
+    producer = RecordProducer(ds.settings(), acks=1)
+    await producer.start()
+    n = len(records)
+    i = 0
+    behind = 0.0
+    try:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        t0 = time.monotonic()
+        while i < n:
+            elapsed = time.monotonic() - t0
+            due = min(n, int(elapsed * rate) + 1)
+            if i < due:
+                behind = max(behind, elapsed - i / rate)
+            while i < due:
+                if producer.add(records[i]):
+                    await producer.send_full()
+                i += 1
+            await producer.flush()
+            await asyncio.sleep(TICK_SECONDS)
+        seconds = time.monotonic() - t0
+    finally:
+        await producer.close()
+    return PacedResult(i, seconds, behind)

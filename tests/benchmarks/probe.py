@@ -1,0 +1,162 @@
+"""Event-to-metric latency: marker events every 100 ms, polled until the worker shows them.
+
+Runs in its own process during the latency phase, beside the load producer. Every
+``marker_interval`` seconds it produces one ``case_filed`` event for the marker
+district (which no other record touches), noting the wall time just before the
+send. Every ``poll_interval`` seconds it asks the worker for that district
+(``GET /api/v1/districts/<marker>``, computed from the same live state as
+``/metrics``); when ``current.open_cases`` has grown by k, the first k markers are
+visible, and each one's latency is the arrival time of that answer minus its send
+time. The worker's own ``watchfloor_processing_latency_seconds`` histogram is not used:
+it measures from the event's ``time`` field, which the simulator sets seconds to
+minutes before publishing, as real devices do.
+
+It also times a ``/metrics`` scrape every ``scrape_interval`` seconds (as Prometheus
+would, under load) and samples the worker's RSS and CPU time every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from streams.kafka import district_partition
+
+from .proc import child_main, cpu_seconds, proc_status
+from .watchfloor_run import parse_exposition
+
+
+def marker_event(district: str, run: str, k: int, now: float) -> bytes:
+    local = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))
+    subject = f"mk-{run}-{k:06d}"
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": subject,
+            "source": "/bench/latency-probe",
+            "type": "watchfloor.incident.case_filed.v1",
+            "time": local,
+            "subject": subject,
+            "datacontenttype": "application/json",
+            "district": district,
+            "data": {"category": "theft", "severity": "minor"},
+        }
+    )
+
+
+async def probe(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+    from aiokafka import AIOKafkaProducer
+
+    url = spec["worker_url"]
+    district = spec["marker_district"]
+    topic = spec["topic"]
+    partition = district_partition(district, int(spec["partitions"]))
+    duration = float(spec["seconds"])
+    marker_interval = float(spec.get("marker_interval", 0.1))
+    poll_interval = float(spec.get("poll_interval", 0.025))
+    scrape_interval = float(spec.get("scrape_interval", 5.0))
+    drain_timeout = float(spec.get("drain_timeout", 60.0))
+    pid = int(spec["worker_pid"])
+    run = spec["run"]
+
+    sent: list[float] = []
+    seen: list[float] = []
+    scrapes: list[dict[str, Any]] = []
+    rss: list[tuple[float, int, float]] = []
+    producer = AIOKafkaProducer(bootstrap_servers=spec["bootstrap"], linger_ms=0, acks=1)
+    await producer.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    path = f"{url}/api/v1/districts/{district}"
+
+    async def open_cases() -> int | None:
+        async with session.get(path) as resp:
+            if resp.status != 200:
+                return None
+            body = await resp.json(loads=orjson.loads)
+            return int(body["current"]["open_cases"])
+
+    base = await open_cases()
+    if base is None:
+        raise RuntimeError(f"{path} does not answer 200")
+    await asyncio.sleep(max(0.0, float(spec["start_at"]) - time.time()))
+    t_start = time.time()
+    end = t_start + duration
+    markers_done = asyncio.Event()
+
+    async def markers() -> None:
+        k = 0
+        next_at = time.monotonic()
+        while time.time() < end:
+            k += 1
+            now = time.time()
+            value = marker_event(district, run, k, now)
+            sent.append(now)
+            await producer.send(topic, value, key=district.encode(), partition=partition)
+            next_at += marker_interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await producer.flush()
+        markers_done.set()
+
+    async def poll() -> None:
+        deadline = None
+        while True:
+            got = await open_cases()
+            now = time.time()
+            if got is not None:
+                while len(seen) < min(got - base, len(sent)):
+                    seen.append(now)
+            if markers_done.is_set():
+                if len(seen) >= len(sent):
+                    return
+                deadline = deadline or time.monotonic() + drain_timeout
+                if time.monotonic() > deadline:
+                    return
+            await asyncio.sleep(poll_interval)
+
+    async def scrape() -> None:
+        while time.time() < end:
+            await asyncio.sleep(scrape_interval)
+            t0 = time.perf_counter()
+            async with session.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            took = time.perf_counter() - t0
+            samples = parse_exposition(text, frozenset({"watchfloor_consumer_lag"}))
+            scrapes.append(
+                {"at": time.time() - t_start, "seconds": took, "lag": sum(samples.values())}
+            )
+
+    async def sample() -> None:
+        while time.time() < end + 5:
+            status = proc_status(pid)
+            cpu = cpu_seconds(pid)
+            if "VmRSS" in status and cpu is not None:
+                rss.append((time.time() - t_start, status["VmRSS"], cpu))
+            await asyncio.sleep(1.0)
+
+    try:
+        await asyncio.gather(markers(), poll(), scrape(), sample())
+    finally:
+        await producer.stop()
+        await session.close()
+    return {
+        "started_at": t_start,
+        "markers_sent": len(sent),
+        "markers_seen": len(seen),
+        "latencies": [round(v - s, 4) for s, v in zip(sent, seen, strict=False)],
+        "scrapes": scrapes,
+        "rss": rss,
+        "marker_interval": marker_interval,
+        "poll_interval": poll_interval,
+    }
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(probe(spec))
+
+
+if __name__ == "__main__":
+    child_main(run)

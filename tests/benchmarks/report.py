@@ -1,0 +1,273 @@
+"""Figures of repeated runs (best and spread), the targets of issue #7, and the printed table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def spread(values: Sequence[float], *, higher_is_better: bool = True) -> dict[str, Any]:
+    """Best, worst and the spread between them (as % of the best) of repeated runs."""
+    if not values:
+        return {}
+    best = max(values) if higher_is_better else min(values)
+    worst = min(values) if higher_is_better else max(values)
+    return {
+        "best": best,
+        "worst": worst,
+        "spread_pct": round(abs(best - worst) / best * 100, 1) if best else 0.0,
+        "values": list(values),
+    }
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MB"
+
+
+def render_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(out)
+
+
+IMPLS = ("limit", "naive", "peer", "watchfloor")
+TITLES = {
+    "limit": "limit (raw aiokafka + orjson)",
+    "naive": "naive (Faust agent, tables)",
+    "peer": "peer (Quix Streams 3.x)",
+    "watchfloor": "watchfloor worker",
+}
+
+
+def throughput_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for impl in IMPLS:
+        runs = report["runs"].get(impl)
+        if not runs:
+            continue
+        s = report["summary"][impl]
+        best = max(runs, key=lambda r: r["events_per_second"])
+        eps_cpu = [
+            r["events"] / r["cpu_processing_seconds"]
+            for r in runs
+            if r.get("cpu_processing_seconds")
+        ]
+        rows.append(
+            [
+                TITLES[impl],
+                _fmt(s["events_per_second"]["best"]),
+                f"{s['events_per_second']['spread_pct']:.0f}%",
+                str(len(runs)),
+                f"{min(r['events'] for r in runs):,}" + ("" if best["complete"] else "*"),
+                _fmt(max(eps_cpu) if eps_cpu else None),
+                _mb(max(r.get("peak_rss_bytes") or 0 for r in runs)),
+                "yes" if all(r["exact"] for r in runs) else "NO",
+                " ".join(f"{r['loadavg_before'][0]:.1f}" for r in runs),
+            ]
+        )
+    return rows
+
+
+def render(report: dict[str, Any]) -> str:
+    p = report["params"]
+    m = report["machine"]
+    parts = [
+        f"Watchfloor benchmark: {p['events']:,} events, {p['districts']:,} districts, "
+        f"{p['partitions']} partitions per topic, broker {p['bootstrap']}",
+        f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, "
+        f"Python {m['python']}, Kafka {m['kafka']}; load at start {m['loadavg_start']}",
+        "",
+    ]
+    rows = throughput_rows(report)
+    if rows:
+        parts.append(
+            render_table(
+                [
+                    "implementation",
+                    "events/s (best)",
+                    "spread",
+                    "runs",
+                    "events",
+                    "events/CPU-s",
+                    "peak RSS",
+                    "exact",
+                    "load (1 min)",
+                ],
+                rows,
+            )
+        )
+        if any(not r["complete"] for r in report["runs"].get("naive", [])):
+            parts.append("* time-boxed: counted a prefix of the data, checked against its truth")
+        parts.append("")
+    ratios = report.get("ratios") or {}
+    if ratios:
+        parts.append(
+            "ratios (best vs best): "
+            + ", ".join(f"watchfloor/{k} = {v:.2f}" for k, v in ratios.items())
+        )
+        parts.append("")
+    wf = report.get("watchfloor") or {}
+    lines = []
+    if wf.get("peak_rss_bytes"):
+        lines.append(["peak RSS of the worker (catch-up, 1 worker)", _mb(wf["peak_rss_bytes"])])
+    for ph in wf.get("latency", []):
+        lat = ph["latency_seconds"]
+        lines.append(
+            [
+                f"event-to-metric latency at {ph['produced']['events_per_second']:,.0f} events/s "
+                f"for {ph['produced']['seconds']:.0f}s",
+                f"p50 {_fmt(lat['p50'], ' s', 3)}, p99 {_fmt(lat['p99'], ' s', 3)}, "
+                f"max {_fmt(lat['max'], ' s', 3)} ({ph['markers_seen']}/{ph['markers_sent']} "
+                f"markers)",
+            ]
+        )
+        r = ph["rss"]
+        if r:
+            lines.append(
+                [
+                    "  RSS during it / worker CPU share",
+                    f"{r['first_mb']:.0f} -> {r['last_mb']:.0f} MB (max {r['max_mb']:.0f}, "
+                    f"trend {r['trend_mb_per_minute']:+.1f} MB/min), CPU {r['cpu_share']:.0%}",
+                ]
+            )
+        su = ph["scrapes_under_load"]
+        if su["count"]:
+            lines.append(
+                [
+                    "  /metrics scrape under that load",
+                    f"median {_fmt(su['median_seconds'], ' s', 3)}, "
+                    f"max {_fmt(su['max_seconds'], ' s', 3)} ({su['count']} scrapes)",
+                ]
+            )
+    for rs in wf.get("restarts", []):
+        lines.append(
+            [
+                f"restart after {'SIGKILL' if rs['how'] == 'kill' else 'SIGTERM'}, "
+                f"{rs['districts']} districts",
+                f"/ready {rs['ready_seconds']:.2f} s, figures exact {rs['correct_seconds']:.2f} s "
+                f"(state rebuild {rs['worker_recovery_seconds'] or 0:.2f} s)",
+            ]
+        )
+    sc = wf.get("scrape")
+    if sc:
+        lines.append(
+            [
+                f"/metrics scrape, idle, {sc['series']:,} series ({sc['bytes'] / 2**20:.1f} MB)",
+                f"median {sc['median_seconds']:.3f} s, max {sc['max_seconds']:.3f} s "
+                f"({sc['count']} scrapes)",
+            ]
+        )
+    if lines:
+        parts.append(render_table(["watchfloor", "measured"], lines))
+        parts.append("")
+    targets = report.get("targets") or []
+    if targets:
+        parts.append(
+            render_table(
+                ["target", "measured", "met"],
+                [[t["target"], t["measured"], t["met"]] for t in targets],
+            )
+        )
+        parts.append("")
+    prof = report.get("profile")
+    if prof:
+        parts.append(
+            f"profile of the worker during a catch-up ({prof['samples']} samples, "
+            f"busy share per thread: "
+            + ", ".join(f"{t} {v['busy_share']:.0%}" for t, v in prof["threads"].items())
+            + ")"
+        )
+        parts.append(
+            render_table(
+                ["part (busy samples)", "share"],
+                [[x["part"], f"{x['share_of_busy']:.1%}"] for x in prof["parts"]],
+            )
+        )
+        parts.append("")
+    return "\n".join(parts)
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, str]]:
+    """Each target of issue #7 with the measured figure and whether it is met."""
+    out: list[dict[str, str]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        verdict = "-" if met is None else ("yes" if met else "NO")
+        out.append({"target": target, "measured": measured, "met": verdict})
+
+    ratios = report.get("ratios") or {}
+    for impl, want in (("limit", 0.3), ("naive", 10.0), ("peer", 2.0)):
+        if impl in ratios:
+            add(f"watchfloor >= {want:g} x {impl}", f"{ratios[impl]:.2f} x", ratios[impl] >= want)
+    wf_runs = report["runs"].get("watchfloor") or []
+    if wf_runs:
+        best = report["summary"]["watchfloor"]["events_per_second"]["best"]
+        add(">= 50,000 events/s on one worker", f"{best:,.0f} events/s", best >= 50_000)
+        exact = all(r["exact"] for runs in report["runs"].values() for r in runs)
+        add(
+            "counts exact (every implementation, every run)",
+            "exact" if exact else "NOT exact",
+            exact,
+        )
+    wf = report.get("watchfloor") or {}
+    for ph in wf.get("latency", []):
+        p99 = ph["latency_seconds"]["p99"]
+        rate = ph["produced"]["events_per_second"]
+        ok = p99 is not None and p99 <= 2.0 and rate >= 0.95 * ph["rate_target"]
+        add(
+            f"p99 event-to-metric <= 2 s at {ph['rate_target']:,.0f} events/s",
+            f"p99 {_fmt(p99, ' s', 3)} at {rate:,.0f} events/s",
+            ok,
+        )
+    for rs in wf.get("restarts", []):
+        add(
+            f"restart ({rs['how']}) with {rs['districts']} districts correct in <= 10 s",
+            f"{rs['correct_seconds']:.2f} s",
+            rs["correct_seconds"] <= 10.0,
+        )
+    if wf.get("peak_rss_bytes"):
+        peak = wf["peak_rss_bytes"]
+        add("peak RSS <= 500 MB at 1,000 districts", _mb(peak), peak <= 500 * 2**20)
+    for ph in wf.get("latency", []):
+        r = ph["rss"]
+        if r:
+            flat = abs(r["trend_mb_per_minute"]) <= 5.0
+            add(
+                "RSS flat at steady state (|trend| <= 5 MB/min)",
+                f"{r['trend_mb_per_minute']:+.1f} MB/min",
+                flat,
+            )
+    sc = wf.get("scrape")
+    if sc:
+        add(
+            "/metrics scrape <= 0.5 s at 1,000 districts (idle, max)",
+            f"{sc['max_seconds']:.3f} s",
+            sc["max_seconds"] <= 0.5,
+        )
+    for ph in wf.get("latency", []):
+        su = ph["scrapes_under_load"]
+        if su["count"]:
+            add(
+                "/metrics scrape <= 0.5 s under load (max)",
+                f"{su['max_seconds']:.3f} s",
+                su["max_seconds"] <= 0.5,
+            )
+    return out
