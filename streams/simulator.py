@@ -48,14 +48,19 @@ SCENARIO_EVENTS = "events.jsonl"
 # Scenario files above this size are kept gzipped (deterministically: mtime 0).
 SCENARIO_GZIP_ABOVE = 512 * 1024
 
-# The demo (``watchfloor demo`` and ``simulate run`` without options): a week of history
-# at once, so that 24 h and 7 d windows are full, then a live stream; a few hazards
-# with deadlines minutes away so that the overdue alert fires while people watch.
+# The demo (``watchfloor demo`` and ``simulate run`` without options): three weeks of
+# history at once, then a live stream; a few hazards with deadlines minutes away so
+# that the overdue alert fires while people watch. Three weeks, not one: lifecycles
+# take days (a hazard's deadline, a dispute's mediation), and a history that starts
+# empty shows low clearance and resolution ratios until they have run their course;
+# with three weeks the 24 h and 7 d windows see lifecycles in full flow, and the 28 d
+# window is mostly filled.
 DEMO_RATE = 20.0  # live records/s for ten districts
-DEMO_BACKFILL = timedelta(days=7)
-# The backfill runs at most at this many records/s (0.5/s for 7 days: ~260,000 records,
-# read by the engine in seconds), whatever the live rate: its follow-ups then thicken
-# into the live rate over the first hours.
+DEMO_BACKFILL = timedelta(days=21)
+# The backfill holds about this many records whatever the live rate (0.17/s over three
+# weeks: read by the engine in seconds). Follow-ups of the live stream then take hours
+# to days to thicken to the live rate, so ratios over 1 h and 24 h read low at first
+# when the live rate is far above the history's.
 DEMO_HISTORY_RECORDS = 300_000
 DEMO_OVERDUE_DRILL = 6
 DEMO_LATE_SHARE = 0.002
@@ -249,6 +254,15 @@ class ProduceSummary:
     @property
     def delivered(self) -> int:
         return sum(self.topics.values())
+
+    def __str__(self) -> str:
+        topics = ", ".join(f"{t} {n:,}" for t, n in sorted(self.topics.items()))
+        intents = ", ".join(f"{i} {n:,}" for i, n in self.tally.by_intent.items())
+        failed = f"; {self.failed:,} NOT confirmed" if self.failed else ""
+        return (
+            f"{self.delivered:,} records confirmed in {self.seconds:.0f} s "
+            f"({self.rate:,.0f}/s): {topics}; {intents}{failed}"
+        )
 
     @property
     def rate(self) -> float:
@@ -681,7 +695,8 @@ async def run_demo_stream(
     clock: Clock | None = None,
     progress: Callable[[ProduceSummary], None] | None = None,
 ) -> ProduceSummary:
-    """Produce a week of history at once, then a live stream until ``stop_event`` is set.
+    """Produce recent history at once (``backfill``, three weeks), then a live stream until
+    ``stop_event`` is set.
 
     The figures of every district have data as soon as the engine has read the
     backfill; a few hazards go overdue in the first minutes (see ``DEMO_OVERDUE_DRILL``).
@@ -771,7 +786,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     )
     run.add_argument(
         "--backfill", type=parse_duration, default=DEMO_BACKFILL,
-        help="history produced at once before the live stream (default 7d; 0 for none)",
+        help="history produced at once before the live stream (default 21d; 0 for none)",
     )  # fmt: skip
     run.add_argument("--late-share", type=_share, default=DEMO_LATE_SHARE)
     run.add_argument("--duplicate-share", type=_share, default=DEMO_DUPLICATE_SHARE)

@@ -35,6 +35,7 @@ from streams.simulation import (
     synthetic_city_document,
 )
 from streams.simulator import (
+    DEMO_BACKFILL,
     Pacer,
     live_config,
     load_city,
@@ -864,9 +865,10 @@ def test_live_config_caps_the_backfill(city: SimCity) -> None:
     config = live_config(EPOCH, rate=20.0, max_records=None, duration=timedelta(minutes=1))
     assert config.rate == 20.0 and config.live_from == EPOCH
     assert config.history_rate is not None
-    assert config.history_rate * 7 * 86400 == pytest.approx(300_000)
+    assert config.history_rate * DEMO_BACKFILL.total_seconds() == pytest.approx(300_000)
+    assert config.start == EPOCH - DEMO_BACKFILL
     history = sum(1 for r in generate_events(city, config) if r.at < EPOCH.timestamp())
-    assert 150_000 < history < 330_000
+    assert 240_000 < history < 330_000
 
 
 def test_shards_split_districts_and_rate_and_are_deterministic(city: SimCity) -> None:
