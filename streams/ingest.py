@@ -257,8 +257,12 @@ class IngestService:
             return token
         limit = self.settings.ingest_max_body_bytes
         if len(body) > limit:
+            # The web layer reads at most limit + 1 bytes, so the true size is unknown here.
             return _problem(
-                413, f"The body is {len(body)} bytes; the limit is {limit}.", limit=limit
+                413,
+                f"The body is too large: the limit is {limit} bytes; send fewer events per "
+                "request.",
+                limit=limit,
             )
         docs = self._decode(body)
         if isinstance(docs, IngestResponse):

@@ -1,4 +1,4 @@
-"""Bad input through the real broker into a running worker: every record counted or dead-lettered."""
+"""Bad input through the real broker into a running worker: each record counted or dead-lettered."""
 
 from __future__ import annotations
 
@@ -87,13 +87,26 @@ class Rec:
 
 def good(doc: dict[str, Any], label: str = "good", role: str | None = None) -> Rec:
     kind = next(k for k, t in TYPES.items() if t == doc["type"])
-    return Rec(role or _role(doc["type"]), doc["district"].encode(), orjson.dumps(doc), None,
-               kind=kind, district=doc["district"], label=label)
+    return Rec(
+        role or _role(doc["type"]),
+        doc["district"].encode(),
+        orjson.dumps(doc),
+        None,
+        kind=kind,
+        district=doc["district"],
+        label=label,
+    )
 
 
-def bad(reason: str, doc_or_bytes: dict[str, Any] | bytes | None, label: str, *,
-        role: str | None = None, key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] = ()) -> Rec:
+def bad(
+    reason: str,
+    doc_or_bytes: dict[str, Any] | bytes | None,
+    label: str,
+    *,
+    role: str | None = None,
+    key: bytes | None = None,
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> Rec:
     if isinstance(doc_or_bytes, dict):
         value: bytes | None = orjson.dumps(doc_or_bytes)
         district = doc_or_bytes.get("district")
@@ -103,14 +116,21 @@ def bad(reason: str, doc_or_bytes: dict[str, Any] | bytes | None, label: str, *,
             role = _role(str(doc_or_bytes.get("type", "")))
     else:
         value = doc_or_bytes
-    return Rec(role or "incidents", key if key is not None else b"jinshui", value, reason,
-               list(headers), label=label)
+    return Rec(
+        role or "incidents",
+        key if key is not None else b"jinshui",
+        value,
+        reason,
+        list(headers),
+        label=label,
+    )
 
 
 def _role(etype: str) -> str:
     part = etype.split(".")[1] if etype.count(".") >= 2 else ""
     return {"incident": "incidents", "dispute": "disputes"}.get(
-        part, "patrols" if part in {"patrol", "hazard"} else "incidents")
+        part, "patrols" if part in {"patrol", "hazard"} else "incidents"
+    )
 
 
 class Sender:
@@ -120,9 +140,13 @@ class Sender:
         self.cluster = cluster
         # One request in flight per connection: with retries, records to one partition
         # keep the order they were sent in (a late record must follow its newer peer).
-        self.producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all",
-                                      linger_ms=5, max_in_flight_requests_per_connection=1,
-                                      max_request_size=4 * 1024 * 1024)
+        self.producer = KafkaProducer(
+            bootstrap_servers=cluster.bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_in_flight_requests_per_connection=1,
+            max_request_size=4 * 1024 * 1024,
+        )
         self.sent: list[Rec] = []
 
     def send(self, recs: Iterable[Rec]) -> list[Rec]:
@@ -132,9 +156,15 @@ class Sender:
         for i, r in enumerate(batch):
             # A distinct, known timestamp per record: the dead letter must carry it back.
             r.timestamp_ms = base_ms - 1000 * (len(batch) - i)
-            futures.append(self.producer.send(
-                self.cluster.topic(r.role), key=r.key, value=r.value,
-                headers=r.headers or None, timestamp_ms=r.timestamp_ms))
+            futures.append(
+                self.producer.send(
+                    self.cluster.topic(r.role),
+                    key=r.key,
+                    value=r.value,
+                    headers=r.headers or None,
+                    timestamp_ms=r.timestamp_ms,
+                )
+            )
         self.producer.flush()
         for r, f in zip(batch, futures, strict=True):
             meta = f.get(timeout=30)
@@ -150,8 +180,11 @@ class DeadLetters:
     """Reads the dead-letter topic incrementally, without a consumer group."""
 
     def __init__(self, cluster: Cluster) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap,
-                                      enable_auto_commit=False, auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=cluster.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         self.parts = [TopicPartition(cluster.topic("deadletter"), p) for p in range(PARTITIONS)]
         self.consumer.assign(self.parts)
         self.consumer.seek_to_beginning(*self.parts)
@@ -179,8 +212,11 @@ def headers_of(letter: Any) -> dict[str, bytes]:
 
 def source_coords(letter: Any) -> tuple[str, int, int]:
     h = headers_of(letter)
-    return (h["wf-source-topic"].decode(), int(h["wf-source-partition"]),
-            int(h["wf-source-offset"]))
+    return (
+        h["wf-source-topic"].decode(),
+        int(h["wf-source-partition"]),
+        int(h["wf-source-offset"]),
+    )
 
 
 def pipeline(w: WorkerProcess, cluster: Cluster, name: str) -> int:
@@ -212,29 +248,57 @@ def catalogue(now: datetime, rng: random.Random) -> tuple[list[Rec], list[Rec]]:
     first: list[Rec] = []
     anchors = {}
     for d in ("jinshui", "erqi", "zhongyuan", "gaoxin"):
-        anchors[d] = event("case_filed", d, f"{d}-case-a", h1,
-                           {"category": "theft", "severity": "minor"})
+        anchors[d] = event(
+            "case_filed", d, f"{d}-case-a", h1, {"category": "theft", "severity": "minor"}
+        )
         first.append(good(anchors[d], "anchor case"))
-    hazard_a = event("hazard_found", "jinshui", "jinshui-hz-a", h1, {
-        "category": "fire", "major": False, "deadline": (h1 + timedelta(days=3)).isoformat(),
-        "responsible_unit": "jinshui-fire-brigade"})
+    hazard_a = event(
+        "hazard_found",
+        "jinshui",
+        "jinshui-hz-a",
+        h1,
+        {
+            "category": "fire",
+            "major": False,
+            "deadline": (h1 + timedelta(days=3)).isoformat(),
+            "responsible_unit": "jinshui-fire-brigade",
+        },
+    )
     first.append(good(hazard_a, "anchor hazard"))
-    dispute_a = event("dispute_reported", "erqi", "erqi-dp-a", h1, {
-        "category": "neighbourhood", "responsible_unit": "erqi-mediation"})
+    dispute_a = event(
+        "dispute_reported",
+        "erqi",
+        "erqi-dp-a",
+        h1,
+        {"category": "neighbourhood", "responsible_unit": "erqi-mediation"},
+    )
     first.append(good(dispute_a, "anchor dispute"))
 
-    def case(d: str = "jinshui", subject: str = "", when: datetime | None = None,
-             **data: Any) -> dict[str, Any]:
-        return event("case_filed", d, subject or f"{d}-case-{rng.getrandbits(32):08x}",
-                     when or now - timedelta(minutes=5),
-                     {"category": "theft", "severity": "minor", **data})
+    def case(
+        d: str = "jinshui", subject: str = "", when: datetime | None = None, **data: Any
+    ) -> dict[str, Any]:
+        return event(
+            "case_filed",
+            d,
+            subject or f"{d}-case-{rng.getrandbits(32):08x}",
+            when or now - timedelta(minutes=5),
+            {"category": "theft", "severity": "minor", **data},
+        )
 
     def hazard(d: str = "jinshui", deadline: str | None = None) -> dict[str, Any]:
         when = now - timedelta(minutes=10)
-        return event("hazard_found", d, f"{d}-hz-{rng.getrandbits(32):08x}", when, {
-            "category": "gas", "major": True,
-            "deadline": deadline or (when + timedelta(days=2)).isoformat(),
-            "responsible_unit": f"{d}-gas-office"})
+        return event(
+            "hazard_found",
+            d,
+            f"{d}-hz-{rng.getrandbits(32):08x}",
+            when,
+            {
+                "category": "gas",
+                "major": True,
+                "deadline": deadline or (when + timedelta(days=2)).isoformat(),
+                "responsible_unit": f"{d}-gas-office",
+            },
+        )
 
     def without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
         doc = orjson.loads(orjson.dumps(doc))
@@ -262,21 +326,67 @@ def catalogue(now: datetime, rng: random.Random) -> tuple[list[Rec], list[Rec]]:
     second: list[Rec] = [
         # Good ones, on every topic, interleaved with the bad.
         good(case("zhongyuan"), "good case"),
-        good(event("case_cleared", "jinshui", "jinshui-case-a", now - timedelta(minutes=3)),
-             "good clearance"),
-        good(event("dispute_resolved", "erqi", "erqi-dp-a", now - timedelta(minutes=2),
-                   {"responsible_unit": "erqi-mediation"}), "good resolution"),
-        good(event("mediation_started", "erqi", "erqi-dp-b", now - timedelta(minutes=9),
-                   {"responsible_unit": "erqi-mediation"}), "good mediation"),
-        good(event("hazard_rectified", "jinshui", "jinshui-hz-a", now - timedelta(minutes=1),
-                   {"responsible_unit": "jinshui-fire-brigade"}), "good rectification"),
-        good(event("patrol_completed", "gaoxin", "gaoxin-pt-1", now - timedelta(minutes=1), {
-            "team": "gaoxin-pt01", "started_at": (now - timedelta(hours=2)).isoformat(),
-            "ended_at": (now - timedelta(minutes=1)).isoformat(), "area": "gaoxin-s1",
-            "findings": 2}), "good patrol"),
+        good(
+            event("case_cleared", "jinshui", "jinshui-case-a", now - timedelta(minutes=3)),
+            "good clearance",
+        ),
+        good(
+            event(
+                "dispute_resolved",
+                "erqi",
+                "erqi-dp-a",
+                now - timedelta(minutes=2),
+                {"responsible_unit": "erqi-mediation"},
+            ),
+            "good resolution",
+        ),
+        good(
+            event(
+                "mediation_started",
+                "erqi",
+                "erqi-dp-b",
+                now - timedelta(minutes=9),
+                {"responsible_unit": "erqi-mediation"},
+            ),
+            "good mediation",
+        ),
+        good(
+            event(
+                "hazard_rectified",
+                "jinshui",
+                "jinshui-hz-a",
+                now - timedelta(minutes=1),
+                {"responsible_unit": "jinshui-fire-brigade"},
+            ),
+            "good rectification",
+        ),
+        good(
+            event(
+                "patrol_completed",
+                "gaoxin",
+                "gaoxin-pt-1",
+                now - timedelta(minutes=1),
+                {
+                    "team": "gaoxin-pt01",
+                    "started_at": (now - timedelta(hours=2)).isoformat(),
+                    "ended_at": (now - timedelta(minutes=1)).isoformat(),
+                    "area": "gaoxin-s1",
+                    "findings": 2,
+                },
+            ),
+            "good patrol",
+        ),
         good(hazard("erqi"), "good hazard"),
-        good(event("dispute_escalated", "gaoxin", "gaoxin-dp-1", now - timedelta(minutes=4),
-                   {"escalated_to": "city-petition-office"}), "good escalation"),
+        good(
+            event(
+                "dispute_escalated",
+                "gaoxin",
+                "gaoxin-dp-1",
+                now - timedelta(minutes=4),
+                {"escalated_to": "city-petition-office"},
+            ),
+            "good escalation",
+        ),
         # Malformed JSON.
         bad("malformed_json", valid_bytes[: len(valid_bytes) // 2], "truncated JSON"),
         bad("malformed_json", b"case filed, jinshui, theft", "plain text"),
@@ -299,34 +409,58 @@ def catalogue(now: datetime, rng: random.Random) -> tuple[list[Rec], list[Rec]]:
         # Not allowed.
         bad("schema", with_(case(), "data.suspect_name", "x"), "extra data field"),
         # Unknown event types.
-        bad("unknown_type", with_(case(), "type", "watchfloor.incident.case_reopened.v1"),
-            "unknown type", role="incidents"),
-        bad("unknown_type", with_(case(), "type", "watchfloor.incident.case_filed.v2"),
-            "unknown version", role="incidents"),
+        bad(
+            "unknown_type",
+            with_(case(), "type", "watchfloor.incident.case_reopened.v1"),
+            "unknown type",
+            role="incidents",
+        ),
+        bad(
+            "unknown_type",
+            with_(case(), "type", "watchfloor.incident.case_filed.v2"),
+            "unknown version",
+            role="incidents",
+        ),
         # Unknown districts.
         bad("unknown_district", case("atlantis"), "unknown district", key=b"atlantis"),
-        bad("unknown_district", with_(hazard(), "district", "jinshui-east"),
-            "unknown district code", key=b"jinshui"),
+        bad(
+            "unknown_district",
+            with_(hazard(), "district", "jinshui-east"),
+            "unknown district code",
+            key=b"jinshui",
+        ),
         # Times out of range.
         bad("time_out_of_range", case(when=now + timedelta(hours=2)), "two hours ahead"),
         bad("time_out_of_range", case(when=now + timedelta(days=400)), "next year"),
-        bad("time_out_of_range", with_(case(), "time", "1999-12-31T23:59:59+08:00"),
-            "before 2000"),
+        bad("time_out_of_range", with_(case(), "time", "1999-12-31T23:59:59+08:00"), "before 2000"),
         bad("time_out_of_range", with_(case(), "time", "1970-01-01T00:00:00Z"), "epoch zero"),
         # Naive timestamps.
-        bad("naive_time", with_(case(), "time", now.replace(tzinfo=None).isoformat()),
-            "naive time"),
-        bad("naive_time", with_(hazard(), "data.deadline",
-                                (now + timedelta(days=1)).replace(tzinfo=None).isoformat()),
-            "naive deadline"),
+        bad(
+            "naive_time", with_(case(), "time", now.replace(tzinfo=None).isoformat()), "naive time"
+        ),
+        bad(
+            "naive_time",
+            with_(
+                hazard(),
+                "data.deadline",
+                (now + timedelta(days=1)).replace(tzinfo=None).isoformat(),
+            ),
+            "naive deadline",
+        ),
         # Oversized (otherwise valid, checked below).
         bad("too_large", padded, "oversized", headers=trace),
         # Duplicates: an exact repeat of a counted event, and the same transition again.
         bad("duplicate", anchors["erqi"], "exact repeat", headers=trace),
-        bad("duplicate", {**anchors["gaoxin"], "id": "gaoxin-case-a-again"},
-            "same transition, new id"),
-        bad("duplicate", {**hazard_a, "id": "hz-again", "time": now.isoformat()},
-            "hazard found twice"),
+        bad(
+            "duplicate",
+            {**anchors["gaoxin"], "id": "gaoxin-case-a-again"},
+            "same transition, new id",
+        ),
+        bad(
+            "duplicate",
+            {**hazard_a, "id": "hz-again", "time": now.isoformat()},
+            "hazard found twice",
+        ),
         # Not UTF-8.
         bad("not_utf8", b"\xff\xfe\x00\x01\x02", "binary"),
         bad("not_utf8", valid_bytes.replace(b"theft", b"th\xe9ft"), "latin-1 in a string"),
@@ -335,20 +469,30 @@ def catalogue(now: datetime, rng: random.Random) -> tuple[list[Rec], list[Rec]]:
         bad("empty", b"", "empty value", headers=forged),
         bad("empty", None, "tombstone"),
         # Deadlines not after the time found.
-        bad("deadline_before_found",
-            hazard(deadline=(now - timedelta(hours=1)).isoformat()), "deadline before found"),
-        bad("deadline_before_found",
-            hazard(deadline=(now - timedelta(minutes=10)).isoformat()), "deadline at found"),
+        bad(
+            "deadline_before_found",
+            hazard(deadline=(now - timedelta(hours=1)).isoformat()),
+            "deadline before found",
+        ),
+        bad(
+            "deadline_before_found",
+            hazard(deadline=(now - timedelta(minutes=10)).isoformat()),
+            "deadline at found",
+        ),
         # Wrong topic.
         bad("wrong_topic", case(), "case on the patrol topic", role="patrols"),
         bad("wrong_topic", hazard(), "hazard on the incident topic", role="incidents"),
-        bad("wrong_topic", dispute_a | {"id": "dp-x", "subject": "erqi-dp-x"},
-            "dispute on the incident topic", role="incidents"),
+        bad(
+            "wrong_topic",
+            dispute_a | {"id": "dp-x", "subject": "erqi-dp-x"},
+            "dispute on the incident topic",
+            role="incidents",
+        ),
         # Wrong partition: keyed by another district, so it lands in that one's partition.
-        bad("wrong_partition", case("jinshui"), "jinshui keyed as erqi", key=b"erqi",
-            headers=forged),
-        bad("wrong_partition", hazard("gaoxin"), "gaoxin keyed as zhongyuan",
-            key=b"zhongyuan"),
+        bad(
+            "wrong_partition", case("jinshui"), "jinshui keyed as erqi", key=b"erqi", headers=forged
+        ),
+        bad("wrong_partition", hazard("gaoxin"), "gaoxin keyed as zhongyuan", key=b"zhongyuan"),
         # Too late: more than the grace (24 h) before the district's latest incident.
         bad("too_late", case("zhongyuan", when=now - timedelta(hours=30)), "30 h old"),
         bad("too_late", case("jinshui", when=now - timedelta(days=20)), "20 days old"),
@@ -377,23 +521,31 @@ def test_every_bad_input_kind_is_dead_lettered_and_the_rest_counted(
             doc = orjson.loads(r.value or b"")
             assert r.key is not None
             assert district_partition(r.key.decode(), PARTITIONS) != district_partition(
-                doc["district"], PARTITIONS)
+                doc["district"], PARTITIONS
+            )
         if r.expect == "too_large":
             assert len(r.value or b"") > Settings().max_record_bytes
-            roomy = EventValidator(load_reference(Settings().reference_file),
-                                   clock=SystemClock(), max_record_bytes=1 << 20)
+            roomy = EventValidator(
+                load_reference(Settings().reference_file),
+                clock=SystemClock(),
+                max_record_bytes=1 << 20,
+            )
             roomy.validate(r.value)
 
     sender = Sender(cluster)
     letters = DeadLetters(cluster)
     try:
         sender.send(first)
-        wait_for(lambda: pipeline(w, cluster, "watchfloor_events_processed_total") == len(first),
-                 what="the first phase counted")
+        wait_for(
+            lambda: pipeline(w, cluster, "watchfloor_events_processed_total") == len(first),
+            what="the first phase counted",
+        )
         sender.send(second)
         sent = sender.sent
-        wait_for(lambda: pipeline(w, cluster, "watchfloor_events_received_total") == len(sent),
-                 what=f"all {len(sent)} records read")
+        wait_for(
+            lambda: pipeline(w, cluster, "watchfloor_events_received_total") == len(sent),
+            what=f"all {len(sent)} records read",
+        )
         dead = letters.read_to_end()
     finally:
         sender.close()
@@ -415,9 +567,11 @@ def test_every_bad_input_kind_is_dead_lettered_and_the_rest_counted(
     for role in ROLES:
         topic = cluster.topic(role)
         assert sample(m, "watchfloor_events_received_total", topic=topic) == sum(
-            1 for r in sent if r.role == role)
+            1 for r in sent if r.role == role
+        )
         assert sample(m, "watchfloor_events_processed_total", topic=topic) == sum(
-            1 for r in counted if r.role == role)
+            1 for r in counted if r.role == role
+        )
         want = Counter(r.expect for r in rejected if r.role == role)
         for reason in REASONS:
             got = sample(m, "watchfloor_events_rejected_total", topic=topic, reason=reason) or 0
@@ -442,8 +596,10 @@ def test_every_bad_input_kind_is_dead_lettered_and_the_rest_counted(
     assert sample(m, "watchfloor_duplicate_events_total", district="jinshui") == 1
     status, jinshui = w.get("/api/v1/districts/jinshui")
     assert status == 200
-    assert jinshui["rolling"]["24h"]["cases_filed"] == totals[
-        ("watchfloor_cases_filed_total", "jinshui")]
+    assert (
+        jinshui["rolling"]["24h"]["cases_filed"]
+        == totals[("watchfloor_cases_filed_total", "jinshui")]
+    )
 
     # Every dead letter: original key, value and headers untouched, and the right reason.
     by_coords = {source_coords(x): x for x in dead}
@@ -477,15 +633,29 @@ def test_every_bad_input_kind_is_dead_lettered_and_the_rest_counted(
 # --- property: whatever arrives, the worker keeps running and accounts for it ------------
 
 DISTRICTS = ("jinshui", "erqi", "zhongyuan", "gaoxin", "huiji", "baihe")
-ATTRS = ("specversion", "id", "source", "type", "time", "subject", "district", "data",
-         "datacontenttype")
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                         st.floats(allow_nan=False, allow_infinity=False),
-                         st.text(max_size=20))
+ATTRS = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "district",
+    "data",
+    "datacontenttype",
+)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -503,25 +673,44 @@ def valid_doc(draw: Any, now: datetime) -> dict[str, Any]:
         "mediation_started": {"responsible_unit": f"{d}-labour"},
         "dispute_resolved": {},
         "dispute_escalated": {"escalated_to": "city-petition-office"},
-        "patrol_completed": {"team": f"{d}-pt01",
-                             "started_at": (when - timedelta(hours=1)).isoformat(),
-                             "ended_at": when.isoformat(), "area": f"{d}-s1", "findings": 0},
-        "hazard_found": {"category": "construction", "major": False,
-                         "deadline": (when + timedelta(days=5)).isoformat(),
-                         "responsible_unit": f"{d}-building-office"},
+        "patrol_completed": {
+            "team": f"{d}-pt01",
+            "started_at": (when - timedelta(hours=1)).isoformat(),
+            "ended_at": when.isoformat(),
+            "area": f"{d}-s1",
+            "findings": 0,
+        },
+        "hazard_found": {
+            "category": "construction",
+            "major": False,
+            "deadline": (when + timedelta(days=5)).isoformat(),
+            "responsible_unit": f"{d}-building-office",
+        },
         "hazard_rectified": {},
         "hazard_verified": {"result": "confirmed"},
     }[kind]
-    return event(kind, d, subject, when, data,
-                 id=f"{subject}-{kind}-{draw(st.integers(0, 3))}")
+    return event(kind, d, subject, when, data, id=f"{subject}-{kind}-{draw(st.integers(0, 3))}")
 
 
 def mutate(draw: Any, doc: dict[str, Any], now: datetime) -> bytes:
     # Listed first and often: about half the events arrive unharmed.
-    how = draw(st.sampled_from([
-        *["none"] * 12, "drop", "drop_data", "retype", "type", "district", "time", "truncate",
-        "flip", "not_utf8", "big",
-    ]))
+    how = draw(
+        st.sampled_from(
+            [
+                *["none"] * 12,
+                "drop",
+                "drop_data",
+                "retype",
+                "type",
+                "district",
+                "time",
+                "truncate",
+                "flip",
+                "not_utf8",
+                "big",
+            ]
+        )
+    )
     if how == "drop":
         del doc[draw(st.sampled_from(ATTRS))]
     elif how == "drop_data" and doc["data"]:
@@ -532,22 +721,28 @@ def mutate(draw: Any, doc: dict[str, Any], now: datetime) -> bytes:
         name = draw(st.sampled_from(sorted(target) or ["extra"]))
         target[name] = draw(json_values)
     elif how == "type":
-        doc["type"] = draw(st.one_of(st.sampled_from(sorted(TYPES.values())),
-                                     st.text(max_size=40)))
+        doc["type"] = draw(st.one_of(st.sampled_from(sorted(TYPES.values())), st.text(max_size=40)))
     elif how == "district":
         doc["district"] = draw(st.one_of(st.sampled_from(DISTRICTS), st.text(max_size=12)))
     elif how == "time":
-        doc["time"] = draw(st.sampled_from([
-            (now + timedelta(hours=3)).isoformat(), "1999-01-01T00:00:00Z",
-            now.replace(tzinfo=None).isoformat(), "2026-02-30T10:00:00+08:00",
-            "yesterday", (now - timedelta(days=60)).isoformat(),
-        ]))
+        doc["time"] = draw(
+            st.sampled_from(
+                [
+                    (now + timedelta(hours=3)).isoformat(),
+                    "1999-01-01T00:00:00Z",
+                    now.replace(tzinfo=None).isoformat(),
+                    "2026-02-30T10:00:00+08:00",
+                    "yesterday",
+                    (now - timedelta(days=60)).isoformat(),
+                ]
+            )
+        )
     raw = orjson.dumps(doc)
     if how == "truncate":
         raw = raw[: draw(st.integers(0, len(raw) - 1))]
     elif how == "flip":
         i = draw(st.integers(0, len(raw) - 1))
-        raw = raw[:i] + bytes([raw[i] ^ draw(st.integers(1, 255))]) + raw[i + 1:]
+        raw = raw[:i] + bytes([raw[i] ^ draw(st.integers(1, 255))]) + raw[i + 1 :]
     elif how == "not_utf8":
         i = draw(st.integers(0, len(raw)))
         raw = raw[:i] + b"\xc3\x28" + raw[i:]
@@ -560,12 +755,22 @@ def mutate(draw: Any, doc: dict[str, Any], now: datetime) -> bytes:
 def records(draw: Any, now: datetime) -> Rec:
     role = draw(st.sampled_from(ROLES))
     if draw(st.sampled_from(["event", "event", "event", "bytes"])) == "bytes":
-        value: bytes | None = draw(st.sampled_from(["binary", "binary", "binary", "empty",
-                                                    "none"]).flatmap(
-            lambda v: st.binary(min_size=1, max_size=200) if v == "binary"
-            else st.just(b"" if v == "empty" else None)))
-        key = draw(st.one_of(st.none(), st.sampled_from(DISTRICTS).map(str.encode),
-                             st.binary(min_size=1, max_size=8)))
+        value: bytes | None = draw(
+            st.sampled_from(["binary", "binary", "binary", "empty", "none"]).flatmap(
+                lambda v: (
+                    st.binary(min_size=1, max_size=200)
+                    if v == "binary"
+                    else st.just(b"" if v == "empty" else None)
+                )
+            )
+        )
+        key = draw(
+            st.one_of(
+                st.none(),
+                st.sampled_from(DISTRICTS).map(str.encode),
+                st.binary(min_size=1, max_size=8),
+            )
+        )
         if value is None and key is None:
             key = b"jinshui"  # Kafka refuses a record with neither
         return Rec(role, key, value, None, label="random bytes")
@@ -573,8 +778,11 @@ def records(draw: Any, now: datetime) -> Rec:
     if draw(st.sampled_from(["own", "own", "own", "any"])) == "own":
         role = _role(doc["type"])
     key_choice = draw(st.sampled_from([*["own"] * 8, "other", "none"]))
-    key = {"own": doc["district"].encode(), "none": None,
-           "other": draw(st.sampled_from(DISTRICTS)).encode()}[key_choice]
+    key = {
+        "own": doc["district"].encode(),
+        "none": None,
+        "other": draw(st.sampled_from(DISTRICTS)).encode(),
+    }[key_choice]
     value = mutate(draw, doc, now)
     return Rec(role, key, value, None, label="mutated event")
 
@@ -591,9 +799,14 @@ def test_property_any_input_is_counted_or_dead_lettered(
 
     # No shrinking: each step would be a round trip through the broker and the worker,
     # and the failing batch is printed whole anyway.
-    @settings(max_examples=35, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=35,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(batch=st.lists(records(now), min_size=1, max_size=10))
     def prop(batch: list[Rec]) -> None:
         assert w.alive(), w.log_tail()
@@ -602,8 +815,11 @@ def test_property_any_input_is_counted_or_dead_lettered(
         for r in batch:
             seen[r.coords] = r
         total = len(sender.sent)
-        wait_for(lambda: pipeline(w, cluster, "watchfloor_events_received_total") == total,
-                 timeout=30, what=f"{total} records read")
+        wait_for(
+            lambda: pipeline(w, cluster, "watchfloor_events_received_total") == total,
+            timeout=30,
+            what=f"{total} records read",
+        )
         counted = pipeline(w, cluster, "watchfloor_events_processed_total") - before
         new = letters.read_to_end()
         assert counted + len(new) == len(batch), (counted, len(new), len(batch))

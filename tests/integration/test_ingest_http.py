@@ -1,0 +1,630 @@
+"""HTTP ingest over real HTTP on a running worker: tokens, scopes, limits, answers and counts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from streams.ingest import hash_token, new_token
+
+from .harness import Cluster, WorkerProcess, event, sample, wait_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+
+TZ = ZoneInfo("Asia/Shanghai")
+BODY_LIMIT = 16 * 1024
+BATCH_LIMIT = 20
+RECORD_LIMIT = 4096
+ROLES = ("incidents", "disputes", "patrols")
+# Lines a worker prints when something failed inside it: aiohttp's for a view that raised
+# (the client got a 500), mode's and Faust's for a crashed and restarted agent.
+FAILURE_LINES = (
+    "Error handling request",
+    "Traceback",
+    "Crashed reason=",
+    "Restarting dead",
+    "Engine failed on",
+)
+
+
+@dataclass
+class Node:
+    """One worker with HTTP ingest on, shared by the module's tests, and its tokens."""
+
+    cluster: Cluster
+    worker: WorkerProcess
+    tokens: dict[str, str]  # token name -> the secret a publisher sends
+
+    def auth(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+TOKEN_RIGHTS = {
+    "city-all": (["*"], ["*"]),
+    "jinshui-grid": (["jinshui"], ["watchfloor.hazard.*"]),
+    "police": (["*"], ["watchfloor.incident.*"]),
+}
+
+
+@pytest.fixture(scope="module")
+def node(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    cluster = Cluster(kafka_bootstrap)
+    cluster.create_topics()
+    secrets = {name: new_token() for name in TOKEN_RIGHTS}
+    entries = [
+        {"name": name, "sha256": hash_token(secrets[name]), "districts": d, "types": t}
+        for name, (d, t) in TOKEN_RIGHTS.items()
+    ]
+    tmp: Path = tmp_path_factory.mktemp("ingest")
+    w = WorkerProcess(
+        cluster,
+        tmp,
+        "w1",
+        WATCHFLOOR_INGEST_TOKENS=orjson.dumps({"tokens": entries}).decode(),
+        WATCHFLOOR_INGEST_MAX_BODY_BYTES=str(BODY_LIMIT),
+        WATCHFLOOR_INGEST_MAX_BATCH=str(BATCH_LIMIT),
+        WATCHFLOOR_MAX_RECORD_BYTES=str(RECORD_LIMIT),
+    ).start()
+    try:
+        w.wait_ready()
+        yield Node(cluster, w, secrets)
+    finally:
+        w.stop()
+
+
+@pytest.fixture(autouse=True)
+def worker_unharmed(node: Node) -> Iterator[None]:
+    """After each test: the worker still runs, answers, and logged no failure."""
+    yield
+    w = node.worker
+    assert w.alive(), f"the worker exited:\n{w.log_tail()}"
+    assert w.get("/health") == (200, {"status": "ok"})
+    log = w.log_path.read_text(errors="replace")
+    for line in FAILURE_LINES:
+        assert line not in log, f"the worker log has {line!r}:\n{w.log_tail(120)}"
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def post(
+    node: Node, body: bytes | Any, headers: Mapping[str, str] | None = None
+) -> tuple[int, http.client.HTTPResponse, Any]:
+    """POST to /api/v1/events; returns status, the response (for headers) and its JSON."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    conn = http.client.HTTPConnection("127.0.0.1", node.worker.port, timeout=20)
+    try:
+        conn.request(
+            "POST",
+            "/api/v1/events",
+            body=raw,
+            headers={"Content-Type": "application/cloudevents+json", **(headers or {})},
+        )
+        resp = conn.getresponse()
+        payload = resp.read()
+    finally:
+        conn.close()
+    assert resp.status != 500, payload
+    assert resp.getheader("Content-Type", "").startswith("application/json"), payload
+    return resp.status, resp, orjson.loads(payload)
+
+
+def now() -> datetime:
+    return datetime.now(TZ)
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def case(district: str, when: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    doc = event(
+        "case_filed",
+        district,
+        f"{district}-case-{uid()}",
+        when or now() - timedelta(minutes=3),
+        {"category": "robbery", "severity": "serious"},
+    )
+    doc.update(extra)
+    return doc
+
+
+def hazard(district: str, *, deadline: datetime | None = None) -> dict[str, Any]:
+    when = now() - timedelta(minutes=5)
+    return event(
+        "hazard_found",
+        district,
+        f"{district}-hz-{uid()}",
+        when,
+        {
+            "category": "gas",
+            "major": False,
+            "deadline": (deadline or when + timedelta(days=3)).isoformat(),
+            "responsible_unit": f"{district}-gas-office",
+            "found_by": "grid_worker",
+        },
+    )
+
+
+def dispute(district: str) -> dict[str, Any]:
+    return event(
+        "dispute_reported",
+        district,
+        f"{district}-dp-{uid()}",
+        now() - timedelta(minutes=7),
+        {
+            "category": "unpaid_wages",
+            "responsible_unit": f"{district}-labour",
+            "people_involved": 4,
+        },
+    )
+
+
+def processed(node: Node) -> int:
+    m = node.worker.metrics()
+    return int(
+        sum(
+            sample(m, "watchfloor_events_processed_total", topic=node.cluster.topic(r)) or 0
+            for r in ROLES
+        )
+    )
+
+
+def received(node: Node) -> int:
+    m = node.worker.metrics()
+    return int(
+        sum(
+            sample(m, "watchfloor_events_received_total", topic=node.cluster.topic(r)) or 0
+            for r in ROLES
+        )
+    )
+
+
+def total(node: Node, name: str, district: str) -> int:
+    return int(sample(node.worker.metrics(), name, district=district) or 0)
+
+
+def dead_letters(node: Node) -> list[Any]:
+    return node.cluster.read_all("deadletter")
+
+
+def letter_headers(letter: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in letter.headers}
+
+
+def at_least(node: Node, n: int) -> list[Any]:
+    """The dead-letter topic once it holds ``n`` records (HTTP ones are written at once)."""
+
+    def enough() -> list[Any] | None:
+        letters = dead_letters(node)
+        return letters if len(letters) >= n else None
+
+    result: list[Any] = wait_for(enough, what=f"{n} dead letters")
+    return result
+
+
+def settle(node: Node, before: int, n: int) -> None:
+    """Wait until the worker has read ``n`` more records than ``before``."""
+    wait_for(lambda: received(node) >= before + n, timeout=30, what=f"{n} records read")
+    assert received(node) == before + n
+
+
+# --- authentication and scope ---------------------------------------------------------
+
+
+def test_401_without_a_token_or_with_an_unknown_one(node: Node) -> None:
+    doc = case("baihe")
+    secret = node.tokens["city-all"]
+    refused = [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer    "},
+        {"Authorization": f"Basic {secret}"},
+        {"Authorization": f"Token {secret}"},
+        {"Authorization": f"Bearer {secret}x"},
+        {"Authorization": f"Bearer {new_token()}"},
+        # The stored hash is not the token: a leaked tokens file grants nothing.
+        {"Authorization": f"Bearer {hash_token(secret)}"},
+    ]
+    before = received(node)
+    filed = total(node, "watchfloor_cases_filed_total", "baihe")
+    letters_before = len(dead_letters(node))
+    for headers in refused:
+        status, resp, body = post(node, doc, headers)
+        assert status == 401, (headers, body)
+        assert resp.getheader("WWW-Authenticate", "").startswith('Bearer realm="watchfloor"')
+        assert body["status"] == 401 and body["error"]
+        assert secret not in orjson.dumps(body).decode()
+    # A known token, scheme in any case, does get in.
+    marker = case("baihe")
+    status, _, body = post(node, marker, {"Authorization": f"bearer {secret}"})
+    assert status == 202, body
+    assert body["accepted"] == [marker["id"]]
+    settle(node, before, 1)
+    # Only the marker reached Kafka: nothing refused was sent, counted or dead-lettered.
+    assert total(node, "watchfloor_cases_filed_total", "baihe") == filed + 1
+    assert len(dead_letters(node)) == letters_before
+
+
+def test_403_for_districts_and_types_outside_the_tokens_scope(node: Node) -> None:
+    grid = node.auth("jinshui-grid")
+    before_found = total(node, "watchfloor_hazards_found_total", "jinshui")
+    before_erqi = total(node, "watchfloor_hazards_found_total", "erqi")
+    before_cases = total(node, "watchfloor_cases_filed_total", "jinshui")
+    before = received(node)
+    letters_before = len(dead_letters(node))
+
+    foreign = hazard("erqi")
+    status, _, body = post(node, foreign, grid)
+    assert status == 403, body
+    assert body["accepted"] == [] and body["rejected_count"] == 1
+    assert body["errors"] == [
+        {
+            "index": 0,
+            "id": foreign["id"],
+            "status": 403,
+            "reason": "district_not_allowed",
+            "field": "district",
+            "error": "This token may not send events for district erqi.",
+        }
+    ]
+
+    wrong_kind = case("jinshui")
+    status, _, body = post(node, wrong_kind, grid)
+    assert status == 403, body
+    assert body["errors"][0]["reason"] == "type_not_allowed"
+    assert body["errors"][0]["field"] == "type"
+
+    status, _, body = post(node, hazard("jinshui"), node.auth("police"))
+    assert status == 403 and body["errors"][0]["reason"] == "type_not_allowed"
+
+    # A batch with an allowed and a forbidden event: the allowed one is taken, the answer
+    # is still 403 (every fault is a permission), never 202.
+    mine, theirs = hazard("jinshui"), hazard("zhongyuan")
+    status, _, body = post(node, [mine, theirs], grid)
+    assert status == 403, body
+    assert body["accepted"] == [mine["id"]] and body["accepted_count"] == 1
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(1, "district_not_allowed")]
+
+    settle(node, before, 1)
+    assert total(node, "watchfloor_hazards_found_total", "jinshui") == before_found + 1
+    assert total(node, "watchfloor_hazards_found_total", "erqi") == before_erqi
+    assert total(node, "watchfloor_cases_filed_total", "jinshui") == before_cases
+    # Refusals for permissions are not dead letters.
+    assert len(dead_letters(node)) == letters_before
+
+
+# --- mixed batches ----------------------------------------------------------------------
+
+
+def test_mixed_batch_counts_the_valid_and_lists_the_invalid(node: Node) -> None:
+    t = now()
+    no_subject = case("jinshui")
+    del no_subject["subject"]
+    naive = case("erqi")
+    naive["time"] = t.replace(tzinfo=None).isoformat()
+    wrong_type = case("zhongyuan")
+    wrong_type["data"]["severity"] = 2
+    unknown_type = case("jinshui")
+    unknown_type["type"] = "watchfloor.incident.case_reopened.v1"
+    oversized = case("jinshui", **{f"pad{i}": "p" * 200 for i in range(25)})
+    batch: list[Any] = [
+        case("jinshui"),  # 0 valid
+        no_subject,  # 1
+        hazard("erqi"),  # 2 valid
+        case("atlantis"),  # 3
+        naive,  # 4
+        42,  # 5
+        unknown_type,  # 6
+        hazard("erqi", deadline=t - timedelta(hours=1)),  # 7
+        dispute("zhongyuan"),  # 8 valid
+        case("jinshui", when=t + timedelta(hours=1)),  # 9
+        wrong_type,  # 10
+        oversized,  # 11
+        case("gaoxin", when=datetime(1999, 12, 31, 12, tzinfo=TZ)),  # 12
+    ]
+    expected = {
+        1: ("schema", "subject"),
+        3: ("unknown_district", "district"),
+        4: ("naive_time", "time"),
+        5: ("schema", None),
+        6: ("unknown_type", "type"),
+        7: ("deadline_before_found", "data.deadline"),
+        9: ("time_out_of_range", "time"),
+        10: ("schema", "data.severity"),
+        11: ("too_large", None),
+        12: ("time_out_of_range", "time"),
+    }
+    valid = [0, 2, 8]
+    assert len(orjson.dumps(oversized)) > RECORD_LIMIT
+    before = received(node)
+    filed = total(node, "watchfloor_cases_filed_total", "jinshui")
+    found = total(node, "watchfloor_hazards_found_total", "erqi")
+    reported = total(node, "watchfloor_disputes_reported_total", "zhongyuan")
+    detail_before = node.worker.get("/api/v1/districts/jinshui")[1]
+    letters_before = len(dead_letters(node))
+
+    status, _, body = post(node, batch, node.auth("city-all"))
+    assert status == 400, body
+    assert body["accepted"] == [batch[i]["id"] for i in valid]
+    assert body["accepted_count"] == len(valid)
+    assert body["rejected_count"] == len(expected)
+    got = {e["index"]: (e["reason"], e["field"]) for e in body["errors"]}
+    assert got == expected
+    for e in body["errors"]:
+        assert e["status"] == 400 and e["error"]
+        doc = batch[e["index"]]
+        assert e["id"] == (doc.get("id") if isinstance(doc, dict) else None)
+    assert body["error"].startswith(f"{len(expected)} of {len(batch)} events were not accepted")
+
+    # The valid ones are counted by the worker, in their districts' figures.
+    settle(node, before, len(valid))
+    assert total(node, "watchfloor_cases_filed_total", "jinshui") == filed + 1
+    assert total(node, "watchfloor_hazards_found_total", "erqi") == found + 1
+    assert total(node, "watchfloor_disputes_reported_total", "zhongyuan") == reported + 1
+    status, detail = node.worker.get("/api/v1/districts/jinshui")
+    assert status == 200
+    assert (
+        detail["rolling"]["24h"]["cases_filed"]
+        == detail_before["rolling"]["24h"]["cases_filed"] + 1
+    )
+
+    # The invalid ones are dead letters, one each, pointing back at the request.
+    letters = at_least(node, letters_before + len(expected))
+    mine = [x for x in letters if letter_headers(x)["wf-source-offset"].startswith(body["request"])]
+    assert len(mine) == len(expected) == len(letters) - letters_before
+    for letter in mine:
+        h = letter_headers(letter)
+        index = int(h["wf-source-offset"].split("/")[1])
+        assert h["wf-source-topic"] == h["wf-source-partition"] == "http"
+        assert h["wf-reason"] == expected[index][0]
+        assert h["wf-publisher"] == "city-all"
+        assert h["wf-worker"] == node.worker.url
+        assert orjson.loads(letter.value) == batch[index]
+        district = batch[index].get("district") if isinstance(batch[index], dict) else None
+        assert letter.key == (district.encode() if district else None)
+
+
+def test_a_batch_of_only_valid_events_is_202(node: Node) -> None:
+    docs = [case("guancheng"), hazard("guancheng"), dispute("guancheng")]
+    names = ("cases_filed", "hazards_found", "disputes_reported")
+    figures = {n: total(node, f"watchfloor_{n}_total", "guancheng") for n in names}
+    before, counted = received(node), processed(node)
+    status, _, body = post(node, docs, node.auth("city-all"))
+    assert status == 202, body
+    assert body["accepted"] == [d["id"] for d in docs] and body["errors"] == []
+    assert body["accepted_count"] == 3 and body["rejected_count"] == 0
+    settle(node, before, 3)
+    assert processed(node) == counted + 3
+    for n in names:
+        assert total(node, f"watchfloor_{n}_total", "guancheng") == figures[n] + 1, n
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+def test_413_over_the_body_and_batch_limits(node: Node) -> None:
+    auth = node.auth("city-all")
+    before = received(node)
+    filed = total(node, "watchfloor_cases_filed_total", "qingshan")
+
+    # Exactly at the limit is fine; one byte more is not.
+    at_limit = case("qingshan")
+    raw = orjson.dumps(at_limit)
+    padded = raw + b" " * (BODY_LIMIT - len(raw))
+    assert len(padded) == BODY_LIMIT
+    status, _, body = post(node, padded, auth)
+    assert status == 202, body
+    status, _, body = post(node, padded + b" ", auth)
+    assert status == 413, body
+    assert body["limit"] == BODY_LIMIT
+    assert f"the limit is {BODY_LIMIT} bytes" in body["error"]
+
+    # Far over the limit: answered at once, without a reset connection.
+    started = time.monotonic()
+    status, _, body = post(node, b"[" + b" " * (4 * 1024 * 1024) + b"]", auth)
+    assert status == 413 and body["limit"] == BODY_LIMIT
+    assert time.monotonic() - started < 10
+
+    # Small events, but too many of them.
+    many = [case("qingshan") for _ in range(BATCH_LIMIT + 1)]
+    assert len(orjson.dumps(many)) < BODY_LIMIT
+    status, _, body = post(node, many, auth)
+    assert status == 413, body
+    assert body["limit"] == BATCH_LIMIT
+    assert f"{BATCH_LIMIT + 1} events" in body["error"]
+
+    # Authentication comes first, whatever the size.
+    status, _, _ = post(node, padded + b"   ", {"Authorization": "Bearer nope"})
+    assert status == 401
+
+    status, _, body = post(node, many[:BATCH_LIMIT], auth)
+    assert status == 202, body
+    settle(node, before, 1 + BATCH_LIMIT)
+    # The at-limit event and the full batch; nothing of the refused bodies.
+    assert total(node, "watchfloor_cases_filed_total", "qingshan") == filed + 1 + BATCH_LIMIT
+
+
+# --- idempotence --------------------------------------------------------------------------
+
+
+def test_reposting_the_same_events_does_not_count_them_twice(node: Node) -> None:
+    auth = node.auth("city-all")
+    first = hazard("huiji")
+    second = case("huiji")
+    before = received(node)
+    found = total(node, "watchfloor_hazards_found_total", "huiji")
+    filed = total(node, "watchfloor_cases_filed_total", "huiji")
+    dups = total(node, "watchfloor_duplicate_events_total", "huiji")
+    status, _, body = post(node, [first, second], auth)
+    assert status == 202, body
+    settle(node, before, 2)
+    detail = node.worker.get("/api/v1/districts/huiji")[1]
+    assert total(node, "watchfloor_hazards_found_total", "huiji") == found + 1
+
+    # The publisher did not hear back and sends the whole batch again, plus a new event.
+    third = dispute("huiji")
+    status, _, body = post(node, [first, second, third], auth)
+    assert status == 202, body  # accepted again: the engine, not the door, de-duplicates
+    # And once more, the hazard alone, under a new id (same subject, same transition).
+    again = {**first, "id": first["id"] + "-retry"}
+    status, _, body = post(node, again, auth)
+    assert status == 202, body
+    settle(node, before, 6)
+
+    assert total(node, "watchfloor_hazards_found_total", "huiji") == found + 1
+    assert total(node, "watchfloor_cases_filed_total", "huiji") == filed + 1
+    assert total(node, "watchfloor_duplicate_events_total", "huiji") == dups + 3
+    after = node.worker.get("/api/v1/districts/huiji")[1]
+    assert after["rolling"]["24h"]["hazards_found"] == detail["rolling"]["24h"]["hazards_found"]
+    assert after["current"]["open_hazards"] == detail["current"]["open_hazards"]
+    assert after["current"]["open_cases"] == detail["current"]["open_cases"]
+    assert after["rolling"]["24h"]["disputes_reported"] == (
+        detail["rolling"]["24h"]["disputes_reported"] + 1
+    )
+
+    # The repeats are dead letters from the source topics, reason duplicate, as sent.
+    repeats = [
+        x
+        for x in dead_letters(node)
+        if letter_headers(x)["wf-reason"] == "duplicate" and x.key == b"huiji"
+    ]
+    values = sorted(x.value for x in repeats)
+    assert values == sorted([orjson.dumps(first), orjson.dumps(second), orjson.dumps(again)])
+    topics = {letter_headers(x)["wf-source-topic"] for x in repeats}
+    assert topics == {node.cluster.topic("patrols"), node.cluster.topic("incidents")}
+
+
+# --- bad input never gives 500 ----------------------------------------------------------
+
+NASTY_BODIES: list[bytes] = [
+    b"42",
+    b"-0",
+    b"1e999999",
+    b'"an event"',
+    b"null",
+    b"true",
+    b"[]",
+    b"{}",
+    b"[[]]",
+    b"[null]",
+    b'[1, [2, {}], "x"]',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 2000 + b"1" + b"}" * 2000,
+    b"[" * 100 + b"{}" + b"]" * 100,
+    b"{",
+    b"",
+    b"   \n\t ",
+    b"\x00",
+    b"\xff\xfe{\x00}\x00",
+    b"\xef\xbb\xbf{}",
+    b'{"\\ud800": 1}',
+    b'"\\udfff"',
+    b'{"type": {"x": []}, "district": ["jinshui"]}',
+    b'[{"district": 5, "type": 6}]',
+    b'{"id": {"x": 1}, "type": "watchfloor.hazard.found.v1", "district": "jinshui"}',
+    b'{"type": "watchfloor.hazard.found.v1", "district": "jinshui", "data": [], "time": 1}',
+    b'{"type": "watchfloor.incident.case_filed.v1", "district": "jinshui", "time": '
+    b'"2026-13-45T99:99:99+99:99", "data": {"category": "theft", "severity": "minor"}, '
+    b'"specversion": "1.0", "id": "x", "source": "/s", "subject": "s"}',
+    b'{"type": "watchfloor.incident.case_filed.v1", "district": "jinshui", "time": '
+    b'"2026-04-12T09:30:00+08:00", "data": {"category": "theft", "severity": "minor", '
+    b'"location": {"lat": 1e400, "lon": -1e400}}, "specversion": "1.0", "id": "x", '
+    b'"source": "/s", "subject": "s"}',
+    b'{"type": "watchfloor.incident.case_filed.v1", "time": 123456789012345678901234567890}',
+    b'{"district": "' + b"a" * 10_000 + b'"}',
+    b'{"type": "' + b"\\u0000" * 1000 + b'"}',
+    b'[{"type": "watchfloor.patrol.completed.v1", "district": "jinshui", "data": '
+    b'{"started_at": "x", "ended_at": null}}]',
+]
+
+
+def test_bad_bodies_never_give_500(node: Node) -> None:
+    auth = node.auth("city-all")
+    for raw in NASTY_BODIES:
+        assert len(raw) <= BODY_LIMIT
+        status, _, body = post(node, raw, auth)
+        assert status in {400, 413}, (raw[:80], status, body)
+        assert isinstance(body, dict) and body["error"], raw[:80]
+    # Not a method this path serves: 405, not 500.
+    conn = http.client.HTTPConnection("127.0.0.1", node.worker.port, timeout=10)
+    conn.request("GET", "/api/v1/events", headers=auth)
+    assert conn.getresponse().status == 405
+    conn.close()
+
+
+ATTRS = ("specversion", "id", "source", "type", "time", "subject", "district", "data", "x")
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["jinshui", "watchfloor.hazard.found.v1", "2026-04-12T09:30:00+08:00"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+event_like = st.dictionaries(st.sampled_from(ATTRS), json_values, max_size=9)
+
+
+@st.composite
+def mutated_events(draw: Any) -> dict[str, Any]:
+    """A valid event of some district, with one attribute or data field changed or gone."""
+    district = draw(st.sampled_from(["jinshui", "erqi", "xinzheng", "nowhere"]))
+    make = draw(st.sampled_from([case, hazard, dispute]))
+    doc = make(district)
+    target = doc if draw(st.booleans()) else doc["data"]
+    name = draw(st.sampled_from(sorted(target)))
+    how = draw(st.sampled_from(["keep", "replace", "drop"]))
+    if how == "replace":
+        target[name] = draw(json_values)
+    elif how == "drop":
+        del target[name]
+    return doc
+
+
+def dumps(value: Any) -> bytes:
+    # The standard library, not orjson: it writes integers of any size, and lone
+    # surrogates come out as bytes that are not UTF-8; both are input a server must take.
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        json_values.map(dumps),
+        event_like.map(dumps),
+        st.lists(event_like, max_size=4).map(dumps),
+        mutated_events().map(dumps),
+        st.lists(mutated_events(), min_size=1, max_size=4).map(dumps),
+    ),
+    token=st.sampled_from(["city-all", "jinshui-grid", "police"]),
+)
+def test_property_any_body_gets_a_json_answer_never_500(
+    node: Node, body: bytes, token: str
+) -> None:
+    status, _, answer = post(node, body, node.auth(token))
+    assert status in {202, 400, 403, 413}, (status, answer)
+    assert answer["status"] == status
