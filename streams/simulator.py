@@ -775,7 +775,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
     run = sub.add_parser("run", help="a live city: backfill of recent history, then paced events")
     run.add_argument(
-        "--rate", type=float, default=DEMO_RATE, help=f"records/s (default {DEMO_RATE})"
+        "--rate",
+        type=float,
+        default=DEMO_RATE,
+        help=f"live records/s once lifecycles flow (default {DEMO_RATE}); a live stream "
+        "starts at about a tenth of it (clearances, rectifications and patrol ends follow "
+        "hours to days later) and reaches it over days",
     )
     run.add_argument(
         "--districts", type=int, default=None, help="the first N districts of the reference"
