@@ -779,7 +779,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         type=float,
         default=DEMO_RATE,
         help=f"live records/s once lifecycles flow (default {DEMO_RATE}); a live stream "
-        "starts at about a tenth of it (clearances, rectifications and patrol ends follow "
+        "starts at a tenth to a half of it (clearances, rectifications, patrol ends follow "
         "hours to days later) and reaches it over days",
     )
     run.add_argument(
