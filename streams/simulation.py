@@ -1504,6 +1504,11 @@ class _Timeline:
         return out
 
 
+def _invariant(holds: bool, what: str) -> None:
+    if not holds:
+        raise WatchfloorError(f"A scenario builder broke its own plan: {what}.")
+
+
 def _month_start(tz: ZoneInfo, year: int, month: int) -> int:
     return int(datetime(year, month, 1, tzinfo=tz).timestamp())
 
@@ -1550,7 +1555,7 @@ def scenario_city_management(city: SimCity) -> Scenario:
     deadlines: dict[str, int] = {}
     n = 0
     for month, (found, not_rectified, same, nxt, after) in plan.items():
-        assert found - not_rectified == same + nxt + after
+        _invariant(found - not_rectified == same + nxt + after, f"month {month} adds up")
         lo, hi = month_start[month], month_start[month + 1]
         days = (hi - lo) // DAY
         subjects = []
@@ -1810,7 +1815,7 @@ def scenario_disputes(city: SimCity) -> Scenario:
                 closed,
                 {"escalated_to": d.escalation[n % len(d.escalation)]},
             )
-        assert closed is None or closed < end
+        _invariant(closed is None or closed < end, f"{subject} closes within the year")
         rows.append((subject, category, outcome, people))
     by_category: dict[str, dict[str, int]] = {}
     for _s, category, outcome, _p in rows:
@@ -1936,7 +1941,8 @@ def scenario_overdue_week(city: SimCity) -> Scenario:
         district = districts[(drill - 1) % 2]
         t = t_end - (7 - drill) * 20 * 60 if drill < 6 else t_end
         found(district, "goes_overdue_after_replay", t, t_end + drill * 120, major=drill in (1, 4))
-    assert min(r[0] for r in tl.rows) == t0 and max(r[0] for r in tl.rows) == t_end
+    first, last = min(r[0] for r in tl.rows), max(r[0] for r in tl.rows)
+    _invariant(first == t0 and last == t_end, "the week runs from its first to its last event")
 
     def overdue_at(h: dict[str, Any], t: int) -> bool:
         if h["found"] > t:
