@@ -20,6 +20,7 @@ from .windows import (
 )
 
 SNAPSHOT_VERSION = 1
+EXPIRY_EVERY = 6 * HOUR_SECONDS
 
 
 class Outcome(IntEnum):
@@ -395,7 +396,7 @@ class DistrictState:
     # -- expiry -------------------------------------------------------------------------
 
     def expire(self) -> None:
-        """Forget what the watermark has left behind; runs once an hour of event time."""
+        """Forget what the watermark has left behind; runs every few hours of event time."""
         w = self.watermark
         lim = self.limits
         self.buckets.expire(w, lim.retention_days)
@@ -426,7 +427,9 @@ class DistrictState:
             if dropped:
                 self._recount_open()
             self.next_open_sweep = w + DAY_SECONDS
-        self.next_expiry = w + HOUR_SECONDS
+        # Every few hours of event time is plenty: the finer resolutions keep a little
+        # longer, and a sparse district does not pay for a sweep with every event.
+        self.next_expiry = w + EXPIRY_EVERY
 
     def _recount_open(self) -> None:
         self.open_cases = sum(1 for s in self.cases.values() if _case_open(s.flags))
