@@ -873,7 +873,7 @@ def pipeline_health() -> Json:
         stat(
             "Assigned partitions",
             "sum(watchfloor_assigned_partitions) or vector(0)",
-            description="Source-topic partitions assigned over all workers; should equal topics x partitions.",
+            description="District partitions assigned over all workers (partition n of the three co-partitioned source topics counts once); should equal WATCHFLOOR_PARTITIONS.",
         ),
         stat(
             "Owned districts",

@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a real worker: an overdue major hazard goes pending, fires and resolves."""
+"""Real Prometheus, real worker: an overdue major hazard goes pending, fires and resolves."""
 
 from __future__ import annotations
 
@@ -90,9 +90,19 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
     deadline = now + timedelta(seconds=DEADLINE_AHEAD)
 
     def found(subject: str, district: str, major: bool, due: datetime) -> dict[str, Any]:
-        return event("hazard_found", district, subject, now, {
-            "category": "gas", "major": major, "deadline": due.isoformat(),
-            "responsible_unit": f"{district}-gas-company", "found_by": "patrol"})
+        return event(
+            "hazard_found",
+            district,
+            subject,
+            now,
+            {
+                "category": "gas",
+                "major": major,
+                "deadline": due.isoformat(),
+                "responsible_unit": f"{district}-gas-company",
+                "found_by": "patrol",
+            },
+        )
 
     watched = [
         found("e2e-major", DISTRICT, True, deadline),
@@ -106,12 +116,20 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
     # Before the deadline: Prometheus holds the district with its open hazards and none
     # overdue, so the rise is measured from 0 and nothing is pending yet.
     def counted_not_overdue() -> bool:
-        opened = one(prom, f'watchfloor_open_hazards_by_category{{district="{DISTRICT}",'
-                           f'category="gas",instance="{instance}"}}')
+        opened = one(
+            prom,
+            f'watchfloor_open_hazards_by_category{{district="{DISTRICT}",'
+            f'category="gas",instance="{instance}"}}',
+        )
         overdue = one(prom, f'district:watchfloor_overdue_hazards:max{{district="{DISTRICT}"}}')
         return opened == 3 and overdue == 0
-    prom.wait_until(counted_not_overdue, timeout=DEADLINE_AHEAD, interval=0.2,
-                    what="the three gas hazards counted, none overdue, before the deadline")
+
+    prom.wait_until(
+        counted_not_overdue,
+        timeout=DEADLINE_AHEAD,
+        interval=0.2,
+        what="the three gas hazards counted, none overdue, before the deadline",
+    )
     assert time.time() < deadline.timestamp(), "the deadline passed before the test could see 0"
     assert not prom.alerts(name=MAJOR) and not prom.alerts(name=RISING)
 
@@ -141,7 +159,11 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
 
     major = seen[MAJOR].alert["firing"]
     assert major["labels"] == {
-        "alertname": MAJOR, "district": DISTRICT, "severity": "critical", "team": "operators"}
+        "alertname": MAJOR,
+        "district": DISTRICT,
+        "severity": "critical",
+        "team": "operators",
+    }
     assert float(major["value"]) == 1
     assert DISTRICT in major["annotations"]["summary"]
     description = " ".join(major["annotations"]["description"].split())
@@ -151,24 +173,36 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
 
     rising = seen[RISING].alert["firing"]
     assert rising["labels"] == {
-        "alertname": RISING, "district": DISTRICT, "severity": "warning", "team": "operators"}
+        "alertname": RISING,
+        "district": DISTRICT,
+        "severity": "warning",
+        "team": "operators",
+    }
     assert float(rising["value"]) == 3
     text = " ".join(rising["annotations"]["description"].split())
     assert re.search(rf"^{DISTRICT} has 3 more overdue hazards .* \(3 overdue now\)\.$", text), text
 
     # The figures behind it came from the worker's own series, through the recording rules.
-    assert one(prom, f'watchfloor_overdue_major_hazards{{district="{DISTRICT}",'
-                     f'instance="{instance}",job="watchfloor"}}') == 1
+    assert (
+        one(
+            prom,
+            f'watchfloor_overdue_major_hazards{{district="{DISTRICT}",'
+            f'instance="{instance}",job="watchfloor"}}',
+        )
+        == 1
+    )
     assert one(prom, f'watchfloor_overdue_major_hazards{{district="{CONTROL}"}}') == 0
     assert one(prom, f'district:watchfloor_overdue_hazards:max{{district="{DISTRICT}"}}') == 3
 
     # Prometheus' own record of the alert agrees: pending samples, then firing ones (the
     # ALERTS samples are written just after the evaluation that the API already shows).
     def history() -> dict[str, list[float]] | None:
-        found = prom.query_range(f'ALERTS{{alertname="{MAJOR}",district="{DISTRICT}"}}',
-                                 t_start, time.time(), 0.5)
+        found = prom.query_range(
+            f'ALERTS{{alertname="{MAJOR}",district="{DISTRICT}"}}', t_start, time.time(), 0.5
+        )
         states = {labels["alertstate"]: [t for t, _ in points] for labels, points in found}
         return states if "firing" in states else None
+
     states = prom.wait_until(history, timeout=10, interval=0.5, what="ALERTS to record firing")
     assert set(states) == {"pending", "firing"}, states
     assert max(states["pending"]) < min(states["firing"])
@@ -177,8 +211,17 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
     # Firing holds with no further event, until the major hazard is rectified.
     assert prom.alerts(state="firing", name=MAJOR)
     rectified_at = time.time()
-    cluster.publish([event("hazard_rectified", DISTRICT, "e2e-major", datetime.now(TZ),
-                           {"responsible_unit": f"{DISTRICT}-gas-company"})])
+    cluster.publish(
+        [
+            event(
+                "hazard_rectified",
+                DISTRICT,
+                "e2e-major",
+                datetime.now(TZ),
+                {"responsible_unit": f"{DISTRICT}-gas-company"},
+            )
+        ]
+    )
     prom.wait_for_no_alert(MAJOR, labels={"district": DISTRICT}, timeout=30)
     # Two overdue hazards remain: 2 above the day's low is under the rising threshold of 3.
     prom.wait_for_no_alert(RISING, labels={"district": DISTRICT}, timeout=30)
