@@ -157,11 +157,11 @@ def test_paced_records_are_not_sent_before_they_are_due(kafka_bootstrap: str, un
     summary = asyncio.run(produce_records(records, settings, pacer=pacer))
     elapsed = time.monotonic() - origin
     assert summary.delivered == len(records)
-    assert 9.0 <= elapsed < 30.0
+    assert 9.0 <= elapsed < 60.0, elapsed
     got = asyncio.run(consume_all(settings, len(records)))
     due = {r.value: wall0 + (r.at - now.timestamp()) / 20.0 for r in records}
     early = [m for m in got if m.timestamp / 1000 < due[m.value] - 0.05]  # type: ignore[attr-defined]
-    assert not early
+    assert not early, [(m.timestamp / 1000 - due[m.value], m.value[:60]) for m in early[:5]]
 
 
 def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
@@ -174,25 +174,25 @@ def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
         started = time.time()
         task = asyncio.create_task(
             run_demo_stream(
-                settings, rate=3.0, seed=9, stop_event=stop, backfill=timedelta(hours=6)
+                settings, rate=3.0, seed=9, stop_event=stop, backfill=timedelta(hours=2)
             )
         )
-        await asyncio.sleep(8)
+        await asyncio.sleep(12)
         stop.set()
         return await task, started
 
     summary, started = asyncio.run(main())
     assert summary.failed == 0  # type: ignore[attr-defined]
     delivered = summary.delivered  # type: ignore[attr-defined]
-    assert delivered == summary.tally.total > 10_000  # type: ignore[attr-defined]
+    assert delivered == summary.tally.total > 3_000  # type: ignore[attr-defined]
     intents = summary.tally.by_intent  # type: ignore[attr-defined]
     assert intents["late"] and intents["duplicate"] and intents["malformed"]
     got = asyncio.run(consume_all(settings, delivered))
     assert len(got) == delivered
     seen = [(describe_value(m.value or b""), m.value or b"") for m in got]  # type: ignore[attr-defined]
     times = [ts for (_, ts), _ in seen if ts is not None]
-    # History from six hours ago at once, and live records from the last seconds.
-    assert any(started - 6 * 3600 - 900 <= t < started - 5 * 3600 for t in times)
+    # History from two hours ago at once, and live records from the last seconds.
+    assert any(started - 2 * 3600 - 900 <= t < started - 3600 for t in times)
     assert any(t >= started for t in times)
     # The first drill hazard is found as the live part starts; its deadline is minutes away.
     drill = [kind for (kind, ts), value in seen if b"drill" in value]
