@@ -85,10 +85,10 @@ class Rec:
         return (self.topic, self.partition, self.offset)
 
 
-def good(doc: dict[str, Any], label: str = "good", role: str | None = None) -> Rec:
+def good(doc: dict[str, Any], label: str = "good") -> Rec:
     kind = next(k for k, t in TYPES.items() if t == doc["type"])
     return Rec(
-        role or _role(doc["type"]),
+        _role(doc["type"]),
         doc["district"].encode(),
         orjson.dumps(doc),
         None,
@@ -666,7 +666,7 @@ def valid_doc(draw: Any, now: datetime) -> dict[str, Any]:
     # Subjects from a pool, so repeats and out-of-order lifecycles happen by chance.
     subject = f"{d}-{kind.split('_')[0]}-{draw(st.integers(0, 400))}"
     when = now - timedelta(minutes=draw(st.integers(0, 60 * 40)))
-    data: dict[str, Any] = {
+    by_kind: dict[str, dict[str, Any]] = {
         "case_filed": {"category": "fight", "severity": "serious"},
         "case_cleared": {},
         "dispute_reported": {"category": "unpaid_wages", "responsible_unit": f"{d}-labour"},
@@ -688,7 +688,8 @@ def valid_doc(draw: Any, now: datetime) -> dict[str, Any]:
         },
         "hazard_rectified": {},
         "hazard_verified": {"result": "confirmed"},
-    }[kind]
+    }
+    data = by_kind[kind]
     return event(kind, d, subject, when, data, id=f"{subject}-{kind}-{draw(st.integers(0, 3))}")
 
 
