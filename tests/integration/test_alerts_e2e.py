@@ -55,6 +55,8 @@ def rfc3339(ts: str) -> float:
 
 @pytest.fixture
 def worker(cluster: Cluster, workers: Callable[..., WorkerProcess]) -> WorkerProcess:
+    # Checked before the worker starts: without Prometheus there is nothing to test.
+    need(prometheus_binary() is not None, "no prometheus binary (apt-get install prometheus)")
     w = workers()
     w.wait_ready()
     return w
@@ -62,7 +64,6 @@ def worker(cluster: Cluster, workers: Callable[..., WorkerProcess]) -> WorkerPro
 
 @pytest.fixture
 def prometheus(worker: WorkerProcess) -> Iterator[PrometheusServer]:
-    need(prometheus_binary() is not None, "no prometheus binary (apt-get install prometheus)")
     with PrometheusServer(
         [f"127.0.0.1:{worker.port}"],
         scrape_interval="1s",
