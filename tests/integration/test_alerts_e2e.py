@@ -134,7 +134,8 @@ def test_overdue_major_hazard_goes_pending_then_firing_and_resolves_on_rectifica
     assert time.time() < deadline.timestamp(), "the deadline passed before the test could see 0"
     assert not prom.alerts(name=MAJOR) and not prom.alerts(name=RISING)
 
-    # No further event: the worker's overdue timer has to notice the deadline on its own.
+    # No further event: the worker notices the deadline on its own (its 1 s overdue timer;
+    # a scrape moves due hazards too, so this does not tell the two apart).
     seen = {MAJOR: Seen(), RISING: Seen()}
     limit = time.monotonic() + DEADLINE_AHEAD + FOR_SECONDS + 40
     while time.monotonic() < limit:
