@@ -16,6 +16,7 @@ from .windows import (
     N_MEASURES,
     Buckets,
     Measure,
+    rolling_end,
     zeros,
 )
 
@@ -171,6 +172,7 @@ class DistrictState:
         self.overdue: dict[str, Subject] = {}
         self.overdue_major = 0
         self.version = 0
+        self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
         self._handlers: dict[Kind, Callable[[Event], Subject | None]] = {
             Kind.CASE_FILED: self._case_filed,
             Kind.CASE_CLEARED: self._case_cleared,
@@ -455,6 +457,19 @@ class DistrictState:
 
     def counts(self, lo: float, hi: float) -> list[int]:
         return self.buckets.total(lo, hi)
+
+    def rolling(self, now: float) -> dict[str, list[int]]:
+        """Counts in each rolling window at ``now``; kept until the state or the slot changes.
+
+        Most districts are quiet between two scrapes, so their windows need no new sums.
+        """
+        end = rolling_end(now)
+        cached = self._rolling
+        if cached is not None and cached[0] == self.version and cached[1] == end:
+            return cached[2]
+        windows = self.buckets.rolling(now)
+        self._rolling = (self.version, end, windows)
+        return windows
 
     def open_hazard_items(self) -> Iterator[tuple[str, Subject]]:
         for sid, s in self.hazards.items():

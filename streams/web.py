@@ -10,12 +10,13 @@ import faust
 from aiohttp import ClientError, ClientTimeout
 from aiohttp import web as aioweb
 from faust.exceptions import SameNode
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import query
 from .deadletter import DeadLetter
 from .errors import QueryError
 from .ingest import IngestService, IngestTokens
+from .metrics import exposition
 from .windows import parse_period
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ def register(wf: Watchfloor) -> None:
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
             return self.web.bytes(
-                generate_latest(wf.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+                exposition(wf.registry, wf.districts_collector),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
 
     @app.page("/health")
@@ -194,7 +196,8 @@ async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
 
     async def handle(_: aioweb.Request) -> aioweb.Response:
         return aioweb.Response(
-            body=generate_latest(wf.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=exposition(wf.registry, wf.districts_collector),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
     web_app = aioweb.Application()

@@ -125,3 +125,28 @@ def test_ticking_at_scrape_makes_overdue_current_without_events() -> None:
     assert samples(reg)[key] == 0
     now[0] = NOW + timedelta(minutes=2).total_seconds()
     assert samples(reg)[key] == 1
+
+
+def test_fast_render_equals_prometheus_client_text() -> None:
+    states = {"jinshui": state("jinshui"), "er\"qi\\x": state("erqi")}
+    collector = DistrictCollector(lambda: states, lambda: NOW)
+    reg = CollectorRegistry()
+    reg.register(collector)
+    ours = list(text_string_to_metric_families(collector.render().decode()))
+    theirs = list(text_string_to_metric_families(generate_latest(reg).decode()))
+    assert [(f.name, f.type, f.documentation) for f in ours] == [
+        (f.name, f.type, f.documentation) for f in theirs
+    ]
+    assert [s for f in ours for s in f.samples] == [s for f in theirs for s in f.samples]
+
+
+def test_exposition_serves_both_parts_once() -> None:
+    from streams.metrics import exposition
+
+    reg = CollectorRegistry()
+    Metrics(reg, ["t1"])
+    states = {"jinshui": state("jinshui")}
+    text = exposition(reg, DistrictCollector(lambda: states, lambda: NOW)).decode()
+    names = [f.name for f in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names))
+    assert "watchfloor_events_received" in names and "watchfloor_open_cases" in names
