@@ -308,7 +308,7 @@ class Watchfloor:
             )
             pending.append(
                 await self.deadletter.send(
-                    key=letter.key, value=letter.value, headers=list(letter.headers)
+                    key=letter.key, value=letter.value, headers=letter.kafka_headers()
                 )
             )
             rejected[(rej.topic, rej.reason)].inc()

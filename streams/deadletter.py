@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -59,7 +59,8 @@ H_MARKED = "wf-marked"  # the identity of the dead letter the marker is about
 HTTP_SOURCE = "http"
 MAX_ERROR_BYTES = 1024
 
-Headers = tuple[tuple[str, bytes], ...]
+# A header's value may be null (Kafka allows it); dead letters keep it null.
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class DeadLetter:
 
     def header(self, name: str) -> str | None:
         return header_text(self.headers, name)
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """The headers as Faust's producer takes them.
+
+        Faust types header values as bytes, but aiokafka writes a null value as null,
+        which is what the original record carried.
+        """
+        return cast(list[tuple[str, bytes]], list(self.headers))
 
 
 def header_text(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
@@ -112,7 +121,7 @@ def build_dead_letter(
     if reason not in REASONS:
         raise WatchfloorError(f"{reason!r} is not a rejection reason (see docs/design.md).")
     kept = tuple(
-        (name, value or b"") for name, value in (headers or ()) if name not in DEAD_LETTER_HEADERS
+        (name, value) for name, value in (headers or ()) if name not in DEAD_LETTER_HEADERS
     )
     error_bytes = error.encode("utf-8", "replace")
     if len(error_bytes) > MAX_ERROR_BYTES:
@@ -383,7 +392,7 @@ async def read_ledger(settings: Settings, topic: str | None = None) -> Ledger:
                             rec.timestamp,
                             rec.key,
                             rec.value,
-                            tuple((k, v or b"") for k, v in rec.headers),
+                            tuple(rec.headers),
                         ),
                         seen,
                     )

@@ -150,7 +150,7 @@ def _ingest_service(wf: Watchfloor) -> IngestService:
 
     async def dead_letter(letter: DeadLetter) -> None:
         delivered = await wf.deadletter.send(
-            key=letter.key, value=letter.value, headers=list(letter.headers)
+            key=letter.key, value=letter.value, headers=letter.kafka_headers()
         )
         await delivered
 
