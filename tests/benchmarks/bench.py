@@ -81,14 +81,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=900.0, help="time box of limit and peer")
     p.add_argument("--rate", type=float, default=20_000.0, help="latency phase: events/s")
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        help="latency phase: scrape /metrics this often, as the deployed Prometheus does "
+        "(15 s); 0: never",
+    )
     p.add_argument("--scrapes", type=int, default=10, help="idle /metrics scrapes to time")
     p.add_argument(
         "--profile",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="RAW",
-        help="profile an extra watchfloor catch-up with py-spy (stacks to RAW)",
+        action="store_true",
+        help="also profile the worker with py-spy: an extra catch-up, extra scrapes and an "
+        "extra restart (not counted in the figures)",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="write every figure here")
     p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="data set cache, logs and state")
@@ -220,15 +225,24 @@ def summarize(report: dict[str, Any]) -> None:
     summary: dict[str, Any] = {}
     for impl, runs in report["runs"].items():
         if runs:
-            summary[impl] = {"events_per_second": spread([r["events_per_second"] for r in runs])}
+            per_cpu = [
+                r["events"] / r["cpu_processing_seconds"]
+                for r in runs
+                if r.get("cpu_processing_seconds")
+            ]
+            summary[impl] = {
+                "events_per_second": spread([r["events_per_second"] for r in runs]),
+                "events_per_cpu_second": spread([round(x, 1) for x in per_cpu]),
+            }
     report["summary"] = summary
     if "watchfloor" in summary:
-        wf = summary["watchfloor"]["events_per_second"]["best"]
-        report["ratios"] = {
-            impl: round(wf / summary[impl]["events_per_second"]["best"], 3)
-            for impl in ("limit", "naive", "peer")
-            if impl in summary
-        }
+        for key, name in (("events_per_second", "ratios"), ("events_per_cpu_second", "cpu_ratios")):
+            wf = summary["watchfloor"][key].get("best")
+            report[name] = {
+                impl: round(wf / summary[impl][key]["best"], 3)
+                for impl in ("limit", "naive", "peer")
+                if impl in summary and wf and summary[impl][key].get("best")
+            }
     report["targets"] = targets(report)
 
 
@@ -259,11 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "naive_seconds": args.naive_seconds,
             "rate": args.rate,
             "latency_seconds": args.latency_seconds,
+            "scrape_interval": args.scrape_interval,
             "worker_env": worker_env,
             "logs": str(runs_dir),
         },
         "runs": {impl: [] for impl in IMPLS if impl in args.parts},
         "watchfloor": {},
+        "profiles": {},
     }
     ds = asyncio.run(preload(spec, args.bootstrap, work, fresh=args.fresh, log=log))
     truth = ds.truth()
@@ -278,9 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "marker_district": ds.marker_district,
     }
     log(f"data set: {ds.events:,} records {truth.intents()}")
+    from .pyspy import PySpy, attach
+    from .pyspy import summarize as summarize_profile
     from .watchfloor_run import WorkerRun, restart, scrape_times, throughput
 
     live: WorkerRun | None = None
+    profiles: dict[str, Any] = report["profiles"]
     try:
         for rep in range(1, args.repeat + 1):
             for impl in IMPLS:
@@ -308,6 +327,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if live is not None and "scrape" in args.parts:
             log(f"scrape: {args.scrapes} scrapes of /metrics at {ds.spec.districts} districts")
             wf["scrape"] = scrape_times(live, args.scrapes)
+            if args.profile:
+                log("profile: 5 more scrapes under py-spy")
+                spy = attach(live.pid, runs_dir / "profile-scrape.raw")
+                try:
+                    scrape_times(live, 5)
+                finally:
+                    spy.stop()
+                profiles["scrape"] = summarize_profile(spy.out)
         if live is not None and "restart" in args.parts:
             wf["restarts"] = []
             for rep in range(args.repeat):
@@ -316,6 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     got = restart(live, truth, how)
                     wf["restarts"].append(got)
                     log(f"  ready {got['ready_seconds']:.2f}s, exact {got['correct_seconds']:.2f}s")
+            if args.profile:
+                log("profile: one more restart (SIGTERM) under py-spy")
+                raw = runs_dir / "profile-restart.raw"
+                spies: list[PySpy] = []
+
+                def on_spawn(pid: int) -> Any:
+                    spies.append(attach(pid, raw))
+                    return spies[-1].stop
+
+                restart(live, truth, "term", during=on_spawn)
+                profiles["restart"] = summarize_profile(raw)
         if live is not None and "latency" in args.parts:
             from .latency import latency_phase
 
@@ -341,25 +379,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if live is not None:
             live.stop()
             live = None
-        if args.profile is not None:
-            from .pyspy import PySpy
-            from .pyspy import summarize as summarize_profile
+        if args.profile and "watchfloor" in args.parts:
+            raw = runs_dir / "profile-catchup.raw"
+            log(f"profile: an extra watchfloor catch-up under py-spy ({raw})")
+            catchup_spies: list[PySpy] = []
 
-            raw = Path(args.profile) if args.profile else runs_dir / "watchfloor-profile.raw"
-            spies: list[PySpy] = []
+            def on_ready(pid: int) -> Any:
+                catchup_spies.append(attach(pid, raw))
+                return catchup_spies[-1].stop
 
-            def during(pid: int) -> Any:
-                spies.append(PySpy(pid, raw))
-                return spies[-1].stop
-
-            log(f"profile: an extra watchfloor catch-up under py-spy (raw stacks: {raw})")
             prof_run, prof = throughput(
-                ds, truth, runs_dir, f"{session[-4:]}prof", extra_env=worker_env, during=during
+                ds, truth, runs_dir, f"{session[-4:]}prof", extra_env=worker_env, during=on_ready
             )
             prof_run.stop()
-            report["profile"] = {
+            profiles["catch-up"] = {
                 **summarize_profile(raw),
-                "raw": str(raw),
                 "events_per_second_under_profiler": prof["events_per_second"],
             }
     finally:

@@ -32,6 +32,7 @@ def latency_phase(
     rate: float,
     seconds: float,
     label: str,
+    scrape_interval: float = 15.0,
     log: Any = print,
 ) -> tuple[dict[str, Any], Truth]:
     """Run one phase; return its figures and the truth including what it produced."""
@@ -55,6 +56,7 @@ def latency_phase(
             "seconds": seconds,
             "start_at": start_at,
             "run": tag,
+            "scrape_interval": scrape_interval,
         },
         work,
         f"probe-{label}",
@@ -81,7 +83,11 @@ def latency_phase(
         offsets.close()
     figures = verify(run, total, pipeline=False)
     lat = sorted(found["latencies"])
+    clear = sorted(
+        v for v, hit in zip(found["latencies"], found["overlapped_scrape"], strict=True) if not hit
+    )
     rss = found["rss"]
+    lag = found["scrapes"] and max(s["lag"] for s in found["scrapes"])
     scrapes = [s["seconds"] for s in found["scrapes"]]
     result = {
         "rate_target": rate,
@@ -97,15 +103,26 @@ def latency_phase(
             "max": lat[-1] if lat else None,
             "mean": round(statistics.fmean(lat), 4) if lat else None,
         },
+        "latency_without_scrape_seconds": {
+            "markers": len(clear),
+            "p50": percentile(clear, 50),
+            "p99": percentile(clear, 99),
+            "max": clear[-1] if clear else None,
+        },
         "poll_interval": found["poll_interval"],
+        "poll_seconds_median": found["poll_seconds_median"],
+        "poll_seconds_max": found["poll_seconds_max"],
         "drain_after_produce_seconds": round(t_committed - t_produced, 3),
+        # The worker samples its lag every 5 s; read at each scrape.
+        "max_consumer_lag_seconds_of_input": round(lag / rate, 2) if lag else None,
         "scrapes_under_load": {
+            "interval_seconds": scrape_interval,
             "count": len(scrapes),
             "median_seconds": round(statistics.median(scrapes), 4) if scrapes else None,
             "max_seconds": round(max(scrapes), 4) if scrapes else None,
         },
         "max_consumer_lag": max((s["lag"] for s in found["scrapes"]), default=None),
-        "rss": rss_summary(rss),
+        "rss": rss_summary(rss, paced.sent),
         "figures": figures,
         "exact": figures["exact"],
         "loadavg_before": load_before,
@@ -114,8 +131,12 @@ def latency_phase(
     return result, total
 
 
-def rss_summary(samples: list[list[float]]) -> dict[str, Any]:
-    """First, last, min, max RSS, its linear trend (MB/min) and the worker's CPU share."""
+def rss_summary(samples: list[list[float]], records: int) -> dict[str, Any]:
+    """First, last, min, max RSS, its linear trend and the worker's CPU share.
+
+    The trend is also given per record produced: every live record opens or moves a
+    lifecycle that the state keeps for the de-duplication horizon (7 days of event time).
+    """
     if len(samples) < 2:
         return {}
     ts = [s[0] for s in samples]
@@ -130,6 +151,7 @@ def rss_summary(samples: list[list[float]]) -> dict[str, Any]:
         "min_mb": round(min(rss), 1),
         "max_mb": round(max(rss), 1),
         "trend_mb_per_minute": round(slope * 60, 2),
+        "growth_kb_per_record": round((rss[-1] - rss[0]) * 1024 / records, 3) if records else None,
         "cpu_share": round(cpu, 3),
         "samples": len(samples),
     }

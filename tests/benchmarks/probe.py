@@ -57,14 +57,15 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     partition = district_partition(district, int(spec["partitions"]))
     duration = float(spec["seconds"])
     marker_interval = float(spec.get("marker_interval", 0.1))
-    poll_interval = float(spec.get("poll_interval", 0.025))
-    scrape_interval = float(spec.get("scrape_interval", 5.0))
+    poll_interval = float(spec.get("poll_interval", 0.05))
+    scrape_interval = float(spec.get("scrape_interval", 15.0))
     drain_timeout = float(spec.get("drain_timeout", 60.0))
     pid = int(spec["worker_pid"])
     run = spec["run"]
 
     sent: list[float] = []
     seen: list[float] = []
+    polls: list[float] = []  # response time of each poll
     scrapes: list[dict[str, Any]] = []
     rss: list[tuple[float, int, float]] = []
     producer = AIOKafkaProducer(bootstrap_servers=spec["bootstrap"], linger_ms=0, acks=1)
@@ -73,11 +74,13 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     path = f"{url}/api/v1/districts/{district}"
 
     async def open_cases() -> int | None:
+        t0 = time.perf_counter()
         async with session.get(path) as resp:
             if resp.status != 200:
                 return None
             body = await resp.json(loads=orjson.loads)
-            return int(body["current"]["open_cases"])
+        polls.append(time.perf_counter() - t0)
+        return int(body["current"]["open_cases"])
 
     base = await open_cases()
     if base is None:
@@ -118,16 +121,19 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(poll_interval)
 
     async def scrape() -> None:
-        while time.time() < end:
+        if scrape_interval <= 0:
+            return
+        while True:
             await asyncio.sleep(scrape_interval)
+            if time.time() >= end:
+                return
+            started = time.time()
             t0 = time.perf_counter()
             async with session.get(f"{url}/metrics") as resp:
                 text = await resp.text()
             took = time.perf_counter() - t0
             samples = parse_exposition(text, frozenset({"watchfloor_consumer_lag"}))
-            scrapes.append(
-                {"at": time.time() - t_start, "seconds": took, "lag": sum(samples.values())}
-            )
+            scrapes.append({"at": started, "seconds": took, "lag": sum(samples.values())})
 
     async def sample() -> None:
         while time.time() < end + 5:
@@ -142,11 +148,20 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         await producer.stop()
         await session.close()
+    # A marker in flight while a scrape ran waited for it: the worker's loop is busy
+    # rendering /metrics meanwhile. Told apart so that the cost of scrapes shows.
+    spans = [(x["at"], x["at"] + x["seconds"]) for x in scrapes]
+    overlapped = [any(a < v and s < b for a, b in spans) for s, v in zip(sent, seen, strict=False)]
+    polls.sort()
     return {
         "started_at": t_start,
         "markers_sent": len(sent),
         "markers_seen": len(seen),
         "latencies": [round(v - s, 4) for s, v in zip(sent, seen, strict=False)],
+        "overlapped_scrape": overlapped,
+        "poll_seconds_median": polls[len(polls) // 2] if polls else None,
+        "poll_seconds_max": polls[-1] if polls else None,
+        "scrape_interval": scrape_interval,
         "scrapes": scrapes,
         "rss": rss,
         "marker_interval": marker_interval,

@@ -120,9 +120,15 @@ def render(report: dict[str, Any]) -> str:
     ratios = report.get("ratios") or {}
     if ratios:
         parts.append(
-            "ratios (best vs best): "
+            "ratios, events/s (best vs best): "
             + ", ".join(f"watchfloor/{k} = {v:.2f}" for k, v in ratios.items())
         )
+        cpu = report.get("cpu_ratios") or {}
+        if cpu:
+            parts.append(
+                "ratios, events per CPU-second (best vs best): "
+                + ", ".join(f"watchfloor/{k} = {v:.2f}" for k, v in cpu.items())
+            )
         parts.append("")
     wf = report.get("watchfloor") or {}
     lines = []
@@ -139,13 +145,30 @@ def render(report: dict[str, Any]) -> str:
                 f"markers)",
             ]
         )
+        clear = ph.get("latency_without_scrape_seconds") or {}
+        if clear.get("markers") and clear["markers"] != ph["markers_seen"]:
+            lines.append(
+                [
+                    "  markers not in flight during a scrape",
+                    f"p50 {_fmt(clear['p50'], ' s', 3)}, p99 {_fmt(clear['p99'], ' s', 3)} "
+                    f"({clear['markers']} markers)",
+                ]
+            )
+        lines.append(
+            [
+                "  backlog",
+                f"drained {ph['drain_after_produce_seconds']:.1f} s after the load stopped; "
+                f"max lag {_fmt(ph.get('max_consumer_lag_seconds_of_input'), ' s', 1)} of input",
+            ]
+        )
         r = ph["rss"]
         if r:
             lines.append(
                 [
                     "  RSS during it / worker CPU share",
                     f"{r['first_mb']:.0f} -> {r['last_mb']:.0f} MB (max {r['max_mb']:.0f}, "
-                    f"trend {r['trend_mb_per_minute']:+.1f} MB/min), CPU {r['cpu_share']:.0%}",
+                    f"{r['growth_kb_per_record'] or 0:.2f} KB per record), "
+                    f"CPU {r['cpu_share']:.0%}",
                 ]
             )
         su = ph["scrapes_under_load"]
@@ -163,7 +186,9 @@ def render(report: dict[str, Any]) -> str:
                 f"restart after {'SIGKILL' if rs['how'] == 'kill' else 'SIGTERM'}, "
                 f"{rs['districts']} districts",
                 f"/ready {rs['ready_seconds']:.2f} s, figures exact {rs['correct_seconds']:.2f} s "
-                f"(state rebuild {rs['worker_recovery_seconds'] or 0:.2f} s)",
+                f"(state rebuild {rs['worker_recovery_seconds'] or 0:.2f} s, "
+                f"{rs['changelog_records']:,} changelog records, "
+                f"RSS {_mb(rs['rss_after_ready_bytes'])})",
             ]
         )
     sc = wf.get("scrape")
@@ -187,20 +212,28 @@ def render(report: dict[str, Any]) -> str:
             )
         )
         parts.append("")
-    prof = report.get("profile")
-    if prof:
+    for name, prof in (report.get("profiles") or {}).items():
+        threads = prof["threads"]
         parts.append(
-            f"profile of the worker during a catch-up ({prof['samples']} samples, "
-            f"busy share per thread: "
-            + ", ".join(f"{t} {v['busy_share']:.0%}" for t, v in prof["threads"].items())
+            f"profile of the worker, {name} ({prof['samples']:,} samples at 100/s; busy: "
+            + ", ".join(f"{t} {v['busy_share']:.0%}" for t, v in threads.items())
             + ")"
         )
-        parts.append(
-            render_table(
-                ["part (busy samples)", "share"],
-                [[x["part"], f"{x['share_of_busy']:.1%}"] for x in prof["parts"]],
+        rows = [
+            [t, x["part"], f"{x['share_of_busy']:.1%}"]
+            for t, v in threads.items()
+            for x in v["parts"]
+            if x["share_of_busy"] >= 0.01
+        ]
+        parts.append(render_table(["thread", "part", "share of its busy time"], rows))
+        main = next(iter(threads.values()), None)
+        if main:
+            parts.append(
+                "busiest functions (self time, first thread): "
+                + "; ".join(
+                    f"{x['function']} {x['share_of_busy']:.0%}" for x in main["top_functions"][:8]
+                )
             )
-        )
         parts.append("")
     return "\n".join(parts)
 
@@ -216,7 +249,13 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     ratios = report.get("ratios") or {}
     for impl, want in (("limit", 0.3), ("naive", 10.0), ("peer", 2.0)):
         if impl in ratios:
-            add(f"watchfloor >= {want:g} x {impl}", f"{ratios[impl]:.2f} x", ratios[impl] >= want)
+            cpu = (report.get("cpu_ratios") or {}).get(impl)
+            per_cpu = f" ({cpu:.2f} x per CPU-second)" if cpu else ""
+            add(
+                f"watchfloor >= {want:g} x {impl}",
+                f"{ratios[impl]:.2f} x{per_cpu}",
+                ratios[impl] >= want,
+            )
     wf_runs = report["runs"].get("watchfloor") or []
     if wf_runs:
         best = report["summary"]["watchfloor"]["events_per_second"]["best"]
@@ -239,13 +278,15 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
         )
     for rs in wf.get("restarts", []):
         add(
-            f"restart ({rs['how']}) with {rs['districts']} districts correct in <= 10 s",
+            f"restart ({'SIGKILL' if rs['how'] == 'kill' else 'SIGTERM'}) with "
+            f"{rs['districts']} districts correct in <= 10 s",
             f"{rs['correct_seconds']:.2f} s",
             rs["correct_seconds"] <= 10.0,
         )
     if wf.get("peak_rss_bytes"):
         peak = wf["peak_rss_bytes"]
-        add("peak RSS <= 500 MB at 1,000 districts", _mb(peak), peak <= 500 * 2**20)
+        districts = report["params"]["districts"]
+        add(f"peak RSS <= 500 MB ({districts:,} districts)", _mb(peak), peak <= 500 * 2**20)
     for ph in wf.get("latency", []):
         r = ph["rss"]
         if r:

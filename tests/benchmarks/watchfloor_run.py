@@ -414,26 +414,40 @@ def throughput(
     }
 
 
-def restart(run: WorkerRun, truth: Truth, how: str, timeout: float = 180.0) -> dict[str, Any]:
-    """Stop the worker (``kill``: SIGKILL, ``term``: SIGTERM), start it, time the recovery."""
+def restart(
+    run: WorkerRun, truth: Truth, how: str, *, timeout: float = 180.0, during: Any = None
+) -> dict[str, Any]:
+    """Stop the worker (``kill``: SIGKILL, ``term``: SIGTERM), start it, time the recovery.
+
+    ``during(pid)`` is called right after the new process is spawned (the profiler);
+    the callable it returns is called once the figures are exact again.
+    """
+    from .dataset import topic_offsets_sync
+
     load_before = load_avg()
+    changelog = topic_offsets_sync(run.ds.bootstrap, [run.changelog])
     stop_seconds = run.signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
     t0 = run.start()
-    t_ready = run.wait_ready(timeout=timeout)
-    deadline = time.monotonic() + timeout
-    scrapes = 0
-    wrong: list[str] = []
-    while time.monotonic() < deadline:
-        text, _ = run.scrape()
-        t_scraped = time.time()
-        scrapes += 1
-        samples = parse_exposition(text)
-        wrong = mismatches(samples, truth, run.ds.topics.values(), pipeline=False)
-        if not wrong:
-            break
-        time.sleep(0.05)
-    else:
-        raise RuntimeError(f"figures not correct {timeout}s after a restart: {wrong[:5]}")
+    finish = during(run.pid) if during is not None else None
+    try:
+        t_ready = run.wait_ready(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        scrapes = 0
+        wrong: list[str] = []
+        while time.monotonic() < deadline:
+            text, _ = run.scrape()
+            t_scraped = time.time()
+            scrapes += 1
+            samples = parse_exposition(text)
+            wrong = mismatches(samples, truth, run.ds.topics.values(), pipeline=False)
+            if not wrong:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"figures not correct {timeout}s after a restart: {wrong[:5]}")
+    finally:
+        if finish is not None:
+            finish()
     recovery = samples.get(("watchfloor_last_recovery_duration_seconds", ()))
     return {
         "how": how,
@@ -443,6 +457,9 @@ def restart(run: WorkerRun, truth: Truth, how: str, timeout: float = 180.0) -> d
         "scrapes_until_correct": scrapes,
         "worker_recovery_seconds": recovery,
         "districts": len(by_label(samples, "watchfloor_cases_filed_total", "district")),
+        # What recovery reads: the state changelog, uncompacted since its last clean-up.
+        "changelog_records": sum(end - first for first, end in changelog.values()),
+        "rss_after_ready_bytes": proc_status(run.pid).get("VmRSS"),
         "loadavg": load_before,
     }
 

@@ -1,0 +1,79 @@
+"""The benchmark of issue #7 at a tiny size against the session broker, so that it cannot rot.
+
+It runs every part once (limit, naive, peer, the real worker, scrapes, restarts and a
+short latency phase) on 2,000 simulator records for 20 districts and asserts that
+each part completes and counts exactly; speed is not asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+
+EVENTS = 2000
+DISTRICTS = 20
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_path: Path) -> None:
+    need(
+        importlib.util.find_spec("quixstreams") is not None,
+        "quixstreams is not installed (pip install -e '.[bench]')",
+    )
+    from tests.benchmarks import bench
+
+    out = tmp_path / "bench.json"
+    code = bench.main(
+        [
+            "--bootstrap", kafka_bootstrap,
+            "--events", str(EVENTS),
+            "--districts", str(DISTRICTS),
+            "--repeat", "1",
+            "--naive-seconds", "45",
+            "--rate", "400",
+            "--latency-seconds", "3",
+            "--scrapes", "3",
+            "--work-dir", str(tmp_path / "work"),
+            "--json", str(out),
+            # A killed worker's partitions move after the session timeout; keep it short.
+            "--worker-env", "WATCHFLOOR_SESSION_TIMEOUT=6",
+        ]
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+
+    intents = report["dataset"]["intents"]
+    assert sum(intents.values()) == EVENTS
+    # All four kinds of record are in the data, so every check below has something to do.
+    assert all(intents[k] > 0 for k in ("valid", "duplicate", "late", "malformed")), intents
+
+    for impl in ("limit", "naive", "peer", "watchfloor"):
+        (run,) = report["runs"][impl]
+        assert run["complete"], f"{impl} did not read everything"
+        assert run["events"] == EVENTS, impl
+        assert run["exact"], f"{impl}: {run.get('problems') or run.get('figures')}"
+        assert run["events_per_second"] > 0
+    # The job counts valid and late records (it has no lateness) and nothing else.
+    for impl in ("naive", "peer"):
+        assert report["runs"][impl][0]["truth_counted"] == intents["valid"] + intents["late"]
+    assert report["runs"]["limit"][0]["truth_counted"] < EVENTS  # undecodable ones exist
+
+    wf = report["watchfloor"]
+    assert report["runs"]["watchfloor"][0]["figures"]["districts_exported"] == DISTRICTS
+    assert {r["how"] for r in wf["restarts"]} == {"term", "kill"}
+    for r in wf["restarts"]:
+        assert r["districts"] == DISTRICTS
+        assert r["ready_seconds"] <= r["correct_seconds"]
+    assert wf["scrape"]["count"] == 3 and wf["scrape"]["series"] > DISTRICTS
+    (phase,) = wf["latency"]
+    assert phase["markers_sent"] > 0
+    assert phase["markers_seen"] == phase["markers_sent"]
+    assert phase["exact"], phase["figures"]
+    assert phase["produced"]["records"] == 400 * 3
+    assert {t["met"] for t in report["targets"]} <= {"yes", "NO", "-"}
+    assert code == 0
