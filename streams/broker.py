@@ -96,6 +96,12 @@ def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+            except KafkaError as exc:
+                raise BrokerError(
+                    f"Topic {topic.name} does not exist and could not be created ({exc}); "
+                    "create it with the same partition count as the others, or grant "
+                    "this user CREATE on it (docs/security.md)."
+                ) from None
         # A topic just created may show no partitions for a moment: ask again.
         while True:
             counts = {

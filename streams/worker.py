@@ -17,12 +17,10 @@ GC_THRESHOLDS = (100_000, 10, 10)
 
 def run_worker(settings: Settings) -> int:
     """Start a worker in this process and block until it stops; SIGTERM stops it cleanly."""
-    import asyncio
-
     from faust.worker import Worker
 
     from .app import Watchfloor
-    from .kafka import check_connection
+    from .broker import ensure_topics
     from .web import serve_metrics_port
 
     # The state is millions of small long-lived objects (buckets, lifecycles); with the
@@ -30,8 +28,11 @@ def run_worker(settings: Settings) -> int:
     # and takes a third of the counting time. Collections are rarer but still regular.
     gc.set_threshold(*GC_THRESHOLDS)
     # Before Faust starts: a refused password or an unknown CA becomes one sentence and
-    # exit status 2 here, instead of retries and tracebacks there.
-    asyncio.run(check_connection(settings))
+    # exit status 2 here, instead of retries and tracebacks there (ensure_topics checks
+    # the connection first). Missing topics would leave the worker idle with nothing
+    # assigned, so they are created with the configured partitions.
+    for name in ensure_topics(settings):
+        log.info("Created topic %s with %d partitions", name, settings.partitions)
     wf = Watchfloor(settings)
     if settings.metrics_port and settings.metrics_port != settings.web_port:
 
