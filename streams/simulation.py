@@ -8,7 +8,7 @@ import dataclasses
 import heapq
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -1399,6 +1399,45 @@ def shift_record(rec: SimRecord, seconds: int) -> SimRecord:
                 data[name] = _shift_text(data[name], delta)
     ts = rec.ts + seconds if rec.ts is not None else None
     return rec._replace(at=at, value=orjson.dumps(doc), ts=ts)
+
+
+def retime_record(rec: SimRecord, to: Callable[[float], float]) -> SimRecord:
+    """The record with every time mapped by ``to`` (POSIX seconds to POSIX seconds).
+
+    For replays that compress a scenario's clock: ``to`` must be increasing, so that
+    order (and every "deadline after found") survives. Publish time, event time and the
+    time fields of ``data`` are mapped; offsets are kept. Naive times and the times of
+    a ``time_out_of_range`` record are left as they are, as :func:`shift_record` does.
+    """
+    at = to(rec.at)
+    if rec.reason == "time_out_of_range" or rec.value[:1] != b"{":
+        return rec._replace(at=at)
+    try:
+        doc = orjson.loads(rec.value)
+    except orjson.JSONDecodeError:
+        return rec._replace(at=at)
+    if not isinstance(doc, dict):
+        return rec._replace(at=at)
+    doc["time"] = _map_text(doc.get("time"), to)
+    data = doc.get("data")
+    if isinstance(data, dict):
+        for name in _TIME_FIELDS:
+            if name in data:
+                data[name] = _map_text(data[name], to)
+    ts = to(rec.ts) if rec.ts is not None else None
+    return rec._replace(at=at, value=orjson.dumps(doc), ts=ts)
+
+
+def _map_text(value: Any, to: Callable[[float], float]) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return value
+    return datetime.fromtimestamp(to(when.timestamp()), when.tzinfo).isoformat()
 
 
 def _shift_text(value: Any, delta: timedelta) -> Any:

@@ -30,6 +30,7 @@ from streams.simulation import (
     generate_events,
     record_from_line,
     record_to_line,
+    retime_record,
     shard,
     shift_record,
     synthetic_city_document,
@@ -761,6 +762,39 @@ def test_shift_moves_every_timestamp_and_keeps_offsets(mixed: list[SimRecord]) -
     moved_all = list(shifted(mixed[:50], mixed[0].at + 3600))
     assert moved_all[0].at == mixed[0].at + 3600
     assert [b.at - a.at for a, b in zip(mixed[:50], moved_all, strict=True)] == [3600] * 50
+
+
+def test_retime_maps_every_timestamp_through_the_function(mixed: list[SimRecord]) -> None:
+    origin = mixed[0].at
+
+    def squeeze(t: float) -> float:  # a day becomes ten seconds, fractions kept
+        return origin + (t - origin) / 8640
+
+    found = next(r for r in mixed if r.kind is Kind.HAZARD_FOUND and r.intent is Intent.VALID)
+    moved = retime_record(found, squeeze)
+    before, after = doc(found), doc(moved)
+    assert ts_of(after["time"]) == pytest.approx(squeeze(ts_of(before["time"])), abs=1e-6)
+    assert ts_of(after["data"]["deadline"]) == pytest.approx(  # type: ignore[index]
+        squeeze(ts_of(before["data"]["deadline"])), abs=1e-6  # type: ignore[index]
+    )
+    assert str(after["time"]).endswith("+08:00") and OFFSET_TIME.match(str(after["time"]))
+    assert moved.at == squeeze(found.at) and moved.ts == squeeze(found.ts)  # type: ignore[arg-type]
+    # Still a valid event: the deadline stays after the found time.
+    clock = FixedClock(datetime.fromtimestamp(squeeze(found.at) + 1, UTC))
+    event = EventValidator(load_reference(CITY_FILE), clock=clock).validate(
+        moved.value, Stream.PATROLS
+    )
+    assert event.deadline is not None and event.deadline > event.ts
+    patrol = next(r for r in mixed if r.kind is Kind.PATROL_COMPLETED)
+    p, q = doc(patrol)["data"], doc(retime_record(patrol, squeeze))["data"]
+    for name in ("started_at", "ended_at"):
+        assert ts_of(q[name]) == pytest.approx(squeeze(ts_of(p[name])), abs=1e-6)  # type: ignore[index]
+    naive = next(r for r in mixed if r.reason == "naive_time")
+    assert datetime.fromisoformat(str(doc(retime_record(naive, squeeze))["time"])).tzinfo is None
+    out_of_range = next(r for r in mixed if r.reason == "time_out_of_range")
+    assert retime_record(out_of_range, squeeze).value == out_of_range.value
+    # A shift is a retime by a constant.
+    assert retime_record(found, lambda t: t + 3600).value == shift_record(found, 3600).value
 
 
 # --------------------------------------------------------------------------------------
