@@ -112,7 +112,7 @@ Watchfloor demo is running. Look at:
             print(f"  Prometheus         http://127.0.0.1:{PROMETHEUS_PORT}/alerts "
                   "(overdue hazards fire within minutes)")
         print(f"  worker log         {workdir / 'worker.log'}")
-        print("The simulator publishes a week of history now, then live events. Ctrl-C stops.\n",
+        print("The simulator publishes recent history now, then live events. Ctrl-C stops.\n",
               flush=True)
         return asyncio.run(_simulate(settings, args))
     finally:
