@@ -20,7 +20,14 @@ from .dataset import Dataset, Truth, topic_offsets_sync
 from .live import generate_live, live_truth, produce_paced
 from .proc import Child, load_avg
 from .report import percentile
-from .watchfloor_run import GroupOffsets, WorkerRun, verify, wait_committed
+from .watchfloor_run import (
+    GroupOffsets,
+    WorkerRun,
+    batch_stats,
+    parse_exposition,
+    verify,
+    wait_committed,
+)
 
 
 def latency_phase(
@@ -42,6 +49,7 @@ def latency_phase(
     records = generate_live(ds, rate, seconds, tag)
     generated_in = time.monotonic() - t0
     added = live_truth(ds, records)
+    before = parse_exposition(run.scrape()[0])
     load_before = load_avg()
     start_at = time.time() + 4.0  # the probe's interpreter and clients start meanwhile
     probe = Child(
@@ -89,6 +97,7 @@ def latency_phase(
     total.add(truth)
     total.add(added)
     figures = verify(run, total, pipeline=False)
+    batches = batch_stats(figures.pop("samples"), before)
     lat = sorted(found["latencies"])
     clear = sorted(
         v for v, hit in zip(found["latencies"], found["overlapped_scrape"], strict=True) if not hit
@@ -132,6 +141,7 @@ def latency_phase(
         },
         "max_consumer_lag": max((s["lag"] for s in found["scrapes"]), default=None),
         "rss": rss_summary(rss, paced.sent),
+        "batches": batches,
         "figures": figures,
         "exact": figures["exact"],
         "loadavg_before": load_before,

@@ -141,6 +141,17 @@ def render(report: dict[str, Any]) -> str:
     lines = []
     if wf.get("peak_rss_bytes"):
         lines.append(["peak RSS of the worker (catch-up, 1 worker)", _mb(wf["peak_rss_bytes"])])
+    for r in report["runs"].get("watchfloor", []):
+        b = r.get("batches") or {}
+        if b.get("batches"):
+            lines.append(
+                [
+                    "catch-up batches",
+                    f"{b['batches']:,} batches, {b['events_per_batch']:,.0f} events each, "
+                    f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean; to committed "
+                    f"{r['committed_seconds']:.1f} s, start-up {r['startup_seconds']:.1f} s",
+                ]
+            )
     for ph in wf.get("latency", []):
         lat = ph["latency_seconds"]
         lines.append(
@@ -159,6 +170,16 @@ def render(report: dict[str, Any]) -> str:
                     "  markers not in flight during a scrape",
                     f"p50 {_fmt(clear['p50'], ' s', 3)}, p99 {_fmt(clear['p99'], ' s', 3)} "
                     f"({clear['markers']} markers)",
+                ]
+            )
+        b = ph.get("batches") or {}
+        if b.get("batches"):
+            lines.append(
+                [
+                    "  batches during it",
+                    f"{b['batches']:,} batches, {b['events_per_batch']:,.0f} events each, "
+                    f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean, "
+                    f"p99 <= {_fmt(b['p99_batch_seconds_at_most'], ' s', 2)}",
                 ]
             )
         lines.append(

@@ -62,6 +62,9 @@ CHECKED = frozenset(
         "watchfloor_consumer_lag",
         "watchfloor_last_recovery_duration_seconds",
         "watchfloor_owned_districts",
+        "watchfloor_batch_duration_seconds_count",
+        "watchfloor_batch_duration_seconds_sum",
+        "watchfloor_batch_duration_seconds_bucket",
     }
 )
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -148,6 +151,49 @@ def mismatches(
                 f"{rejected[key]}, truth {truth.rejected.get(key, 0)}"
             )
     return out
+
+
+def batch_stats(after: Samples, before: Samples | None = None) -> dict[str, Any]:
+    """Batches the worker processed between two scrapes: count, events and duration.
+
+    The batch duration is the worker's own histogram (validate, count, write state);
+    its 99th percentile is the upper bound of the bucket that holds it.
+    """
+
+    def total(samples: Samples | None, name: str) -> float:
+        if samples is None:
+            return 0.0
+        return sum(v for (n, _), v in samples.items() if n == name)
+
+    def buckets(samples: Samples | None) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for (n, labels), v in (samples or {}).items():
+            if n == "watchfloor_batch_duration_seconds_bucket":
+                out[float(dict(labels)["le"])] = v
+        return out
+
+    count = total(after, "watchfloor_batch_duration_seconds_count") - total(
+        before, "watchfloor_batch_duration_seconds_count"
+    )
+    seconds = total(after, "watchfloor_batch_duration_seconds_sum") - total(
+        before, "watchfloor_batch_duration_seconds_sum"
+    )
+    events = total(after, "watchfloor_events_received_total") - total(
+        before, "watchfloor_events_received_total"
+    )
+    b_after, b_before = buckets(after), buckets(before)
+    p99 = None
+    if count:
+        for le in sorted(b_after):
+            if b_after[le] - b_before.get(le, 0.0) >= 0.99 * count:
+                p99 = le
+                break
+    return {
+        "batches": int(count),
+        "events_per_batch": round(events / count, 1) if count else None,
+        "mean_batch_seconds": round(seconds / count, 4) if count else None,
+        "p99_batch_seconds_at_most": p99,
+    }
 
 
 @dataclass
@@ -348,6 +394,7 @@ def verify(run: WorkerRun, truth: Truth, *, pipeline: bool = True) -> dict[str, 
         "first_mismatches": wrong[:10],
         "districts_exported": len(by_label(samples, "watchfloor_cases_filed_total", "district")),
         "scrape_seconds": round(took, 4),
+        "samples": samples,
     }
 
 
@@ -387,6 +434,7 @@ def throughput(
         offsets.close()
     status = proc_status(run.pid)
     figures = verify(run, truth)
+    batches = batch_stats(figures.pop("samples"))
     counted_s = max(t_counted - t_ready, 1e-6)
     committed_s = max(t_committed - t_ready, 1e-6)
     return run, {
@@ -409,6 +457,7 @@ def throughput(
         "sampled_peak_rss_bytes": sampler.peak_rss(),
         "figures": figures,
         "exact": figures["exact"],
+        "batches": batches,
         "loadavg_before": load_before,
         "loadavg_after": load_avg(),
     }
