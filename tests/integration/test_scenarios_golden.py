@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from streams.events import Stream
+from streams.settings import Settings
 from streams.simulation import SimRecord, retime_record
 from streams.simulator import (
     Pacer,
@@ -64,7 +65,7 @@ class Golden:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.cluster.settings()
 
     def topic(self, stream: Stream) -> str:
@@ -77,7 +78,7 @@ class Golden:
             for s in ROLES
         }
 
-    def replay(self, records: Sequence[SimRecord]) -> ProduceSummary:
+    def replay(self, records: Sequence[SimRecord], districts: Sequence[str]) -> ProduceSummary:
         """Produce the records with the simulator's producer; wait until every one is counted."""
         before = self.processed()
         t0 = time.monotonic()
@@ -94,10 +95,10 @@ class Golden:
         wait_for(counted, timeout=90, interval=0.2,
                  what=f"{len(records)} records counted (want {target})")  # fmt: skip
         self.timings[f"replay of {len(records)} records"] = time.monotonic() - t0
-        self.assert_clean()
+        self.assert_clean(districts)
         return summary
 
-    def assert_clean(self) -> None:
+    def assert_clean(self, districts: Sequence[str]) -> None:
         """Nothing rejected, nothing late, nothing duplicated: the scenarios are all valid."""
         m = self.worker.metrics()
         bad = {
@@ -113,6 +114,10 @@ class Golden:
             )
         }
         assert not bad, f"the worker rejected scenario records: {bad}"
+        # The series exist (the check above is not looking at the wrong names).
+        for d in districts:
+            assert sample(m, "watchfloor_late_events_total", district=d) == 0, d
+            assert sample(m, "watchfloor_duplicate_events_total", district=d) == 0, d
 
     def district(self, district: str, **query: str) -> dict[str, Any]:
         path = f"/api/v1/districts/{district}"
@@ -192,7 +197,7 @@ def test_city_management_cohort_rates_month_by_month(golden: Golden) -> None:
         end = next((n for n, r in enumerate(records) if ts(r) >= when(month["to"])), len(records))
         stage = records[start:end]
         assert stage and all(when(month["from"]) <= ts(r) < when(month["to"]) for r in stage)
-        golden.replay(stage)
+        golden.replay(stage, [d])
         start = end
         by = f"end of {month['month']}"
         for earlier in months[: i + 1]:
@@ -256,7 +261,7 @@ def test_cases_january_to_september(golden: Golden) -> None:
     d = exp["district"]
     records = records_of("cases-2025-jan-sep")
     assert len(records) == exp["events"]
-    golden.replay(records)
+    golden.replay(records, [d])
 
     first, last = exp["from"][:10], last_day(exp["to"])
     block = golden.period(d, period=f"{first}..{last}")
@@ -303,7 +308,7 @@ def test_disputes_found_mediated_resolved(golden: Golden) -> None:
     d = exp["district"]
     records = records_of("disputes-2025")
     assert len(records) == exp["events"]
-    golden.replay(records)
+    golden.replay(records, [d])
 
     first, last = exp["from"][:10], last_day(exp["to"])
     block = golden.period(d, period=f"{first}..{last}")
@@ -532,7 +537,7 @@ def test_overdue_week_goes_overdue_on_the_wall_clock(golden: Golden) -> None:
         producer.join(timeout=30)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["summary"].delivered == len(records)
-    golden.assert_clean()
+    golden.assert_clean(districts)
 
     lags = [x.lag for x in seen if x.lag is not None]
     golden.timings["overdue week replay"] = time.time() - timeline.wall0
