@@ -191,7 +191,7 @@ class WorkerProcess:
         while time.monotonic() - t0 < timeout:
             if not self.alive():
                 raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
-            status, body = self.get("/ready")
+            status, _ = self.get("/ready")
             if status == 200:
                 return time.monotonic() - t0
             time.sleep(0.2)
