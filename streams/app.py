@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
+from yarl import URL
 
 from .clock import Clock, SystemClock
 from .consumer import Batch, BatchTransport, batch_consumer
@@ -46,6 +47,24 @@ class StateTable(faust.Table[bytes, bytes]):
     """The state table; tells the worker when recovery of its partitions is complete."""
 
     watchfloor: Watchfloor | None = None
+
+    def _new_store_by_url(self, url: str | URL) -> Any:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        from .stores import DistrictRocksDBStore
+
+        return DistrictRocksDBStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            options=self.options,
+            partitions=self.partitions or self.app.conf.topic_partitions,
+        )
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

@@ -302,10 +302,11 @@ class Truth:
 
 
 def scripted_stream(districts: list[str], per_district: int, now: datetime,
-                    seed: int = 1) -> tuple[list[dict[str, Any]], Truth]:
+                    seed: int = 1, tag: str = "") -> tuple[list[dict[str, Any]], Truth]:
     """A realistic mix whose true figures are known: every lifecycle opens before it
     closes, times rise within a district over the last 20 hours, and about 1 % of the
-    events are exact repeats (same id), which must be counted once."""
+    events are exact repeats (same id), which must be counted once. ``tag`` keeps the
+    subjects of two streams apart."""
     import random
 
     rng = random.Random(seed)
@@ -322,7 +323,7 @@ def scripted_stream(districts: list[str], per_district: int, now: datetime,
             when = t0 + timedelta(seconds=i * step)
             r = rng.random()
             if r < 0.25:
-                sid = f"{d}-case-{i}"
+                sid = f"{d}{tag}-case-{i}"
                 docs.append(event("case_filed", d, sid, when,
                                   {"category": "theft", "severity": "minor"}))
                 open_cases.append(sid)
@@ -332,7 +333,7 @@ def scripted_stream(districts: list[str], per_district: int, now: datetime,
                 docs.append(event("case_cleared", d, sid, when))
                 truth.cleared[d] += 1
             elif r < 0.6:
-                sid = f"{d}-hz-{i}"
+                sid = f"{d}{tag}-hz-{i}"
                 docs.append(event("hazard_found", d, sid, when, {
                     "category": "fire", "major": rng.random() < 0.1,
                     "deadline": (when + timedelta(days=3)).isoformat(),
@@ -344,7 +345,7 @@ def scripted_stream(districts: list[str], per_district: int, now: datetime,
                 docs.append(event("hazard_rectified", d, sid, when))
                 truth.rectified[d] += 1
             elif r < 0.85:
-                sid = f"{d}-dp-{i}"
+                sid = f"{d}{tag}-dp-{i}"
                 docs.append(event("dispute_reported", d, sid, when, {
                     "category": "neighbourhood", "responsible_unit": f"{d}-mediation"}))
                 open_disputes.append(sid)
@@ -354,7 +355,7 @@ def scripted_stream(districts: list[str], per_district: int, now: datetime,
                 docs.append(event("dispute_resolved", d, sid, when))
                 truth.resolved[d] += 1
             else:
-                sid = f"{d}-pt-{i}"
+                sid = f"{d}{tag}-pt-{i}"
                 docs.append(event("patrol_completed", d, sid, when, {
                     "team": f"{d}-pt01",
                     "started_at": (when - timedelta(hours=2)).isoformat(),
