@@ -18,6 +18,7 @@ from .clock import Clock, SystemClock
 from .consumer import Batch, BatchTransport, batch_consumer
 from .deadletter import build_dead_letter
 from .engine import BatchResult, Engine
+from .errors import SettingsError
 from .events import Stream
 from .kafka import district_partitioner, faust_credentials
 from .metrics import DistrictCollector, Metrics
@@ -147,6 +148,14 @@ class Watchfloor:
 
     def _make_app(self) -> WatchfloorApp:
         s = self.settings
+        if s.store.startswith("rocksdb://"):
+            try:
+                import rocksdict  # noqa: F401
+            except ImportError:
+                raise SettingsError(
+                    "WATCHFLOOR_STORE=rocksdb:// needs RocksDB bindings: "
+                    "pip install 'watchfloor[rocksdb]' (rocksdict)."
+                ) from None
         app = WatchfloorApp(
             s.app_id,
             broker=[f"kafka://{server}" for server in s.bootstrap_list],
