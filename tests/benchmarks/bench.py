@@ -95,6 +95,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also profile the worker with py-spy: an extra catch-up, extra scrapes and an "
         "extra restart (not counted in the figures)",
     )
+    p.add_argument(
+        "--gc-log",
+        action="store_true",
+        help="run the worker under tests.benchmarks.gclog: its garbage-collector pauses "
+        "are logged and summed per phase",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="write every figure here")
     p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="data set cache, logs and state")
     p.add_argument("--fresh", action="store_true", help="produce the data set again")
@@ -290,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "latency_seconds": args.latency_seconds,
             "scrape_interval": args.scrape_interval,
             "worker_env": worker_env,
+            "gc_log": args.gc_log,
             "logs": str(runs_dir),
         },
         "runs": {impl: [] for impl in IMPLS if impl in args.parts},
@@ -325,7 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if impl == "watchfloor":
                     if live is not None:
                         live.stop()
-                    live, result = throughput(ds, truth, runs_dir, label, extra_env=worker_env)
+                    live, result = throughput(
+                        ds, truth, runs_dir, label, extra_env=worker_env, gc_log=args.gc_log
+                    )
                 else:
                     max_s = args.naive_seconds if impl == "naive" else args.max_seconds
                     result = run_child_impl(ds, impl, label, runs_dir, max_s)

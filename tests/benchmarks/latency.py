@@ -142,6 +142,7 @@ def latency_phase(
         "max_consumer_lag": max((s["lag"] for s in found["scrapes"]), default=None),
         "rss": rss_summary(rss, paced.sent),
         "batches": batches,
+        "gc": run.gc_pauses(start_at, t_drained or time.time()),
         "figures": figures,
         "exact": figures["exact"],
         "loadavg_before": load_before,

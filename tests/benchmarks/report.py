@@ -39,6 +39,17 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f} MB"
 
 
+def _gc(g: dict[str, Any], seconds: float) -> str:
+    if not g:
+        return "-"
+    return (
+        f"{g['seconds_total']:.1f} s in {sum(g['collections']):,} collections "
+        f"({g['seconds_total'] / seconds:.0%} of {seconds:.0f} s); "
+        f"{g['full_collections']} full, longest pause {g['pause_seconds_max']:.2f} s, "
+        f"{g['pauses_over_10ms']} pauses > 10 ms"
+    )
+
+
 def render_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -152,6 +163,8 @@ def render(report: dict[str, Any]) -> str:
                     f"{r['committed_seconds']:.1f} s, start-up {r['startup_seconds']:.1f} s",
                 ]
             )
+        if r.get("gc"):
+            lines.append(["  garbage collector during it", _gc(r["gc"], r["seconds"])])
     for ph in wf.get("latency", []):
         lat = ph["latency_seconds"]
         lines.append(
@@ -181,6 +194,10 @@ def render(report: dict[str, Any]) -> str:
                     f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean, "
                     f"p99 <= {_fmt(b['p99_batch_seconds_at_most'], ' s', 2)}",
                 ]
+            )
+        if ph.get("gc"):
+            lines.append(
+                ["  garbage collector during it", _gc(ph["gc"], ph["produced"]["seconds"])]
             )
         lines.append(
             [

@@ -204,6 +204,7 @@ class WorkerRun:
     work: Path
     app_id: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    gc_log: Path | None = None  # run it under tests.benchmarks.gclog, pauses logged here
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -258,8 +259,11 @@ class WorkerRun:
         log.write(f"\n==== start {self.starts} ====\n".encode())
         log.flush()
         t0 = time.time()
+        command = [sys.executable, "-m", "streams.cli", "worker"]
+        if self.gc_log is not None:
+            command[2:3] = ["tests.benchmarks.gclog", str(self.gc_log)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            command,
             cwd=ROOT,
             env=self.env(),
             stdout=log,
@@ -271,6 +275,13 @@ class WorkerRun:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def gc_pauses(self, start: float, end: float) -> dict[str, Any] | None:
+        if self.gc_log is None:
+            return None
+        from .gclog import summarize
+
+        return summarize(str(self.gc_log), start, end)
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -406,13 +417,21 @@ def throughput(
     *,
     extra_env: dict[str, str] | None = None,
     during: Any = None,
+    gc_log: bool = False,
 ) -> tuple[WorkerRun, dict[str, Any]]:
     """Start a fresh worker on the preloaded topics and time the catch-up; leave it running.
 
     ``during(pid)`` is called once the worker is ready (the profiler); it returns a
     callable that is called when the catch-up is over.
     """
-    run = WorkerRun(ds, work, f"{ds.name}-wf-{label}", extra_env=dict(extra_env or {}))
+    app_id = f"{ds.name}-wf-{label}"
+    run = WorkerRun(
+        ds,
+        work,
+        app_id,
+        extra_env=dict(extra_env or {}),
+        gc_log=work / f"{app_id}.gc.jsonl" if gc_log else None,
+    )
     offsets = GroupOffsets(ds.bootstrap)
     load_before = load_avg()
     t_spawn = run.start()
@@ -458,6 +477,7 @@ def throughput(
         "figures": figures,
         "exact": figures["exact"],
         "batches": batches,
+        "gc": run.gc_pauses(t_ready, t_counted),
         "loadavg_before": load_before,
         "loadavg_after": load_avg(),
     }
@@ -509,6 +529,7 @@ def restart(
         # What recovery reads: the state changelog, uncompacted since its last clean-up.
         "changelog_records": sum(end - first for first, end in changelog.values()),
         "rss_after_ready_bytes": proc_status(run.pid).get("VmRSS"),
+        "gc": run.gc_pauses(t0, t_scraped),
         "loadavg": load_before,
     }
 
