@@ -16,6 +16,7 @@ from .windows import (
     N_MEASURES,
     Buckets,
     Measure,
+    canonical,
     rolling_end,
     zeros,
 )
@@ -161,10 +162,11 @@ class DistrictState:
         self.last_patrol_end: float | None = None
         self.next_expiry = float("-inf")
         self.next_open_sweep = float("-inf")
-        # A heap of (time, group, id) of subjects as they stop being open: expiry pops
-        # what the horizon passed instead of scanning every subject. Derived, rebuilt on
-        # load; a heap rather than a queue so late events leave no stragglers behind.
-        self._closings: list[tuple[float, int, str]] = []
+        # Per group, the ids of subjects that stopped being open, by the hour of their
+        # latest transition: expiry drops whole hours the horizon has passed instead of
+        # scanning every subject, for one pointer per closed subject. Derived, rebuilt
+        # on load from the subjects themselves, so live and rebuilt states expire alike.
+        self._closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {})
         self._groups = (self.cases, self.disputes, self.hazards, self.patrols)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
@@ -191,6 +193,8 @@ class DistrictState:
     def apply(self, ev: Event) -> Outcome:
         """Count one event; say whether it counted, repeated a transition, or came too late."""
         ts = ev.ts
+        if ev.category is not None:
+            ev.category = canonical(ev.category)  # kept by lifecycles: one shared copy
         stream = _STREAM_INDEX[ev.kind]
         if ts < self.stream_watermarks[stream] - self.limits.grace:
             self.late_total += 1
@@ -201,7 +205,12 @@ class DistrictState:
             return Outcome.DUPLICATE
         group = _GROUP_OF_KIND[ev.kind]
         if not _IS_OPEN[group](s.flags):
-            heapq.heappush(self._closings, (s.last, group, ev.subject))
+            hour = int(s.last // HOUR_SECONDS)
+            ids = self._closings[group].get(hour)
+            if ids is None:
+                self._closings[group][hour] = [ev.subject]
+            else:
+                ids.append(ev.subject)
         if ts > self.stream_watermarks[stream]:
             self.stream_watermarks[stream] = ts
             if ts > self.watermark:
@@ -404,14 +413,20 @@ class DistrictState:
         self.buckets.expire(w, lim.retention_days)
         # Closed (and never-opened, out-of-order) subjects are kept for the
         # de-duplication horizon.
-        closed_before = w - lim.dedup_horizon
-        closings = self._closings
-        while closings and closings[0][0] < closed_before:
-            _, group, sid = heapq.heappop(closings)
+        cutoff = int((w - lim.dedup_horizon) // HOUR_SECONDS)
+        for group, by_hour in enumerate(self._closings):
             subjects = self._groups[group]
-            s = subjects.get(sid)
-            if s is not None and s.last < closed_before and not _IS_OPEN[group](s.flags):
-                del subjects[sid]
+            is_open = _IS_OPEN[group]
+            for hour in [h for h in by_hour if h < cutoff]:
+                for sid in by_hour.pop(hour):
+                    s = subjects.get(sid)
+                    # A later transition filed it under a later hour too; that one decides.
+                    if (
+                        s is not None
+                        and int(s.last // HOUR_SECONDS) < cutoff
+                        and not is_open(s.flags)
+                    ):
+                        del subjects[sid]
         # Open ones are kept for the whole retention; a full sweep once a day suffices.
         if w >= self.next_open_sweep:
             open_before = w - lim.retention_days * DAY_SECONDS
@@ -444,14 +459,13 @@ class DistrictState:
         for sid, s in self.hazards.items():
             if _hazard_open(s.flags):
                 self._schedule(sid, s)
-        closings = [
-            (s.last, group, sid)
-            for group, subjects in enumerate(self._groups)
-            for sid, s in subjects.items()
-            if not _IS_OPEN[group](s.flags)
-        ]
-        heapq.heapify(closings)
-        self._closings = closings
+        self._closings = ({}, {}, {}, {})
+        for group, subjects in enumerate(self._groups):
+            by_hour = self._closings[group]
+            is_open = _IS_OPEN[group]
+            for sid, s in subjects.items():
+                if not is_open(s.flags):
+                    by_hour.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
 
     # -- reading ------------------------------------------------------------------------
 

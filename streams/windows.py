@@ -42,6 +42,7 @@ class Measure(IntEnum):
 
 MEASURES = tuple(Measure)
 N_MEASURES = len(MEASURES)
+assert N_MEASURES <= 16, "category_key packs the measure into four bits"
 
 # Rolling windows: label -> length. Shorter than a day: slots; otherwise hours.
 WINDOWS: dict[str, int] = {
@@ -54,6 +55,34 @@ WINDOWS: dict[str, int] = {
 
 def zeros() -> list[int]:
     return [0] * N_MEASURES
+
+
+# Categories are few and shared by every district: each gets a small number once, and a
+# day's counts are keyed by one int per (measure, category) instead of a tuple holding a
+# string, which halves the memory of a year of daily breakdowns.
+_CATEGORY_CODES: dict[str, int] = {}
+_CATEGORY_NAMES: list[str] = []
+
+
+def canonical(category: str) -> str:
+    """The one shared copy of a category name (events each bring their own)."""
+    code = _CATEGORY_CODES.get(category)
+    if code is None:
+        code = _CATEGORY_CODES[category] = len(_CATEGORY_NAMES)
+        _CATEGORY_NAMES.append(category)
+    return _CATEGORY_NAMES[code]
+
+
+def category_key(measure: int, category: str) -> int:
+    code = _CATEGORY_CODES.get(category)
+    if code is None:
+        canonical(category)
+        code = _CATEGORY_CODES[category]
+    return code * 16 + measure
+
+
+def split_category_key(key: int) -> tuple[int, str]:
+    return key & 15, _CATEGORY_NAMES[key >> 4]
 
 
 # Every UTC offset in use is a whole number of quarter hours, so a UTC-aligned quarter
@@ -100,8 +129,8 @@ class Buckets:
         self.slots: dict[int, list[int]] = {}
         self.hours: dict[int, list[int]] = {}
         self.days: dict[int, list[int]] = {}
-        # (day ordinal) -> {(measure, category): n}
-        self.categories: dict[int, dict[tuple[int, str], int]] = {}
+        # (day ordinal) -> {category_key(measure, category): n}
+        self.categories: dict[int, dict[int, int]] = {}
         self.slot_cut = float("-inf")
         self.hour_cut = float("-inf")
         self.day_cut = float("-inf")
@@ -145,7 +174,7 @@ class Buckets:
                 cats = self.categories.get(day)
                 if cats is None:
                     cats = self.categories[day] = {}
-                ckey = (measure, category)
+                ckey = category_key(measure, category)
                 cats[ckey] = cats.get(ckey, 0) + n
 
     def expire(self, watermark: float, retention_days: int) -> None:
@@ -252,7 +281,8 @@ class Buckets:
         out: dict[int, dict[str, int]] = {}
         for day, cats in self.categories.items():
             if first <= day < last:
-                for (m, cat), n in cats.items():
+                for ckey, n in cats.items():
+                    m, cat = split_category_key(ckey)
                     per = out.setdefault(m, {})
                     per[cat] = per.get(cat, 0) + n
         return out
@@ -270,8 +300,10 @@ class Buckets:
             "s": [[k, v] for k, v in self.slots.items()],
             "h": [[k, v] for k, v in self.hours.items()],
             "d": [[k, v] for k, v in self.days.items()],
-            "c": [[k, [[m, cat, n] for (m, cat), n in v.items()]]
-                  for k, v in self.categories.items()],
+            "c": [
+                [k, [[*split_category_key(ckey), n] for ckey, n in v.items()]]
+                for k, v in self.categories.items()
+            ],
             "cut": [_finite(self.slot_cut), _finite(self.hour_cut), _finite(self.day_cut)],
         }
 
@@ -281,7 +313,9 @@ class Buckets:
         b.slots = {int(k): _widen(v) for k, v in snap["s"]}
         b.hours = {int(k): _widen(v) for k, v in snap["h"]}
         b.days = {int(k): _widen(v) for k, v in snap["d"]}
-        b.categories = {int(k): {(m, cat): n for m, cat, n in v} for k, v in snap["c"]}
+        b.categories = {
+            int(k): {category_key(m, cat): n for m, cat, n in v} for k, v in snap["c"]
+        }
         cuts = [float("-inf") if c is None else float(c) for c in snap["cut"]]
         b.slot_cut, b.hour_cut, b.day_cut = cuts
         return b
