@@ -59,11 +59,12 @@ def summarize(path: str, start: float = 0.0, end: float = float("inf")) -> dict[
         return {}
     before = [r for r in rows if r["t"] < start]
     inside = [r for r in rows if start <= r["t"] <= end]
-    if not inside:
-        return {}
-    base_counts = before[-1]["counts"] if before else [0, 0, 0]
-    base_totals = before[-1]["totals"] if before else [0.0, 0.0, 0.0]
-    last = inside[-1]
+    zero = {"counts": [0, 0, 0], "totals": [0.0, 0.0, 0.0]}
+    base = before[-1] if before else zero
+    # Lines carry running totals, written at least once a second while collections run:
+    # the window is exact to that second (an empty window counts as no collection).
+    last = inside[-1] if inside else base
+    base_counts, base_totals = base["counts"], base["totals"]
     full = [r["seconds"] for r in inside if r["generation"] == 2]
     slow = [r["seconds"] for r in inside if r["seconds"] > SLOW_SECONDS]
     return {

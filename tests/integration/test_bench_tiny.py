@@ -41,6 +41,7 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
             "--scrapes", "3",
             "--work-dir", str(tmp_path / "work"),
             "--json", str(out),
+            "--gc-log",
             # A killed worker's partitions move after the session timeout; keep it short.
             "--worker-env", "WATCHFLOOR_SESSION_TIMEOUT=6",
         ]
@@ -65,6 +66,8 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
 
     wf = report["watchfloor"]
     assert report["runs"]["watchfloor"][0]["figures"]["districts_exported"] == DISTRICTS
+    # The worker ran under the GC logger; its pauses were summed over the catch-up.
+    assert "seconds_total" in report["runs"]["watchfloor"][0]["gc"]
     assert {r["how"] for r in wf["restarts"]} == {"term", "kill"}
     for r in wf["restarts"]:
         assert r["districts"] == DISTRICTS
