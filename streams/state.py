@@ -444,6 +444,15 @@ class DistrictState:
             if dropped:
                 self._recount_open()
             self.next_open_sweep = w + DAY_SECONDS
+        # Rectified hazards leave their deadline entries behind until the deadline comes;
+        # when those outnumber the open hazards, rebuild the heap from the open ones.
+        if len(self._due) > 2 * self.open_hazards + 1024:
+            self._due = [
+                (s.deadline, s.round, sid)
+                for sid, s in self.hazards.items()
+                if _hazard_open(s.flags) and s.deadline is not None
+            ]
+            heapq.heapify(self._due)
         # Every few hours of event time is plenty: the finer resolutions keep a little
         # longer, and a sparse district does not pay for a sweep with every event.
         self.next_expiry = w + EXPIRY_EVERY
