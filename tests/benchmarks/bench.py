@@ -137,10 +137,12 @@ def code_version() -> dict[str, Any]:
         done = subprocess.run(
             ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
         )
-        return done.stdout.strip()
+        return done.stdout
 
+    # Porcelain lines are "XY path": the status letters may start with a space.
     changed = [line[3:] for line in git("status", "--porcelain", "streams").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_streams_files": changed}
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    return {"commit": commit, "uncommitted_streams_files": changed}
 
 
 def machine() -> dict[str, Any]:

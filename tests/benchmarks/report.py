@@ -159,8 +159,10 @@ def render(report: dict[str, Any]) -> str:
                 [
                     "catch-up batches",
                     f"{b['batches']:,} batches, {b['events_per_batch']:,.0f} events each, "
-                    f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean; to committed "
-                    f"{r['committed_seconds']:.1f} s, start-up {r['startup_seconds']:.1f} s",
+                    f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean; counted in "
+                    f"{r['seconds']:.1f} s, state written {r['state_written_seconds']:.1f} s, "
+                    f"committed {r['committed_seconds']:.1f} s; start-up "
+                    f"{r['startup_seconds']:.1f} s",
                 ]
             )
         if r.get("gc"):
