@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -38,6 +39,7 @@ def install(path: str) -> None:
         if gen == 2 or took > SLOW_SECONDS or now - last_write[0] >= 1.0:
             last_write[0] = now
             record = {
+                "pid": os.getpid(),
                 "t": time.time(),
                 "generation": gen,
                 "seconds": round(took, 5),
@@ -50,13 +52,21 @@ def install(path: str) -> None:
     gc.callbacks.append(on_gc)
 
 
-def summarize(path: str, start: float = 0.0, end: float = float("inf")) -> dict[str, Any]:
-    """Collections between two wall times: time per generation, full ones, pauses > 10 ms."""
+def summarize(
+    path: str, start: float = 0.0, end: float = float("inf"), pid: int | None = None
+) -> dict[str, Any]:
+    """Collections between two wall times: time per generation, full ones, pauses > 10 ms.
+
+    A restarted worker appends to the same log with totals from zero: ``pid`` keeps
+    the lines of one process.
+    """
     try:
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
     except FileNotFoundError:
         return {}
+    if pid is not None:
+        rows = [r for r in rows if r.get("pid") == pid]
     before = [r for r in rows if r["t"] < start]
     inside = [r for r in rows if start <= r["t"] <= end]
     zero = {"counts": [0, 0, 0], "totals": [0.0, 0.0, 0.0]}

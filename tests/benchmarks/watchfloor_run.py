@@ -282,7 +282,7 @@ class WorkerRun:
             return None
         from .gclog import summarize
 
-        return summarize(str(self.gc_log), start, end)
+        return summarize(str(self.gc_log), start, end, pid=self.pid)
 
     def log_tail(self, n: int = 40) -> str:
         try:
