@@ -94,12 +94,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     for tp, part in parts:
                         self._note_gaps(tp, read_offset[tp], part)
                         read_offset[tp] = part[-1].offset + 1
-                    await deliver(Batch(generation, parts, loop.time()))
+                    batch = Batch(generation, parts, loop.time())
+                else:
+                    batch = None
+                # Changelog records first: table recovery waits for them, while the batch
+                # may wait for a rebalance (and so that recovery) to end.
                 for tp, other in others:
                     for rec in other:
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                         await callback(to_message(tp, rec))
                         read_offset[tp] = rec.offset
+                if batch is not None:
+                    await self._deliver_batch(deliver, batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -108,6 +114,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    @staticmethod
+    async def _deliver_batch(
+        deliver: Callable[[Batch], Awaitable[None]], batch: Batch
+    ) -> None:
+        # The agent's queue is cleared at each rebalance, which cancels a put waiting on
+        # it. In a task of its own, that cancels only the put, not this fetch loop (as
+        # Faust does for full queues): the batch is dropped unacked and read again after
+        # the rebalance's seek to the committed offsets.
+        put = asyncio.ensure_future(deliver(batch))
+        try:
+            await asyncio.wait([put])
+        except asyncio.CancelledError:
+            put.cancel()
+            raise
+        if not put.cancelled():
+            put.result()
 
     def _note_gaps(self, tp: TP, r_offset: int | None, recs: Sequence[RecordLike]) -> None:
         # Offsets can jump (compaction, transaction markers); Faust commits across a
