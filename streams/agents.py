@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import memory
 from .consumer import Batch
 
 if TYPE_CHECKING:
@@ -48,26 +46,9 @@ def register(wf: Watchfloor) -> None:
         wf.sample_lag()
 
     @app.timer(MEMORY_RELEASE_SECONDS, name="watchfloor.memory")  # type: ignore[untyped-decorator]
-    async def memory() -> None:
-        release_memory()
+    async def release() -> None:
+        memory.release_memory()
 
-
-def _malloc_trim() -> Callable[[], None]:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return lambda: None
-    trim.argtypes = [ctypes.c_size_t]
-
-    def release() -> None:
-        trim(0)
-
-    return release
-
-
-# Each batch frees its fetched records and parsed documents; glibc keeps the freed heap
-# for reuse and the worker's RSS creeps up to the highest batch (measured: 460 MB
-# instead of 340 MB at 1,000 districts). Handing it back every few seconds keeps the
-# resident size flat at what the state needs.
-release_memory = _malloc_trim()
+    @app.timer(memory.FULL_COLLECTION_SECONDS, name="watchfloor.gc")  # type: ignore[untyped-decorator]
+    async def collect() -> None:
+        memory.full_collection()

@@ -14,6 +14,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 from yarl import URL
 
+from . import memory
 from .clock import Clock, SystemClock
 from .consumer import Batch, BatchTransport, batch_consumer
 from .deadletter import build_dead_letter
@@ -311,6 +312,7 @@ class Watchfloor:
         self._observe(result)
         self.metrics.owned_districts.set(len(self.engine.states))
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
+        memory.after_batch()
         return result
 
     def _owns(self, batch: Batch) -> bool:

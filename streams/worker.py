@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 from typing import Any
 
 from .logs import logging_config
+from .memory import configure_gc
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (100_000, 10, 10)
 
 
 def run_worker(settings: Settings) -> int:
@@ -23,10 +22,7 @@ def run_worker(settings: Settings) -> int:
     from .broker import ensure_topics
     from .web import serve_metrics_port
 
-    # The state is millions of small long-lived objects (buckets, lifecycles); with the
-    # default thresholds the cyclic collector rescans them thousands of times a second
-    # and takes a third of the counting time. Collections are rarer but still regular.
-    gc.set_threshold(*GC_THRESHOLDS)
+    configure_gc()
     # Before Faust starts: a refused password or an unknown CA becomes one sentence and
     # exit status 2 here, instead of retries and tracebacks there (ensure_topics checks
     # the connection first). Missing topics would leave the worker idle with nothing

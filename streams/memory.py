@@ -1,0 +1,63 @@
+"""Memory policy of a worker: when the cyclic collector runs, and handing freed heap back."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from collections.abc import Callable
+
+# The state is millions of small long-lived objects (buckets, lifecycles). Left to the
+# default schedule, the cyclic collector rescans all of them again and again: a third
+# of the counting time, and pauses of half a second. Instead, what a batch leaves
+# behind is frozen (moved out of the collector's sight, an O(1) step) after the batch,
+# so routine collections see only the objects of the batch in progress; and everything
+# is collected once every few minutes, which also frees any cycle frozen meanwhile.
+GC_THRESHOLDS = (10_000, 10, 10)
+FULL_COLLECTION_SECONDS = 300.0
+
+
+_managed = False
+
+
+def configure_gc() -> None:
+    """Take charge of the collector for this process (the worker does; tests do not)."""
+    global _managed
+    _managed = True
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def after_batch() -> None:
+    if _managed:
+        gc.freeze()
+
+
+def full_collection() -> int:
+    """Collect everything, frozen objects included; returns what was freed."""
+    if not _managed:
+        return 0
+    gc.unfreeze()
+    freed = gc.collect()
+    gc.freeze()
+    return freed
+
+
+def _malloc_trim() -> Callable[[], None]:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+
+    def release() -> None:
+        trim(0)
+
+    return release
+
+
+# Each batch frees its fetched records and parsed documents; glibc keeps the freed heap
+# for reuse and the worker's RSS creeps up to the highest batch (measured: 460 MB
+# instead of 340 MB at 1,000 districts). Handing it back every few seconds keeps the
+# resident size at what the state needs.
+release_memory = _malloc_trim()

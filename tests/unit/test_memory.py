@@ -1,0 +1,39 @@
+"""The worker's collector policy, run in a child process (it changes process-wide state)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = r"""
+import gc
+from streams import memory
+
+memory.after_batch()
+assert gc.get_freeze_count() == 0, "untouched unless the worker takes charge"
+memory.configure_gc()
+assert gc.get_threshold() == memory.GC_THRESHOLDS
+
+class Node:
+    pass
+
+a, b = Node(), Node()
+a.other, b.other = b, a          # a cycle, still referenced
+memory.after_batch()
+assert gc.get_freeze_count() > 0, "what a batch leaves behind is frozen"
+frozen = gc.get_freeze_count()
+del a, b                         # now cyclic garbage, frozen: invisible to collections
+assert gc.collect() == 0 or gc.get_freeze_count() == frozen
+freed = memory.full_collection()
+assert freed >= 2, freed          # the periodic full collection frees it
+assert gc.get_freeze_count() > 0  # and freezes the survivors again
+memory.release_memory()           # glibc malloc_trim, or nothing elsewhere
+print("ok")
+"""
+
+
+def test_batches_freeze_and_the_full_collection_frees_frozen_cycles() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
