@@ -174,6 +174,7 @@ class Watchfloor:
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=s.commit_interval,
             broker_session_timeout=s.session_timeout,
+            consumer_group_instance_id=s.group_instance_id or None,
             broker_heartbeat_interval=max(0.5, s.session_timeout / 5),
             broker_max_poll_records=s.batch_max_events,
             consumer_max_fetch_size=16 * 1024 * 1024,

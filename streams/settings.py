@@ -74,6 +74,10 @@ class Settings:
     commit_interval: float = 2.0
     # A worker that dies is noticed after this long; its partitions move only then.
     session_timeout: float = 10.0
+    # Static group membership: a worker that comes back under the same id (a
+    # StatefulSet pod name) takes its partitions back at once, without a rebalance or
+    # waiting out its old session. Empty: dynamic membership.
+    group_instance_id: str = ""
     log_level: str = "info"
     log_json: bool = False
     # Counting
