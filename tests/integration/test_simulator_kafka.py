@@ -189,7 +189,8 @@ def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
     summary, started = asyncio.run(main())
     assert summary.failed == 0  # type: ignore[attr-defined]
     delivered = summary.delivered  # type: ignore[attr-defined]
-    assert delivered == summary.tally.total > 3_000  # type: ignore[attr-defined]
+    # The day/night rhythm makes the count depend on the hour: about 3,000 at night.
+    assert delivered == summary.tally.total > 1_000  # type: ignore[attr-defined]
     intents = summary.tally.by_intent  # type: ignore[attr-defined]
     assert intents["late"] and intents["duplicate"] and intents["malformed"]
     got = asyncio.run(consume_all(settings, delivered))
