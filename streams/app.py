@@ -296,6 +296,10 @@ class Watchfloor:
             # after a seek to the committed offsets) reads these records again.
             return None
         t0 = time.perf_counter()
+        self.metrics.batch_wait.observe(
+            max(0.0, asyncio.get_running_loop().time() - batch.fetched_at)
+        )
+        self.metrics.batch_records.observe(len(batch))
         result = self.engine.process(
             (tp.topic, tp.partition, records) for tp, records in batch.parts
         )

@@ -184,6 +184,18 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        self.batch_wait = Histogram(
+            "watchfloor_batch_wait_seconds",
+            "From a batch's fetch to the start of its counting (time queued for the agent)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            "watchfloor_batch_records",
+            "Records per batch (one fetch of the source topics)",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000),
+            registry=r,
+        )
         self.last_event = Gauge(
             "watchfloor_last_event_timestamp_seconds",
             "Wall-clock time when the last record was read from the topic",
