@@ -175,6 +175,8 @@ class DistrictState:
         self.overdue_major = 0
         self.version = 0
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
+        self._open_by_category: tuple[int, dict[str, int]] | None = None
+        self._oldest_dispute: tuple[int, float | None] | None = None
         self._handlers: dict[Kind, Callable[[Event], Subject | None]] = {
             Kind.CASE_FILED: self._case_filed,
             Kind.CASE_CLEARED: self._case_cleared,
@@ -500,18 +502,29 @@ class DistrictState:
                 yield sid, s
 
     def oldest_open_dispute(self) -> float | None:
+        cached = self._oldest_dispute
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
         opened = [
             s.opened
             for s in self.disputes.values()
             if _dispute_open(s.flags) and s.opened is not None
         ]
-        return min(opened) if opened else None
+        oldest = min(opened) if opened else None
+        self._oldest_dispute = (self.version, oldest)
+        return oldest
 
     def open_hazards_by_category(self) -> dict[str, int]:
+        """Open hazards per category; scanned again only after an event changed the state
+        (a scrape at 1,000 districts otherwise walks every hazard kept)."""
+        cached = self._open_by_category
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
         out: dict[str, int] = {}
         for _, s in self.open_hazard_items():
             key = s.category or "unknown"
             out[key] = out.get(key, 0) + 1
+        self._open_by_category = (self.version, out)
         return out
 
     def overdue_by_category(self) -> dict[str, int]:

@@ -40,10 +40,11 @@ JOURNAL_SLOTS = 64
 # a journal the snapshot does not cover yet), or when replaying them would cost more
 # than re-reading a snapshot.
 SNAPSHOT_AFTER_JOURNALS = JOURNAL_SLOTS - 4
-# ...or once replaying the journals (about 8 us a row) would cost more than reading a
-# snapshot (about 1.5 us a subject): a restart then replays at most about one row per
-# subject. Writing a snapshot costs about 1 us a subject, so this adds ~1 us per event.
-SNAPSHOT_AFTER_ROWS = 1_000
+# ...or once the journals hold half as many rows as the district has subjects: replaying
+# a row (about 9 us) costs several times more than loading a subject from a snapshot
+# (about 1.5 us), so a restart then costs at most about twice a snapshot load. Writing
+# a snapshot costs about 1 us a subject, so this adds about 2 us per event.
+SNAPSHOT_AFTER_ROWS = 256
 CHUNK_BYTES = 256 * 1024
 
 
@@ -152,7 +153,7 @@ class StateStore:
             self.records_written += 1
             prog.rows += len(journal.rows)
             if prog.seq - prog.base_seq >= SNAPSHOT_AFTER_JOURNALS or prog.rows >= _stagger(
-                d, max(SNAPSHOT_AFTER_ROWS, st.subject_count())
+                d, max(SNAPSHOT_AFTER_ROWS, st.subject_count() // 2)
             ):
                 self.snapshot(st)
 
