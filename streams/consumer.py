@@ -71,7 +71,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # Fetched while a rebalance paused the flow: rewind, as Faust does.
-                    await self.perform_seek()
+                    # The assignment may change under the seek ("no current assignment
+                    # for partition"); that must not end the fetch loop, or the worker
+                    # would stay up and ready while counting nothing. The rebalance's
+                    # own seek to the committed offsets follows anyway.
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        self.log.warning("Seek while the flow is paused failed: %r", exc)
                     continue
                 generation = self.app.consumer_generation_id
                 parts: list[tuple[TP, Sequence[RecordLike]]] = []
@@ -113,6 +120,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         except asyncio.CancelledError:
             if self.transport.app.should_stop:
                 return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
             raise
 
     @staticmethod

@@ -26,14 +26,41 @@ def exported(workers: list[WorkerProcess]) -> dict[str, list[tuple[str, float]]]
     return out
 
 
-def settled(workers: list[WorkerProcess], truth: Truth) -> bool:
-    """Every district exported by exactly one worker, with the true count."""
-    if not all(w.get("/ready")[0] == 200 for w in workers if w.alive()):
-        return False
-    ex = exported(workers)
-    return set(ex) == set(DISTRICTS) and all(
-        len(v) == 1 and v[0][1] == truth.filed[d] for d, v in ex.items()
-    )
+class Settled:
+    """Every district exported by exactly one worker, with the true count.
+
+    Falsy with a description of what is still off, so a timeout says why.
+    """
+
+    def __init__(self, workers: list[WorkerProcess], truth: Truth) -> None:
+        self.why: list[str] = []
+        not_ready = [w.name for w in workers if w.alive() and w.get("/ready")[0] != 200]
+        if not_ready:
+            self.why.append(f"not ready: {not_ready}")
+            return
+        ex = exported(workers)
+        for d in DISTRICTS:
+            got = ex.get(d, [])
+            if len(got) != 1 or got[0][1] != truth.filed[d]:
+                self.why.append(f"{d}: want {truth.filed[d]}, exported {got}")
+
+    def __bool__(self) -> bool:
+        return not self.why
+
+    def __repr__(self) -> str:
+        return "; ".join(self.why) or "settled"
+
+
+def settled(workers: list[WorkerProcess], truth: Truth) -> Settled:
+    return Settled(workers, truth)
+
+
+def wait_settled(workers: list[WorkerProcess], truth: Truth, what: str) -> None:
+    try:
+        wait_for(lambda: settled(workers, truth), timeout=120, what=what)
+    except AssertionError as err:
+        logs = "\n".join(f"---- {w.name} ----\n{w.log_tail(40)}" for w in workers)
+        raise AssertionError(f"{err}\n{logs}") from None
 
 
 @pytest.mark.slow
@@ -46,7 +73,7 @@ def test_three_workers_leave_and_join(cluster: Cluster, workers) -> None:
     for w in ws:
         w.wait_ready()
     partial = scripted_truth(thirds[0])
-    wait_for(lambda: settled(ws, partial), timeout=120, what="three workers settled")
+    wait_settled(ws, partial, "three workers settled")
     owners = {d: v[0][0] for d, v in exported(ws).items()}
     assert len(set(owners.values())) >= 2, "the partitions must be shared"
 
@@ -54,13 +81,13 @@ def test_three_workers_leave_and_join(cluster: Cluster, workers) -> None:
     assert ws[1].stop() == 0
     cluster.publish(sorted(thirds[1], key=lambda d: d["time"]))
     partial = scripted_truth(thirds[0] + thirds[1])
-    wait_for(lambda: settled(ws, partial), timeout=120, what="two workers settled")
+    wait_settled(ws, partial, "two workers settled")
     assert not any(w == "w2" for v in exported(ws).values() for w, _ in v)
 
     # It joins again; the rest of the stream arrives meanwhile.
     ws[1].start()
     cluster.publish(sorted(thirds[2], key=lambda d: d["time"]))
-    wait_for(lambda: settled(ws, truth), timeout=120, what="three workers settled again")
+    wait_settled(ws, truth, "three workers settled again")
 
     # Any worker answers for any district, routed to the owner, with the owner's figures.
     for w in ws:
