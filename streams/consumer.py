@@ -16,6 +16,7 @@ changelog) before it commits them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,8 @@ from faust.types import TP
 
 if TYPE_CHECKING:
     from .engine import RecordLike
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -70,15 +73,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not records or self.should_stop:
                     continue
                 if not self.flow_active:
-                    # Fetched while a rebalance paused the flow: rewind, as Faust does.
-                    # The assignment may change under the seek ("no current assignment
-                    # for partition"); that must not end the fetch loop, or the worker
-                    # would stay up and ready while counting nothing. The rebalance's
-                    # own seek to the committed offsets follows anyway.
-                    try:
-                        await self.perform_seek()
-                    except Exception as exc:
-                        self.log.warning("Seek while the flow is paused failed: %r", exc)
+                    await self._rewind()
                     continue
                 generation = self.app.consumer_generation_id
                 parts: list[tuple[TP, Sequence[RecordLike]]] = []
@@ -122,8 +117,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return
             raise
         except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
+            log.exception("Drain messages raised: %r", exc)
             raise
+
+    async def _rewind(self) -> None:
+        # Fetched while a rebalance paused the flow: seek back, as Faust does. The
+        # assignment may change under the seek ("no current assignment for
+        # partition"); that must not end the fetch loop, or the worker would stay up
+        # and ready while counting nothing. The rebalance's own seek follows anyway.
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            log.warning("Seek while the flow is paused failed: %r", exc)
 
     @staticmethod
     async def _deliver_batch(

@@ -52,3 +52,20 @@ def test_other_errors_of_the_hand_over_surface() -> None:
 
     with pytest.raises(RuntimeError, match="agent gone"):
         asyncio.run(BatchConsumer._deliver_batch(failing, batch()))
+
+
+def test_a_failed_seek_during_a_rebalance_does_not_end_the_fetch_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = object.__new__(BatchConsumer)  # no broker: only the rewind is exercised
+    seeks: list[int] = []
+
+    async def perform_seek() -> None:
+        seeks.append(1)
+        raise RuntimeError("No current assignment for partition TP(topic='t', partition=0)")
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    with caplog.at_level("WARNING"):
+        asyncio.run(consumer._rewind())
+    assert seeks == [1]
+    assert "No current assignment" in caplog.text
