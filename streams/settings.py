@@ -70,7 +70,6 @@ class Settings:
     data_dir: str = ".watchfloor"
     standby_replicas: int = 0
     batch_max_events: int = 20000
-    batch_max_seconds: float = 0.5
     commit_interval: float = 2.0
     # A worker that dies is noticed after this long; its partitions move only then.
     session_timeout: float = 10.0
