@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from .errors import ReferenceDataError, SettingsError, WatchfloorError
-from .events import KIND_OF_TYPE, STREAM_OF_KIND, TYPE_OF_KIND, Kind, Stream
+from .events import KIND_OF_TYPE, REASONS, STREAM_OF_KIND, TYPE_OF_KIND, Kind, Stream
 from .reference import Reference
 
 HOUR = 3600
@@ -61,19 +61,8 @@ STREAM_OF_NAME: dict[str, Stream] = {v: k for k, v in STREAM_NAMES.items()}
 
 # Every reason the validator (not the engine's state) gives; ``wrong_partition`` is
 # produced by the producing loop, which sends the record to another partition.
-MALFORMED_REASONS: tuple[str, ...] = (
-    "empty",
-    "too_large",
-    "not_utf8",
-    "malformed_json",
-    "schema",
-    "unknown_type",
-    "wrong_topic",
-    "unknown_district",
-    "naive_time",
-    "time_out_of_range",
-    "deadline_before_found",
-    "wrong_partition",
+MALFORMED_REASONS: tuple[str, ...] = tuple(
+    r for r in REASONS if r not in ("duplicate", "too_late", "internal_error")
 )
 # A district code that matches the pattern but is in no reference data.
 UNKNOWN_DISTRICT = "zz-not-a-district"
