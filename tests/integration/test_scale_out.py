@@ -51,13 +51,9 @@ class Settled:
         return "; ".join(self.why) or "settled"
 
 
-def settled(workers: list[WorkerProcess], truth: Truth) -> Settled:
-    return Settled(workers, truth)
-
-
 def wait_settled(workers: list[WorkerProcess], truth: Truth, what: str) -> None:
     try:
-        wait_for(lambda: settled(workers, truth), timeout=120, what=what)
+        wait_for(lambda: Settled(workers, truth), timeout=120, what=what)
     except AssertionError as err:
         logs = "\n".join(f"---- {w.name} ----\n{w.log_tail(40)}" for w in workers)
         raise AssertionError(f"{err}\n{logs}") from None
