@@ -291,9 +291,17 @@ class Watchfloor:
         written twice, never lost). Everything else runs without awaiting, so a
         rebalance cannot cut a batch in half.
         """
+        consumer = batch_consumer(self.app)
         if not self._owns(batch):
             # Fetched before a rebalance: the partitions' new owner (maybe us again,
             # after a seek to the committed offsets) reads these records again.
+            if batch.generation == self.app.consumer_generation_id and consumer.is_current(
+                batch
+            ):
+                await consumer.rewind(batch.parts)  # no seek is coming to bring them back
+            return None
+        if not consumer.is_current(batch):
+            # A seek came after this fetch and brings these records again, in order.
             return None
         t0 = time.perf_counter()
         self.metrics.batch_wait.observe(
@@ -310,7 +318,6 @@ class Watchfloor:
         before = self.store.records_written
         self.store.write(self.engine.states, result.journals)
         self.metrics.changelog_records.inc(self.store.records_written - before)
-        consumer = batch_consumer(self.app)
         for tp, records in batch.parts:
             consumer.ack_batch(tp, records)
             self._last_offset[tp] = records[-1].offset
@@ -381,7 +388,10 @@ class Watchfloor:
         """Subscribe the source topics and route their fetches to the batch channel."""
         for topic in self.source_topics.values():
             self.app.topics.add(topic)
-        batch_consumer(self.app).configure_batches(frozenset(self.topics), self._deliver)
+        consumer = batch_consumer(self.app)
+        consumer.configure_batches(frozenset(self.topics), self._deliver)
+        consumer.on_refetch = self.metrics.refetched_records.inc
+        consumer.on_fetch_error = self.metrics.fetch_errors.inc
 
     async def _deliver(self, batch: Batch) -> None:
         await self.batches.send(value=batch)

@@ -6,21 +6,35 @@ the agent does. Watchfloor's agent works on batches anyway (so that state writes
 with districts, not events), so for the source topics this consumer skips the
 per-record path: each fetch becomes one :class:`Batch` on an in-memory channel that
 the agent iterates. Every other topic (table changelogs during recovery, Faust's own
-topics) still goes through Faust's per-record path untouched.
+topics) still goes through Faust's per-record path.
 
 Acknowledgement and commits are Faust's own: the agent acks a batch's offsets after
 its state is written, and Faust's commit loop flushes the producer (the state
 changelog) before it commits them.
+
+Order is the invariant everything rests on. The engine skips a record whose offset is
+at or below what a district has already counted, so a record that reaches it after a
+later one of its partition is lost for good. Three rules keep every partition in order:
+
+* fetches and seeks never overlap (one lock), so a fetch's records are either all
+  from before a seek or all from after it;
+* each seek gives the partition a new *position epoch*; records fetched under an
+  older epoch are dropped, and the seek makes the broker send them again in order;
+* a source partition is counted only once a seek in the current assignment has
+  positioned it (Faust seeks every partition to its committed offset after recovery;
+  this consumer also positions those that have no committed offset yet, which aiokafka
+  would leave wherever an earlier fetch left them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -29,24 +43,58 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Longest a rewind may wait for the broker; Faust bounds its own seeks the same way.
+SEEK_TIMEOUT_SECONDS = 30.0
+#: Pause after an unexpected error in the fetch loop, so a persistent one cannot spin.
+ERROR_PAUSE_SECONDS = 1.0
+
 
 @dataclass(slots=True)
 class Batch:
-    """Records of one fetch, per topic-partition, tagged with the consumer generation."""
+    """Records of one fetch, per topic-partition, tagged with where they came from.
+
+    ``generation`` is the consumer group generation and ``epochs`` the position epoch of
+    each part at fetch time: the batch may be counted only while both are current.
+    """
 
     generation: int
     parts: list[tuple[TP, Sequence[RecordLike]]]
     fetched_at: float
+    epochs: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(records) for _, records in self.parts)
 
 
+def _ignore(_: int) -> None:
+    pass
+
+
+def _no_op() -> None:
+    pass
+
+
+def _tp(tp: Any) -> TP:
+    return tp if isinstance(tp, TP) else TP(tp.topic, tp.partition)
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with a batch path for the topics in ``batch_topics``."""
+    """Faust's aiokafka consumer with an ordered batch path for ``batch_topics``."""
 
     batch_topics: frozenset[str] = frozenset()
     deliver_batch: Callable[[Batch], Awaitable[None]] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_positions()
+
+    def _init_positions(self) -> None:
+        self._fetch_lock = asyncio.Lock()
+        self._epochs: dict[TP, int] = {}
+        self._epoch_serial = 0
+        self._fetch_epochs: dict[TP, int | None] = {}
+        self.on_refetch: Callable[[int], None] = _ignore
+        self.on_fetch_error: Callable[[], None] = _no_op
 
     def configure_batches(
         self, topics: frozenset[str], deliver: Callable[[Batch], Awaitable[None]]
@@ -55,6 +103,85 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.batch_topics = topics
         self.deliver_batch = deliver
 
+    # -- positions ------------------------------------------------------------------
+
+    def _positioned(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            self._epoch_serial += 1
+            self._epochs[_tp(tp)] = self._epoch_serial
+
+    def is_current(self, batch: Batch) -> bool:
+        """Whether no seek has moved any of the batch's partitions since it was fetched."""
+        epochs = self._epochs
+        return all(
+            e is not None and epochs.get(tp) == e
+            for (tp, _), e in zip(batch.parts, batch.epochs, strict=True)
+        )
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        async with self._fetch_lock:
+            records = await super()._getmany(active_partitions, timeout)
+            # Read under the lock: no seek can have happened since the broker's answer.
+            epochs = self._epochs
+            self._fetch_epochs = {_tp(tp): epochs.get(_tp(tp)) for tp in records}
+            return records
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        async with self._fetch_lock:
+            await super().seek(partition, offset)
+            self._positioned([partition])
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        async with self._fetch_lock:
+            await super().seek_wait(partitions)
+            self._positioned(partitions)
+
+    async def perform_seek(self) -> None:
+        async with self._fetch_lock:
+            committed = await self.seek_to_committed()
+            read_offset = self._read_offset
+            for tp, offset in committed.items():
+                read_offset[_tp(tp)] = offset if offset is not None and offset >= 0 else None
+                if offset is not None:
+                    self._committed_offset[_tp(tp)] = offset if offset else None
+            # aiokafka seeks only partitions with a committed offset above zero; the rest
+            # would go on from wherever the last fetch stopped, past records dropped then.
+            thread = self._thread
+            source = [_tp(tp) for tp in committed if tp.topic in self.batch_topics]
+            never = [tp for tp in source if committed_offset(committed, tp) is None]
+            for tp in source:
+                if committed_offset(committed, tp) == 0:
+                    thread.seek(tp, 0)
+            if never:
+                await thread.seek_to_beginning(
+                    *(TopicPartition(tp.topic, tp.partition) for tp in never)
+                )
+            self._positioned(source)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._epochs.pop(_tp(tp), None)
+        await super().on_partitions_revoked(revoked)
+
+    async def rewind(self, parts: Iterable[tuple[TP, Sequence[RecordLike]]]) -> None:
+        """Seek partitions back to the first of their records that were not counted.
+
+        For records dropped while their partition is still positioned: without the
+        seek, the broker would go on after them and the engine never see them.
+        """
+        for tp, records in parts:
+            if not records or tp not in self._epochs:
+                continue
+            try:
+                await asyncio.wait_for(self.seek(tp, records[0].offset), SEEK_TIMEOUT_SECONDS)
+            except Exception as exc:
+                # Only a rebalance takes a partition away under a seek; its new owner
+                # starts from the committed offset, so nothing is lost.
+                self._epochs.pop(tp, None)
+                log.warning("Could not rewind %s to %d: %r", tp, records[0].offset, exc)
+
+    # -- the fetch loop -------------------------------------------------------------
+
     async def _drain_messages(self, fetcher: Any) -> None:
         deliver = self.deliver_batch
         if deliver is None:  # not configured: Faust's own loop
@@ -62,90 +189,132 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            pending: list[tuple[TP, Sequence[RecordLike]]] = []
+            try:
+                await self._drain_once(deliver, pending)
+            except self.consumer_stopped_errors:
+                if self.transport.app.should_stop:
+                    return
+                raise
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.transport.app.should_stop or (task is not None and task.cancelling()):
+                    raise
+                # Something this loop awaited was cancelled, not the loop itself.
+                await self._recover_from(pending, "a cancelled wait")
+            except Exception as exc:
+                log.exception("The fetch loop failed: %r", exc)
+                await self._recover_from(pending, repr(exc))
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+
+    async def _recover_from(
+        self, pending: list[tuple[TP, Sequence[RecordLike]]], why: str
+    ) -> None:
+        # The loop must never end while the worker runs: a worker whose fetch loop is
+        # gone stays up and ready while it counts nothing and recovers nothing.
+        self.on_fetch_error()
+        log.warning("Fetching again after %s (%d records rewound).", why, len(pending))
+        await self.rewind(pending)
+
+    async def _drain_once(
+        self,
+        deliver: Callable[[Batch], Awaitable[None]],
+        pending: list[tuple[TP, Sequence[RecordLike]]],
+    ) -> None:
+        records, active = await self._wait_next_records(1.0)
+        if not records or self.should_stop:
+            return
+        fetch_epochs = self._fetch_epochs
+        if not self.flow_active:
+            # Fetched while a rebalance paused the flow. Its revocation already took the
+            # positions away; the seeks of the new assignment bring these records again.
+            self.on_refetch(sum(len(recs) for recs in records.values()))
+            return
+        generation = self.app.consumer_generation_id
+        epochs = self._epochs
+        batch_topics = self.batch_topics
+        read_offset = self._read_offset
+        parts: list[tuple[TP, Sequence[RecordLike]]] = []
+        part_epochs: list[int | None] = []
+        others: list[tuple[TP, Sequence[Any]]] = []
+        for raw_tp, recs in records.items():
+            tp = _tp(raw_tp)
+            if not recs:
+                continue
+            epoch = fetch_epochs.get(tp)
+            if epochs.get(tp) != epoch:
+                # A seek came after this fetch; it brings these records again, in order.
+                self.on_refetch(len(recs))
+                continue
+            if tp.topic in batch_topics:
+                if epoch is None:
+                    # Not positioned in this assignment yet; the seek that follows
+                    # recovery does it and brings these records again.
+                    self.on_refetch(len(recs))
+                    continue
+                if active is not None and tp not in active:
+                    # Paused by a rebalance under way: its seek brings them again.
+                    self.on_refetch(len(recs))
+                    continue
+                parts.append((tp, recs))
+                part_epochs.append(epoch)
+            else:
+                if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    continue
+                r_offset = read_offset[tp]
+                if r_offset is not None and recs[0].offset < r_offset:
+                    recs = [r for r in recs if r.offset >= r_offset]
+                if recs:
+                    others.append((tp, recs))
+        pending.extend(parts)
+        batch = None
+        if parts:
+            for tp, part in parts:
+                self._note_gaps(tp, read_offset[tp], part)
+                read_offset[tp] = part[-1].offset + 1
+            batch = Batch(generation, parts, asyncio.get_running_loop().time(), part_epochs)
+        # Changelog records first: table recovery waits for them, while the batch may
+        # wait for a rebalance (and so that recovery) to end.
         callback = self.callback
         to_message = self._to_message
-        read_offset = self._read_offset
-        batch_topics = self.batch_topics
-        loop = asyncio.get_running_loop()
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                records, active = await self._wait_next_records(1.0)
-                if not records or self.should_stop:
-                    continue
-                if not self.flow_active:
-                    await self._rewind()
-                    continue
-                generation = self.app.consumer_generation_id
-                parts: list[tuple[TP, Sequence[RecordLike]]] = []
-                others: list[tuple[TP, Sequence[Any]]] = []
-                for tp, recs in records.items():
-                    if (
-                        active is not None
-                        and tp not in active
-                        and tp not in (self._buffered_partitions)
-                    ):
-                        continue
-                    r_offset = read_offset[tp]
-                    if r_offset is not None and recs and recs[0].offset < r_offset:
-                        recs = [r for r in recs if r.offset >= r_offset]
-                    if recs:
-                        (parts if tp.topic in batch_topics else others).append((tp, recs))
-                if parts:
-                    # No await since the fetch: rebalance callbacks run on this loop, so
-                    # the generation read above still holds and no seek can be undone here.
-                    for tp, part in parts:
-                        self._note_gaps(tp, read_offset[tp], part)
-                        read_offset[tp] = part[-1].offset + 1
-                    batch = Batch(generation, parts, loop.time())
-                else:
-                    batch = None
-                # Changelog records first: table recovery waits for them, while the batch
-                # may wait for a rebalance (and so that recovery) to end.
-                for tp, other in others:
-                    for rec in other:
-                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                        await callback(to_message(tp, rec))
-                        read_offset[tp] = rec.offset
-                if batch is not None:
-                    await self._deliver_batch(deliver, batch)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                return
-            raise
-        except Exception as exc:
-            log.exception("Drain messages raised: %r", exc)
-            raise
-
-    async def _rewind(self) -> None:
-        # Fetched while a rebalance paused the flow: seek back, as Faust does. The
-        # assignment may change under the seek ("no current assignment for
-        # partition"); that must not end the fetch loop, or the worker would stay up
-        # and ready while counting nothing. The rebalance's own seek follows anyway.
-        try:
-            await self.perform_seek()
-        except Exception as exc:
-            log.warning("Seek while the flow is paused failed: %r", exc)
+        for tp, other in others:
+            for rec in other:
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    # A rebalance began: recovery seeks the changelogs anew. The batch
+                    # is stale too; rewinding keeps its partitions in order regardless.
+                    await self.rewind(pending)
+                    pending.clear()
+                    return
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                await callback(to_message(tp, rec))
+                read_offset[tp] = rec.offset
+        if (
+            batch is not None
+            and not await self._deliver_batch(deliver, batch)
+            and self.is_current(batch)
+        ):
+            await self.rewind(batch.parts)
+        pending.clear()
 
     @staticmethod
-    async def _deliver_batch(
-        deliver: Callable[[Batch], Awaitable[None]], batch: Batch
-    ) -> None:
-        # The agent's queue is cleared at each rebalance, which cancels a put waiting on
-        # it. In a task of its own, that cancels only the put, not this fetch loop (as
-        # Faust does for full queues): the batch is dropped unacked and read again after
-        # the rebalance's seek to the committed offsets.
+    async def _deliver_batch(deliver: Callable[[Batch], Awaitable[None]], batch: Batch) -> bool:
+        """Hand ``batch`` to the agent; False if a cleared queue dropped it on the way.
+
+        The agent's queue is cleared at each rebalance, which cancels a put waiting on
+        it. In a task of its own, that cancels only the put, not this fetch loop (as
+        Faust does for full queues).
+        """
         put = asyncio.ensure_future(deliver(batch))
         try:
             await asyncio.wait([put])
         except asyncio.CancelledError:
             put.cancel()
             raise
-        if not put.cancelled():
-            put.result()
+        if put.cancelled():
+            return False
+        put.result()
+        return True
 
     def _note_gaps(self, tp: TP, r_offset: int | None, recs: Sequence[RecordLike]) -> None:
         # Offsets can jump (compaction, transaction markers); Faust commits across a
@@ -174,6 +343,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 acked.append(offset)
                 n += 1
         self._n_acked += n
+
+
+def committed_offset(committed: Mapping[Any, int | None], tp: TP) -> int | None:
+    """The committed offset of ``tp`` in aiokafka's answer (keyed by its own tuples)."""
+    value = committed.get(TopicPartition(tp.topic, tp.partition))
+    return value if value is not None and value >= 0 else None
 
 
 class BatchTransport(faust_aiokafka.Transport):

@@ -235,6 +235,17 @@ class Metrics:
         self.changelog_records = Counter(
             "watchfloor_changelog_records", "State records written to the changelog", registry=r
         )
+        self.refetched_records = Counter(
+            "watchfloor_refetched_records",
+            "Records dropped after a fetch because a rebalance or seek moved their partition;"
+            " the broker sends them again in order",
+            registry=r,
+        )
+        self.fetch_errors = Counter(
+            "watchfloor_fetch_errors",
+            "Unexpected errors of the fetch loop; it rewinds what it held and fetches again",
+            registry=r,
+        )
         self.ready = Gauge(
             "watchfloor_ready", "1 when this worker serves correct figures", registry=r
         )

@@ -209,6 +209,12 @@ class WorkerProcess:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
+    def dump_tasks(self) -> None:
+        """Ask the worker to log every asyncio task's stack (mode's SIGUSR1 handler)."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGUSR1)
+
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 

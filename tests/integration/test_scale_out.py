@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -55,6 +56,9 @@ def wait_settled(workers: list[WorkerProcess], truth: Truth, what: str) -> None:
     try:
         wait_for(lambda: Settled(workers, truth), timeout=120, what=what)
     except AssertionError as err:
+        for w in workers:
+            w.dump_tasks()
+        time.sleep(2)
         logs = "\n".join(f"---- {w.name} ----\n{w.log_tail(40)}" for w in workers)
         raise AssertionError(f"{err}\n{logs}") from None
 

@@ -60,11 +60,19 @@ def put(wf: Watchfloor, batch: Batch) -> None:
     asyncio.run(run())
 
 
+def fetched(wf: Watchfloor, tp: TP, records: list[Rec], generation: int | None = None) -> Batch:
+    """A batch as the fetch loop makes it: the partition positioned, its epoch attached."""
+    consumer = batch_consumer(wf.app)
+    if tp not in consumer._epochs:
+        consumer._positioned([tp])
+    gen = wf.app.consumer_generation_id if generation is None else generation
+    return Batch(gen, [(tp, records)], 0.0, [consumer._epochs[tp]])
+
+
 def test_agent_counts_a_batch_writes_journals_and_acks(wf: Watchfloor) -> None:
     p = district_partition("jinshui", wf.settings.partitions)
     tp = TP(wf.settings.topic_incidents, p)
-    batch = Batch(wf.app.consumer_generation_id, [(tp, [Rec(i, filed(i)) for i in range(3)])],
-                  0.0)
+    batch = fetched(wf, tp, [Rec(i, filed(i)) for i in range(3)])
     put(wf, batch)
     st = wf.engine.states["jinshui"]
     assert st.totals[0] == 3
@@ -77,7 +85,20 @@ def test_agent_counts_a_batch_writes_journals_and_acks(wf: Watchfloor) -> None:
 
 def test_a_batch_from_an_old_generation_is_left_for_the_new_owner(wf: Watchfloor) -> None:
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
-    stale = Batch(wf.app.consumer_generation_id - 1, [(tp, [Rec(0, filed(0))])], 0.0)
+    stale = fetched(wf, tp, [Rec(0, filed(0))], generation=wf.app.consumer_generation_id - 1)
     put(wf, stale)
     assert "jinshui" not in wf.engine.states
     assert not batch_consumer(wf.app)._acked[tp]
+
+
+def test_a_batch_fetched_before_a_seek_of_its_partition_is_not_counted(wf: Watchfloor) -> None:
+    # Counting it would put its records ahead of the ones the seek brings back, and the
+    # engine skips a record older than one it has counted: those would be lost.
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    before = fetched(wf, tp, [Rec(5, filed(5))])
+    batch_consumer(wf.app)._positioned([tp])  # a seek to the committed offset, say
+    put(wf, before)
+    assert "jinshui" not in wf.engine.states
+    assert not batch_consumer(wf.app)._acked[tp]
+    put(wf, fetched(wf, tp, [Rec(i, filed(i)) for i in range(6)]))
+    assert wf.engine.states["jinshui"].totals[0] == 6
