@@ -198,8 +198,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     return
                 raise
             except asyncio.CancelledError:
+                if self.transport.app.should_stop:
+                    return
                 task = asyncio.current_task()
-                if self.transport.app.should_stop or (task is not None and task.cancelling()):
+                if task is not None and task.cancelling():
                     raise
                 # Something this loop awaited was cancelled, not the loop itself.
                 await self._recover_from(pending, "a cancelled wait")

@@ -343,3 +343,25 @@ def test_other_errors_of_the_hand_over_surface() -> None:
 
     with pytest.raises(RuntimeError, match="agent gone"):
         asyncio.run(BatchConsumer._deliver_batch(failing, batch()))
+
+
+def test_a_cancelled_loop_returns_quietly_while_the_worker_stops() -> None:
+    # Faust's fetcher treats a CancelledError escaping here as a crash (exit status 1).
+    s = Stand()
+    s.c.deliver_batch = s.deliver
+
+    async def main() -> None:
+        fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+        async def drain_once(deliver: Any, pending: list[Any]) -> None:
+            await asyncio.sleep(10)
+
+        s.c._drain_once = drain_once
+        loop_task = asyncio.ensure_future(s.c._drain_messages(fetcher))
+        await asyncio.sleep(0.01)
+        s.app.should_stop = True
+        loop_task.cancel()
+        await loop_task  # no CancelledError
+
+    asyncio.run(main())
+    assert s.errors == 0
