@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -209,6 +210,12 @@ class WorkerProcess:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
+    def digest(self) -> str:
+        try:
+            return log_digest(self.log_path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return "(no log)"
+
     def dump_tasks(self) -> None:
         """Ask the worker to log every asyncio task's stack (mode's SIGUSR1 handler)."""
         if self.alive():
@@ -262,6 +269,40 @@ class WorkerProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(lines[-n:])
+
+
+_STAMP = re.compile(r"^\[[^]]*\] \[\d+\] ")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
+#: Tasks whose stacks say where a stuck worker waits: the fetch loop, recovery, the agent.
+_TASKS = ("Fetcher._fetcher", "_restart_recovery", "_slurp_changelogs", "_execute_actor")
+
+
+def log_digest(text: str, warnings: int = 12, tail: int = 12) -> str:
+    """A stuck worker's log in a few lines: distinct warnings and errors, the stacks
+    of the tasks in ``_TASKS`` (if mode's SIGUSR1 dump is in the log), the last lines."""
+    lines = text.splitlines()
+    start = max((i for i, line in enumerate(lines) if line.startswith("==== start")), default=0)
+    lines = lines[start:]
+    seen: dict[str, str] = {}
+    for line in lines:
+        if "[WARNING]" in line or "[ERROR]" in line or "[CRITICAL]" in line:
+            seen.pop(_STAMP.sub("", line), None)
+            seen[_STAMP.sub("", line)] = line[:300]
+    out = ["  distinct warnings and errors (last seen):", *list(seen.values())[-warnings:]]
+    stacks: list[str] = []
+    current: str | None = None
+    for line in lines:
+        if line.startswith("Stack for <Task"):
+            current = next((name for name in _TASKS if name in line), None)
+            if current is not None:
+                stacks.append(f"  stack of {current}:")
+        elif current is not None and (m := _FRAME.match(line)):
+            stacks.append(f"    {Path(m[1]).name}:{m[2]} {m[3]}")
+    if stacks:
+        out += stacks
+    records = [line for line in lines if _STAMP.match(line)]  # not the task dump
+    out += ["  last lines:", *(line[:300] for line in records[-tail:])]
+    return "\n".join(out)
 
 
 def sample(metrics: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,

@@ -59,7 +59,8 @@ def wait_settled(workers: list[WorkerProcess], truth: Truth, what: str) -> None:
         for w in workers:
             w.dump_tasks()
         time.sleep(2)
-        logs = "\n".join(f"---- {w.name} ----\n{w.log_tail(40)}" for w in workers)
+        # The digest comes last: a CI report keeps the end of a long failure.
+        logs = "\n".join(f"---- {w.name} ----\n{w.digest()}" for w in workers)
         raise AssertionError(f"{err}\n{logs}") from None
 
 
