@@ -60,7 +60,7 @@ class Batch:
     generation: int
     parts: list[tuple[TP, Sequence[RecordLike]]]
     fetched_at: float
-    epochs: list[int | None] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(records) for _, records in self.parts)
@@ -114,8 +114,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Whether no seek has moved any of the batch's partitions since it was fetched."""
         epochs = self._epochs
         return all(
-            e is not None and epochs.get(tp) == e
-            for (tp, _), e in zip(batch.parts, batch.epochs, strict=True)
+            epochs.get(tp) == e for (tp, _), e in zip(batch.parts, batch.epochs, strict=True)
         )
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
@@ -140,17 +139,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         async with self._fetch_lock:
             committed = await self.seek_to_committed()
             read_offset = self._read_offset
-            for tp, offset in committed.items():
-                read_offset[_tp(tp)] = offset if offset is not None and offset >= 0 else None
+            source: dict[TP, int | None] = {}
+            for raw_tp, offset in committed.items():
+                tp = _tp(raw_tp)
+                valid = offset if offset is not None and offset >= 0 else None
+                read_offset[tp] = valid
                 if offset is not None:
-                    self._committed_offset[_tp(tp)] = offset if offset else None
+                    self._committed_offset[tp] = offset if offset else None
+                if tp.topic in self.batch_topics:
+                    source[tp] = valid
             # aiokafka seeks only partitions with a committed offset above zero; the rest
             # would go on from wherever the last fetch stopped, past records dropped then.
             thread = self._thread
-            source = [_tp(tp) for tp in committed if tp.topic in self.batch_topics]
-            never = [tp for tp in source if committed_offset(committed, tp) is None]
-            for tp in source:
-                if committed_offset(committed, tp) == 0:
+            never = [tp for tp, start in source.items() if start is None]
+            for tp, start in source.items():
+                if start == 0:
                     thread.seek(tp, 0)
             if never:
                 await thread.seek_to_beginning(
@@ -238,27 +241,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
         batch_topics = self.batch_topics
         read_offset = self._read_offset
         parts: list[tuple[TP, Sequence[RecordLike]]] = []
-        part_epochs: list[int | None] = []
+        part_epochs: list[int] = []
         others: list[tuple[TP, Sequence[Any]]] = []
         for raw_tp, recs in records.items():
             tp = _tp(raw_tp)
             if not recs:
                 continue
             epoch = fetch_epochs.get(tp)
-            if epochs.get(tp) != epoch:
-                # A seek came after this fetch; it brings these records again, in order.
+            is_source = tp.topic in batch_topics
+            if (
+                epochs.get(tp) != epoch  # a seek came after this fetch
+                or (is_source and epoch is None)  # not positioned in this assignment yet
+                or (is_source and active is not None and tp not in active)  # paused
+            ):
+                # In each case a seek follows (or came) that brings them again, in order.
                 self.on_refetch(len(recs))
                 continue
-            if tp.topic in batch_topics:
-                if epoch is None:
-                    # Not positioned in this assignment yet; the seek that follows
-                    # recovery does it and brings these records again.
-                    self.on_refetch(len(recs))
-                    continue
-                if active is not None and tp not in active:
-                    # Paused by a rebalance under way: its seek brings them again.
-                    self.on_refetch(len(recs))
-                    continue
+            if is_source:
+                assert epoch is not None
                 parts.append((tp, recs))
                 part_epochs.append(epoch)
             else:
@@ -345,12 +345,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 acked.append(offset)
                 n += 1
         self._n_acked += n
-
-
-def committed_offset(committed: Mapping[Any, int | None], tp: TP) -> int | None:
-    """The committed offset of ``tp`` in aiokafka's answer (keyed by its own tuples)."""
-    value = committed.get(TopicPartition(tp.topic, tp.partition))
-    return value if value is not None and value >= 0 else None
 
 
 class BatchTransport(faust_aiokafka.Transport):
