@@ -122,7 +122,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             records = await super()._getmany(active_partitions, timeout)
             # Read under the lock: no seek can have happened since the broker's answer.
             epochs = self._epochs
-            self._fetch_epochs = {_tp(tp): epochs.get(_tp(tp)) for tp in records}
+            self._fetch_epochs = {tp: epochs.get(tp) for tp in map(_tp, records)}
             return records
 
     async def seek(self, partition: TP, offset: int) -> None:

@@ -13,7 +13,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-
 def run_worker(settings: Settings) -> int:
     """Start a worker in this process and block until it stops; SIGTERM stops it cleanly."""
     from faust.worker import Worker
