@@ -1,4 +1,4 @@
-"""The worker assembled: Faust app, state table, engine, metrics and web views, from settings."""
+"""One worker's parts from settings: Faust app, state table, engine, metrics, batch handling."""
 
 from __future__ import annotations
 
@@ -21,13 +21,12 @@ from .deadletter import build_dead_letter
 from .engine import BatchResult, Engine
 from .errors import SettingsError
 from .events import Stream
-from .kafka import district_partitioner, faust_credentials
+from .kafka import faust_credentials
 from .metrics import DistrictCollector, Metrics
+from .partitioning import district_of_key, district_partitioner
 from .reference import load_reference
 from .settings import Settings
-from .state import Limits
-from .store import StateStore, Utf8Keys, district_of_key
-from .validation import EventValidator
+from .state_journal import StateStore, Utf8Keys
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class StateTable(faust.Table[bytes, bytes]):
     def _new_store_by_url(self, url: str | URL) -> Any:
         if URL(str(url)).scheme != "rocksdb":
             return super()._new_store_by_url(url)
-        from .stores import DistrictRocksDBStore
+        from .rocksdb_store import DistrictRocksDBStore
 
         return DistrictRocksDBStore(
             url,
@@ -88,22 +87,9 @@ class Watchfloor:
         self.clock = clock or SystemClock()
         self.reference = load_reference(settings.reference_file)
         self.tz = ZoneInfo(settings.timezone) if settings.timezone else self.reference.timezone
-        self.limits = Limits(
-            grace=settings.grace_seconds,
-            dedup_horizon=settings.dedup_horizon_seconds,
-            retention_days=settings.retention_days,
-        )
-        self.validator = EventValidator(
-            self.reference,
-            clock=self.clock,
-            max_record_bytes=settings.max_record_bytes,
-            max_future_seconds=settings.max_future_seconds,
-        )
-        self.topics: dict[str, Stream] = {
-            settings.topic_incidents: Stream.INCIDENTS,
-            settings.topic_disputes: Stream.DISPUTES,
-            settings.topic_patrols: Stream.PATROLS,
-        }
+        self.limits = settings.limits
+        self.validator = settings.validator(self.reference, self.clock)
+        self.topics: dict[str, Stream] = settings.stream_by_topic
         self.engine = Engine(
             reference=self.reference,
             validator=self.validator,
@@ -139,10 +125,6 @@ class Watchfloor:
         # The in-memory channel the consumer feeds; a small queue so a busy agent
         # slows the fetches down instead of piling batches up in memory.
         self.batches = self.app.channel(maxsize=2)
-        from . import agents, web
-
-        agents.register(self)
-        web.register(self)
         self.subscribe_sources()
 
     # -- construction ---------------------------------------------------------------

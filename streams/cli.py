@@ -17,7 +17,7 @@ from .settings import Settings
 COMMAND_MODULES: tuple[str, ...] = (
     "streams.worker",
     "streams.demo",
-    "streams.broker",
+    "streams.localbroker",
     "streams.simulator",
     "streams.publish",
     "streams.deadletter",

@@ -420,7 +420,6 @@ class ReplayPlan:
 
 def replay_target(letter: StoredDeadLetter, settings: Settings) -> ReplayPlan:
     """Originals go back to their source topic; HTTP ones to their type's topic."""
-    from .publish import topic_for_kind
 
     source = letter.source_topic
     if source and source != HTTP_SOURCE:
@@ -433,7 +432,7 @@ def replay_target(letter: StoredDeadLetter, settings: Settings) -> ReplayPlan:
         etype = doc.get("type") if isinstance(doc, dict) else None
         kind = KIND_OF_TYPE.get(etype) if isinstance(etype, str) else None
         if kind is not None:
-            return ReplayPlan(letter, topic_for_kind(settings, kind))
+            return ReplayPlan(letter, settings.topic_for_kind(kind))
         return ReplayPlan(letter, None, "posted over HTTP and its type names no topic")
     return ReplayPlan(letter, None, "it has no wf-source-topic header")
 
@@ -505,7 +504,7 @@ async def replay(
     now: datetime | None = None,
 ) -> ReplayReport:
     """Re-publish chosen dead letters' original bytes, key and headers to their topics."""
-    from .publish import kafka_producer
+    from .kafka import kafka_producer
 
     ledger = await read_ledger(settings)
     chosen = ledger.select(reasons, source_topics, include_replayed=True)
@@ -525,7 +524,7 @@ async def replay(
     if routable:
         # Producing to a topic that is gone would let the broker re-create it with the
         # wrong number of partitions.
-        from .publish import existing_topics
+        from .kafka import existing_topics
 
         present = await existing_topics(settings)
         for plan in routable:

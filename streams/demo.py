@@ -15,8 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .broker import ensure_topics, kafkactl, local_broker_port, missing_tools
 from .errors import BrokerError
+from .kafka import ensure_topics
+from .localbroker import kafkactl, local_broker_port, missing_tools
 from .settings import PROJECT_ROOT, Settings
 
 PROMETHEUS_PORT = 9090

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from .clock import Clock
 from .errors import InvalidEvent
 from .events import Event, Stream
-from .kafka import district_partition
+from .partitioning import district_partition
 from .reference import Reference
 from .state import DistrictState, Limits, Outcome
 

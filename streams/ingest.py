@@ -21,8 +21,8 @@ import orjson
 from .clock import Clock, SystemClock
 from .deadletter import HTTP_SOURCE, DeadLetter, dead_letter_for
 from .errors import InvalidEvent, SettingsError
-from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event
-from .publish import CONTENT_TYPE, topic_of
+from .events import KIND_OF_TYPE, Event
+from .publish import CONTENT_TYPE
 from .reference import Reference, load_reference
 from .settings import Settings
 from .validation import EventValidator, type_matches
@@ -413,7 +413,7 @@ class IngestService:
         results = await asyncio.gather(
             *(
                 self.send(
-                    topic_of(self.settings, STREAM_OF_KIND[o.event.kind]),
+                    self.settings.topic_for_kind(o.event.kind),
                     o.event.district.encode(),
                     o.value,
                     [CONTENT_TYPE],

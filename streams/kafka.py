@@ -1,38 +1,15 @@
-"""Kafka connection details shared by the worker, the publisher, the simulator and the tools."""
+"""Kafka clients and topic administration: connections, producers and topics, from settings."""
 
 from __future__ import annotations
 
-import random
+import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
+from .errors import BrokerError
 from .settings import Settings
-
-# Table keys are "<district>\x1f<rest>": the partitioner hashes only the district, so a
-# district's state records share its events' partition number (Faust recovers a
-# changelog partition together with the source partition of the same number).
-KEY_SEPARATOR = "\x1f"
-_SEP_BYTE = KEY_SEPARATOR.encode()
-
-
-def district_partition(district: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a district key."""
-    return (int(murmur2(district.encode())) & 0x7FFFFFFF) % partitions
-
-
-def district_partitioner(
-    key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
-) -> int:
-    """Kafka's default partitioner, applied to the district part of a composite key."""
-    if key is None:
-        return random.choice(list(available) or list(all_partitions))
-    cut = key.find(_SEP_BYTE)
-    if cut >= 0:
-        key = key[:cut]
-    return all_partitions[(int(murmur2(key)) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -86,12 +63,9 @@ async def check_connection(settings: Settings, timeout: float = 15.0) -> str:
     asking one server directly turns it into a sentence a person can act on. Returns the
     server that answered.
     """
-    import asyncio
-
     from aiokafka.conn import create_conn
     from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 
-    from .errors import BrokerError
 
     kwargs: dict[str, Any] = {"security_protocol": settings.security_protocol}
     context = ssl_context(settings)
@@ -129,3 +103,136 @@ async def check_connection(settings: Settings, timeout: float = 15.0) -> str:
         f"No Kafka broker answers ({'; '.join(problems)}); check WATCHFLOOR_BOOTSTRAP_SERVERS "
         f"and WATCHFLOOR_SECURITY_PROTOCOL ({settings.security_protocol})."
     )
+
+
+@asynccontextmanager
+async def kafka_producer(settings: Settings, **overrides: Any) -> AsyncIterator[Any]:
+    """A started aiokafka producer that waits for every in-sync replica (acks=all)."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    options: dict[str, Any] = {
+        **client_kwargs(settings),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "request_timeout_ms": 30000,
+    }
+    options.update(overrides)
+    producer = AIOKafkaProducer(**options)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise BrokerError(
+            f"Kafka at {settings.bootstrap_servers} cannot be reached: {exc}."
+        ) from None
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[Any]:
+    """A started aiokafka admin client; a broker that does not answer is one sentence."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        await admin.close()
+        raise BrokerError(
+            f"Kafka at {settings.bootstrap_servers} cannot be reached: {exc}."
+        ) from None
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def existing_topics(settings: Settings) -> set[str]:
+    """Names of the topics the cluster has (without creating any)."""
+    from aiokafka.errors import KafkaError
+
+    async with admin_client(settings) as admin:
+        try:
+            return set(await admin.list_topics())
+        except KafkaError as exc:
+            raise BrokerError(f"Kafka refused to list topics: {exc}.") from None
+
+
+async def create_topics(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """Create the missing ones of ``topics`` with ``settings.partitions``; return every
+    topic's partition count.
+
+    The broker would auto-create a missing topic with its own default (one partition),
+    which would put every district in the same partition.
+    """
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+    wanted = list(dict.fromkeys(topics))
+    async with admin_client(settings) as admin:
+        try:
+            counts = await _partition_counts(admin, wanted)
+            missing = [t for t in wanted if t not in counts]
+            if not missing:
+                return counts
+            new = [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # made by someone meanwhile
+            except KafkaError as exc:
+                raise BrokerError(
+                    f"Topics {', '.join(missing)} do not exist and could not be created "
+                    f"({exc}); create them with {settings.partitions} partitions, or grant "
+                    "this user CREATE on them (docs/security.md)."
+                ) from None
+            for _ in range(100):
+                counts = await _partition_counts(admin, wanted)
+                if all(t in counts for t in wanted):
+                    return counts
+                await asyncio.sleep(0.1)
+            raise BrokerError(f"Kafka did not create topics {', '.join(missing)}.")
+        except KafkaError as exc:
+            raise BrokerError(f"Kafka refused to list or create topics: {exc}.") from None
+
+
+async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
+    # Ask for every topic: a metadata request that names a missing topic makes a broker
+    # with auto.create.topics.enable create it, with one partition.
+    described = await admin.describe_topics(None)
+    counts = {}
+    for entry in described:
+        if entry["topic"] in topics and entry.get("error_code", 0) == 0 and entry.get("partitions"):
+            counts[entry["topic"]] = len(entry["partitions"])
+    return counts
+
+
+def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
+    """Create the source and dead-letter topics if missing; return those created.
+
+    What the worker and ``watchfloor topics create`` run. The three source topics must
+    share one partition count (a district's state lives with its partition number); an
+    existing topic with another count is an error.
+    """
+
+    async def run() -> list[str]:
+        await check_connection(settings, timeout=timeout)
+        names = [*settings.source_topics, settings.topic_deadletter]
+        before = await existing_topics(settings)
+        counts = await create_topics(settings, names)
+        for name in settings.source_topics:
+            n = counts.get(name, 0)
+            if n != settings.partitions:
+                raise BrokerError(
+                    f"Topic {name} has {n} partitions but WATCHFLOOR_PARTITIONS is "
+                    f"{settings.partitions}; the source topics must all have the same count."
+                )
+        return [name for name in names if name not in before]
+
+    return asyncio.run(run())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -15,8 +14,7 @@ import orjson
 
 from .clock import SystemClock
 from .errors import BrokerError, InvalidEvent, WatchfloorError
-from .events import STREAM_OF_KIND, Kind, Stream
-from .kafka import client_kwargs
+from .kafka import existing_topics, kafka_producer
 from .reference import load_reference
 from .settings import Settings
 from .validation import EventValidator
@@ -34,74 +32,6 @@ Headers = Sequence[tuple[str, bytes]]
 # confirmation: ordering needs the hand-over awaited line by line, speed needs the
 # confirmations awaited together.
 Enqueue = Callable[[str, bytes, bytes, Headers], Awaitable[Awaitable[Any]]]
-
-
-def topic_of(settings: Settings, stream: Stream) -> str:
-    """The topic name the settings give a stream's role."""
-    return {
-        Stream.INCIDENTS: settings.topic_incidents,
-        Stream.DISPUTES: settings.topic_disputes,
-        Stream.PATROLS: settings.topic_patrols,
-    }[stream]
-
-
-def topic_for_kind(settings: Settings, kind: Kind) -> str:
-    return topic_of(settings, STREAM_OF_KIND[kind])
-
-
-def make_validator(settings: Settings) -> EventValidator:
-    """The validator the settings describe, on the system clock."""
-    return EventValidator(
-        load_reference(settings.reference_file),
-        clock=SystemClock(),
-        max_record_bytes=settings.max_record_bytes,
-        max_future_seconds=settings.max_future_seconds,
-    )
-
-
-@asynccontextmanager
-async def kafka_producer(settings: Settings, **overrides: Any) -> AsyncIterator[Any]:
-    """A started aiokafka producer that waits for every in-sync replica (acks=all)."""
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
-    options: dict[str, Any] = {
-        **client_kwargs(settings),
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "request_timeout_ms": 30000,
-    }
-    options.update(overrides)
-    producer = AIOKafkaProducer(**options)
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise BrokerError(
-            f"Kafka at {settings.bootstrap_servers} cannot be reached: {exc}."
-        ) from None
-    try:
-        yield producer
-    finally:
-        await producer.stop()
-
-
-async def existing_topics(settings: Settings) -> set[str]:
-    """Names of the topics the cluster has (without creating any)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    try:
-        await admin.start()
-        return set(await admin.list_topics())
-    except KafkaError as exc:
-        raise BrokerError(
-            f"Kafka at {settings.bootstrap_servers} cannot be reached: {exc}."
-        ) from None
-    finally:
-        await admin.close()
 
 
 @dataclass(frozen=True)
@@ -245,7 +175,7 @@ async def publish_lines(
                 Rejected(number, exc.reason, exc.message, exc.field, _event_id(raw))
             )
             continue
-        topic = topic_for_kind(settings, event.kind)
+        topic = settings.topic_for_kind(event.kind)
         if enqueue is None:
             report.sent += 1
             report.by_topic[topic] = report.by_topic.get(topic, 0) + 1
@@ -292,7 +222,7 @@ async def publish_stream(
     stream: IO[bytes], settings: Settings, *, dry_run: bool = False
 ) -> PublishReport:
     """Validate and publish every line of ``stream`` as the settings say."""
-    validator = make_validator(settings)
+    validator = settings.validator(load_reference(settings.reference_file), SystemClock())
     lines = read_lines(stream)
     if dry_run:
         return await publish_lines(lines, validator, settings, None)

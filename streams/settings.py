@@ -7,9 +7,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SettingsError
+from .events import STREAM_OF_KIND, Kind, Stream
+from .state import Limits
+from .validation import MAX_FUTURE_SECONDS, MAX_RECORD_BYTES
+
+if TYPE_CHECKING:
+    from .clock import Clock
+    from .reference import Reference
+    from .validation import EventValidator
 
 PREFIX = "WATCHFLOOR_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,11 +90,11 @@ class Settings:
     # Counting
     reference_file: str = str(PROJECT_ROOT / "seeds" / "reference" / "city.json")
     timezone: str = ""  # empty: the reference city's timezone
-    grace_seconds: float = 24 * 3600.0
-    dedup_horizon_seconds: float = 7 * 24 * 3600.0
-    max_future_seconds: float = 600.0
-    max_record_bytes: int = 64 * 1024
-    retention_days: int = 800
+    grace_seconds: float = Limits.grace
+    dedup_horizon_seconds: float = Limits.dedup_horizon
+    max_future_seconds: float = MAX_FUTURE_SECONDS
+    max_record_bytes: int = MAX_RECORD_BYTES
+    retention_days: int = Limits.retention_days
     # HTTP ingest
     ingest_tokens_file: str = ""
     ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file
@@ -151,8 +159,47 @@ class Settings:
         return self.security_protocol in {"SSL", "SASL_SSL"}
 
     @property
-    def source_topics(self) -> tuple[str, str, str]:
-        return (self.topic_incidents, self.topic_disputes, self.topic_patrols)
+    def source_topics(self) -> tuple[str, ...]:
+        return tuple(self.topic_by_stream.values())
+
+    @property
+    def topic_by_stream(self) -> dict[Stream, str]:
+        """The topic name of each stream's role."""
+        return {
+            Stream.INCIDENTS: self.topic_incidents,
+            Stream.DISPUTES: self.topic_disputes,
+            Stream.PATROLS: self.topic_patrols,
+        }
+
+    @property
+    def stream_by_topic(self) -> dict[str, Stream]:
+        return {topic: stream for stream, topic in self.topic_by_stream.items()}
+
+    def topic_of(self, stream: Stream) -> str:
+        return self.topic_by_stream[stream]
+
+    def topic_for_kind(self, kind: Kind) -> str:
+        return self.topic_by_stream[STREAM_OF_KIND[kind]]
+
+    @property
+    def limits(self) -> Limits:
+        """How far back district states reach, for the counting core."""
+        return Limits(
+            grace=self.grace_seconds,
+            dedup_horizon=self.dedup_horizon_seconds,
+            retention_days=self.retention_days,
+        )
+
+    def validator(self, reference: Reference, clock: Clock) -> EventValidator:
+        """The edge validator these settings describe."""
+        from .validation import EventValidator
+
+        return EventValidator(
+            reference,
+            clock=clock,
+            max_record_bytes=self.max_record_bytes,
+            max_future_seconds=self.max_future_seconds,
+        )
 
     @property
     def web_url(self) -> str:

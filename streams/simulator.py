@@ -22,7 +22,8 @@ import orjson
 from .clock import Clock, SystemClock
 from .errors import BrokerError, SettingsError, WatchfloorError
 from .events import Stream
-from .kafka import client_kwargs, district_partition
+from .kafka import client_kwargs
+from .partitioning import district_partition
 from .reference import load_reference
 from .settings import PROJECT_ROOT, Settings
 from .simulation import (

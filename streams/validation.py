@@ -26,6 +26,9 @@ COMMON_SCHEMA = "common.v1.json"
 EARLIEST_TS = 946_684_800.0
 # A patrol app sends its report when the run ends; ten minutes covers queueing on the device.
 PATROL_END_SLACK_SECONDS = 600.0
+# Defaults of the settings of the same names (streams.settings reads these).
+MAX_RECORD_BYTES = 64 * 1024
+MAX_FUTURE_SECONDS = 600.0
 TIME_EXAMPLE = "2026-04-12T09:30:00+08:00"
 _TYPE_LIKE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 
@@ -466,8 +469,8 @@ class EventValidator:
         reference: Reference,
         *,
         clock: Clock,
-        max_record_bytes: int = 65536,
-        max_future_seconds: float = 600.0,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        max_future_seconds: float = MAX_FUTURE_SECONDS,
         schemas_dir: Path = SCHEMAS_DIR,
     ) -> None:
         self.reference = reference

@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .logs import logging_config
 from .memory import configure_gc
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .app import Watchfloor
+    from .clock import Clock
+
 log = logging.getLogger(__name__)
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Watchfloor:
+    """A worker with its agents, timers and web views registered, ready for Faust to run."""
+    from . import agents, web
+    from .app import Watchfloor
+
+    wf = Watchfloor(settings, clock=clock, registry=registry)
+    agents.register(wf)
+    web.register(wf)
+    return wf
 
 
 def run_worker(settings: Settings) -> int:
     """Start a worker in this process and block until it stops; SIGTERM stops it cleanly."""
     from faust.worker import Worker
 
-    from .app import Watchfloor
-    from .broker import ensure_topics
+    from .kafka import ensure_topics
     from .web import serve_metrics_port
 
     configure_gc()
@@ -28,7 +49,7 @@ def run_worker(settings: Settings) -> int:
     # assigned, so they are created with the configured partitions.
     for name in ensure_topics(settings):
         log.info("Created topic %s with %d partitions", name, settings.partitions)
-    wf = Watchfloor(settings)
+    wf = build_worker(settings)
     if settings.metrics_port and settings.metrics_port != settings.web_port:
 
         @wf.app.task  # type: ignore[untyped-decorator]

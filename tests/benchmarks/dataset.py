@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.events import TYPE_OF_KIND, Kind, Stream
-from streams.kafka import client_kwargs, district_partition
+from streams.kafka import client_kwargs
+from streams.partitioning import district_partition
 from streams.settings import Settings
 from streams.simulation import MALFORMED_REASONS, Intent, SimConfig, SimRecord, generate_events
 from streams.simulator import ensure_topics, load_city, produce_records, write_reference

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from streams.kafka import district_partition
+from streams.partitioning import district_partition
 
 from .proc import child_main, cpu_seconds, proc_status
 from .watchfloor_run import parse_exposition

@@ -27,7 +27,7 @@ OURS: tuple[tuple[str, str], ...] = (
     ("validation (streams/validation.py)", r"\((?:streams/)?validation\.py"),
     ("counting (streams/state.py, windows.py)", r"\((?:streams/)?(?:state|windows)\.py"),
     ("engine routing (streams/engine.py)", r"\((?:streams/)?engine\.py"),
-    ("state journals (streams/store.py)", r"\((?:streams/)?store\.py"),
+    ("state journals (streams/state_journal.py)", r"\((?:streams/)?state_journal\.py"),
     ("dead letters (streams/deadletter.py)", r"\((?:streams/)?deadletter\.py|_dead_letter"),
     ("pipeline metrics (_observe)", r"_observe \("),
     ("batch ack (streams/consumer.py ack_batch)", r"ack_batch \("),

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.broker import ensure_topics
 from streams.events import Kind
+from streams.kafka import ensure_topics
 
 from .dataset import Dataset, Truth
 from .proc import ROOT, Sampler, cpu_seconds, load_avg, proc_status

@@ -23,23 +23,14 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import ensure_topics
+from streams.kafka import ensure_topics
 from streams.settings import Settings
+from tests.support import TYPES, event
+
+__all__ = ["TYPES", "event"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TYPES = {
-    "case_filed": "watchfloor.incident.case_filed.v1",
-    "case_cleared": "watchfloor.incident.case_cleared.v1",
-    "dispute_reported": "watchfloor.dispute.reported.v1",
-    "mediation_started": "watchfloor.dispute.mediation_started.v1",
-    "dispute_resolved": "watchfloor.dispute.resolved.v1",
-    "dispute_escalated": "watchfloor.dispute.escalated.v1",
-    "patrol_completed": "watchfloor.patrol.completed.v1",
-    "hazard_found": "watchfloor.hazard.found.v1",
-    "hazard_rectified": "watchfloor.hazard.rectified.v1",
-    "hazard_verified": "watchfloor.hazard.verified.v1",
-}
 ROLE_OF_PREFIX = {"incident": "incidents", "dispute": "disputes", "patrol": "patrols",
                   "hazard": "patrols"}
 
@@ -48,22 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def event(kind: str, district: str, subject: str, when: datetime, data: Mapping[str, Any]
-          | None = None, *, id: str | None = None, source: str = "/tests") -> dict[str, Any]:
-    """A CloudEvents document of one Watchfloor type (``kind`` is a key of TYPES)."""
-    return {
-        "specversion": "1.0",
-        "id": id or f"{subject}-{kind}-{uuid.uuid4().hex[:8]}",
-        "source": source,
-        "type": TYPES[kind],
-        "time": when.isoformat(),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "district": district,
-        "data": dict(data or {}),
-    }
 
 
 def role_of(doc: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from streams.clock import SystemClock
 from streams.deadletter import DEAD_LETTER_HEADERS
 from streams.events import REASONS
-from streams.kafka import district_partition
+from streams.partitioning import district_partition
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.validation import EventValidator

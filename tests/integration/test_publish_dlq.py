@@ -17,10 +17,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams import deadletter, publish
+from streams import deadletter, kafka, publish
 from streams.errors import BrokerError
-from streams.events import KIND_OF_TYPE, STREAM_OF_KIND
-from streams.kafka import client_kwargs, district_partition
+from streams.events import KIND_OF_TYPE
+from streams.kafka import client_kwargs
+from streams.partitioning import district_partition
 from streams.settings import Settings
 from streams.validation import load_schemas
 from tests.conftest import need
@@ -90,7 +91,7 @@ def examples() -> list[dict[str, Any]]:
 
 
 def topic_of_doc(settings: Settings, doc: dict[str, Any]) -> str:
-    return publish.topic_of(settings, STREAM_OF_KIND[KIND_OF_TYPE[doc["type"]]])
+    return settings.topic_for_kind(KIND_OF_TYPE[doc["type"]])
 
 
 # --- publish ----------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_publish_refuses_missing_topics(kafka_bootstrap: str, unique: str) -> No
     s = Settings(bootstrap_servers=kafka_bootstrap, topic_incidents=f"absent-{unique}")
     with pytest.raises(BrokerError, match=f"absent-{unique}"):
         asyncio.run(publish.publish_stream(io.BytesIO(orjson.dumps(examples()[0])), s))
-    assert f"absent-{unique}" not in asyncio.run(publish.existing_topics(s)), "never auto-created"
+    assert f"absent-{unique}" not in asyncio.run(kafka.existing_topics(s)), "never auto-created"
 
 
 # --- dead letters: write, list, replay --------------------------------------------------
@@ -176,7 +177,7 @@ def letter_for(
 async def write_letters(
     settings: Settings, letters: list[deadletter.DeadLetter]
 ) -> list[tuple[int, int]]:
-    async with publish.kafka_producer(settings) as producer:
+    async with kafka.kafka_producer(settings) as producer:
         writer = deadletter.DeadLetterWriter(producer, settings.topic_deadletter)
         return [await writer.write(x) for x in letters]
 
@@ -334,7 +335,7 @@ def test_ingest_sends_and_dead_letters_through_kafka(settings: Settings) -> None
 
     async def post() -> ingest.IngestResponse:
         validator = EventValidator(load_reference(s.reference_file), clock=SystemClock())
-        async with publish.kafka_producer(s) as producer:
+        async with kafka.kafka_producer(s) as producer:
             writer = deadletter.DeadLetterWriter(producer, s.topic_deadletter)
             svc = ingest.IngestService(
                 validator,
@@ -408,4 +409,4 @@ def test_replay_never_creates_a_missing_topic(
             "why": f"topic {gone} does not exist",
         }
     ]
-    assert gone not in asyncio.run(publish.existing_topics(settings))
+    assert gone not in asyncio.run(kafka.existing_topics(settings))

@@ -11,7 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.events import Kind, Stream
-from streams.kafka import client_kwargs, district_partition
+from streams.kafka import client_kwargs
+from streams.partitioning import district_partition
 from streams.settings import PROJECT_ROOT, Settings
 from streams.simulation import STREAM_NAMES, SimConfig, describe_value, generate_events
 from streams.simulator import (

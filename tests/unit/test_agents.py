@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -15,20 +14,13 @@ from prometheus_client import CollectorRegistry
 from streams.app import Watchfloor
 from streams.clock import FixedClock
 from streams.consumer import Batch, batch_consumer
-from streams.kafka import district_partition
+from streams.partitioning import district_partition
 from streams.settings import Settings
+from streams.worker import build_worker
+from tests.support import Record
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 4, 12, 12, 0, tzinfo=TZ)
-
-
-@dataclass
-class Rec:
-    offset: int
-    value: bytes
-    key: bytes = b"jinshui"
-    timestamp: int = 0
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def filed(i: int) -> bytes:
@@ -42,8 +34,8 @@ def filed(i: int) -> bytes:
 
 @pytest.fixture
 def wf() -> Watchfloor:
-    w = Watchfloor(Settings(app_id="unit-agents"), clock=FixedClock(NOW),
-                   registry=CollectorRegistry())
+    w = build_worker(Settings(app_id="unit-agents"), clock=FixedClock(NOW),
+                     registry=CollectorRegistry())
     # Unit scope: the Kafka-backed table needs a running producer; the store works on any
     # mapping, and tests/integration runs it on the real changelog.
     w.store.table = {}
@@ -60,7 +52,7 @@ def put(wf: Watchfloor, batch: Batch) -> None:
     asyncio.run(run())
 
 
-def fetched(wf: Watchfloor, tp: TP, records: list[Rec], generation: int | None = None) -> Batch:
+def fetched(wf: Watchfloor, tp: TP, records: list[Record], generation: int | None = None) -> Batch:
     """A batch as the fetch loop makes it: the partition positioned, its epoch attached."""
     consumer = batch_consumer(wf.app)
     if tp not in consumer._epochs:
@@ -72,7 +64,7 @@ def fetched(wf: Watchfloor, tp: TP, records: list[Rec], generation: int | None =
 def test_agent_counts_a_batch_writes_journals_and_acks(wf: Watchfloor) -> None:
     p = district_partition("jinshui", wf.settings.partitions)
     tp = TP(wf.settings.topic_incidents, p)
-    batch = fetched(wf, tp, [Rec(i, filed(i)) for i in range(3)])
+    batch = fetched(wf, tp, [Record(i, filed(i)) for i in range(3)])
     put(wf, batch)
     st = wf.engine.states["jinshui"]
     assert st.totals[0] == 3
@@ -85,7 +77,7 @@ def test_agent_counts_a_batch_writes_journals_and_acks(wf: Watchfloor) -> None:
 
 def test_a_batch_from_an_old_generation_is_left_for_the_new_owner(wf: Watchfloor) -> None:
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
-    stale = fetched(wf, tp, [Rec(0, filed(0))], generation=wf.app.consumer_generation_id - 1)
+    stale = fetched(wf, tp, [Record(0, filed(0))], generation=wf.app.consumer_generation_id - 1)
     put(wf, stale)
     assert "jinshui" not in wf.engine.states
     assert not batch_consumer(wf.app)._acked[tp]
@@ -95,10 +87,10 @@ def test_a_batch_fetched_before_a_seek_of_its_partition_is_not_counted(wf: Watch
     # Counting it would put its records ahead of the ones the seek brings back, and the
     # engine skips a record older than one it has counted: those would be lost.
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
-    before = fetched(wf, tp, [Rec(5, filed(5))])
+    before = fetched(wf, tp, [Record(5, filed(5))])
     batch_consumer(wf.app)._positioned([tp])  # a seek to the committed offset, say
     put(wf, before)
     assert "jinshui" not in wf.engine.states
     assert not batch_consumer(wf.app)._acked[tp]
-    put(wf, fetched(wf, tp, [Rec(i, filed(i)) for i in range(6)]))
+    put(wf, fetched(wf, tp, [Record(i, filed(i)) for i in range(6)]))
     assert wf.engine.states["jinshui"].totals[0] == 6

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,36 +19,28 @@ from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streams import consumer as consumer_module
 from streams.consumer import Batch, BatchConsumer
+from tests.support import Record
 
 SRC = TP("src", 0)
 LOG = TP("app-state-changelog", 0)
 
 
-@dataclass
-class Rec:
-    offset: int
-    key: bytes | None = b"k"
-    value: bytes | None = b"v"
-    timestamp: int | None = 0
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-def recs(*offsets: int) -> list[Rec]:
-    return [Rec(o) for o in offsets]
+def recs(*offsets: int) -> list[Record]:
+    return [Record(o) for o in offsets]
 
 
 class FakeThread:
     """What the consumer asks of Faust's aiokafka thread, answered from a script."""
 
     def __init__(self) -> None:
-        self.answers: list[dict[TP, list[Rec]]] = []
+        self.answers: list[dict[TP, list[Record]]] = []
         self.hold: asyncio.Event | None = None
         self.in_fetch = False
         self.seeks: list[tuple[TP, int]] = []
         self.to_beginning: list[TopicPartition] = []
         self.committed: dict[TopicPartition, int | None] = {}
 
-    async def getmany(self, active: Any, timeout: float) -> dict[TP, list[Rec]]:
+    async def getmany(self, active: Any, timeout: float) -> dict[TP, list[Record]]:
         self.in_fetch = True
         try:
             if self.hold is not None:

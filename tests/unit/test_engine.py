@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 
 from streams.clock import FixedClock
 from streams.engine import Engine
 from streams.events import Event, Stream
-from streams.kafka import district_partition
+from streams.partitioning import district_partition
 from streams.reference import load_reference
 from streams.settings import Settings
 from streams.state import Limits
 from streams.validation import EventValidator
+from tests.support import Record, case_filed
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 4, 12, 12, 0, tzinfo=TZ)
 PARTITIONS = 4
-
-
-@dataclass
-class Rec:
-    offset: int
-    value: bytes | None
-    key: bytes | None = None
-    timestamp: int | None = 1_776_000_000_000
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-def doc(subject: str, when: datetime, district: str = "jinshui", **over: object) -> bytes:
-    d = {
-        "specversion": "1.0", "id": f"{subject}-filed", "source": "/test",
-        "type": "watchfloor.incident.case_filed.v1", "time": when.isoformat(),
-        "subject": subject, "district": district,
-        "data": {"category": "theft", "severity": "minor"},
-    }
-    d.update(over)
-    return orjson.dumps(d)
 
 
 @pytest.fixture
@@ -58,7 +37,7 @@ def part(district: str) -> int:
 
 def test_counts_and_journals(engine: Engine) -> None:
     p = part("jinshui")
-    recs = [Rec(i, doc(f"c{i}", NOW - timedelta(minutes=i))) for i in range(5)]
+    recs = [Record(i, case_filed(f"c{i}", NOW - timedelta(minutes=i))) for i in range(5)]
     res = engine.process([("inc", p, recs)])
     assert res.counted == {"inc": 5} and res.received == {"inc": 5}
     assert res.rejections == []
@@ -73,7 +52,7 @@ def test_counts_and_journals(engine: Engine) -> None:
 
 def test_replayed_offsets_are_skipped_not_counted_twice(engine: Engine) -> None:
     p = part("jinshui")
-    recs = [Rec(i, doc(f"c{i}", NOW)) for i in range(10)]
+    recs = [Record(i, case_filed(f"c{i}", NOW)) for i in range(10)]
     engine.process([("inc", p, recs[:6])])
     # After a crash the broker hands back everything after the last commit (say 3).
     res = engine.process([("inc", p, recs[3:])])
@@ -85,7 +64,7 @@ def test_replayed_offsets_are_skipped_not_counted_twice(engine: Engine) -> None:
 
 def test_wrong_partition_is_rejected_with_the_right_partition_named(engine: Engine) -> None:
     wrong = (part("jinshui") + 1) % PARTITIONS
-    res = engine.process([("inc", wrong, [Rec(0, doc("c1", NOW))])])
+    res = engine.process([("inc", wrong, [Record(0, case_filed("c1", NOW))])])
     (rej,) = res.rejections
     assert rej.reason == "wrong_partition"
     assert f"belongs in partition {part('jinshui')}" in rej.message
@@ -95,9 +74,9 @@ def test_wrong_partition_is_rejected_with_the_right_partition_named(engine: Engi
 def test_duplicate_and_too_late_are_rejected_and_counted(engine: Engine) -> None:
     p = part("erqi")
     recs = [
-        Rec(0, doc("c1", NOW, district="erqi")),
-        Rec(1, doc("c1", NOW, district="erqi")),  # the same transition again
-        Rec(2, doc("c2", NOW - timedelta(hours=25), district="erqi")),  # beyond the grace
+        Record(0, case_filed("c1", NOW, district="erqi")),
+        Record(1, case_filed("c1", NOW, district="erqi")),  # the same transition again
+        Record(2, case_filed("c2", NOW - timedelta(hours=25), district="erqi")),  # beyond the grace
     ]
     res = engine.process([("inc", p, recs)])
     assert [r.reason for r in res.rejections] == ["duplicate", "too_late"]
@@ -112,7 +91,7 @@ def test_duplicate_and_too_late_are_rejected_and_counted(engine: Engine) -> None
 
 
 def test_invalid_records_keep_their_bytes_and_coordinates(engine: Engine) -> None:
-    bad = Rec(7, b"\xff\xfe not json", key=b"jinshui", headers=[("x", b"y")])
+    bad = Record(7, b"\xff\xfe not json", key=b"jinshui", headers=[("x", b"y")])
     res = engine.process([("inc", part("jinshui"), [bad])])
     (rej,) = res.rejections
     assert rej.reason == "not_utf8"
@@ -129,14 +108,15 @@ def test_an_engine_fault_dead_letters_the_record_and_carries_on(engine: Engine) 
     st = engine.new_state("jinshui")
     engine.states["jinshui"] = st
     st._handlers[next(iter(st._handlers))] = broken  # type: ignore[assignment]
-    res = engine.process([("inc", p, [Rec(0, doc("c1", NOW)), Rec(1, doc("c2", NOW))])])
+    recs = [Record(0, case_filed("c1", NOW)), Record(1, case_filed("c2", NOW))]
+    res = engine.process([("inc", p, recs)])
     assert [r.reason for r in res.rejections] == ["internal_error", "internal_error"]
     assert "boom" in res.rejections[0].message
 
 
 def test_keep_partitions_forgets_the_others(engine: Engine) -> None:
     for d in ("jinshui", "erqi", "huiji"):
-        engine.process([("inc", part(d), [Rec(0, doc(f"{d}-1", NOW, district=d))])])
+        engine.process([("inc", part(d), [Record(0, case_filed(f"{d}-1", NOW, district=d))])])
     kept = {part("jinshui")}
     gone = engine.keep_partitions(kept)
     assert "jinshui" in engine.states

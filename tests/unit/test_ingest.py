@@ -8,7 +8,6 @@ import copy
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,16 @@ from streams import ingest
 from streams.clock import FixedClock
 from streams.deadletter import DeadLetter
 from streams.errors import SettingsError
-from streams.reference import Reference, load_reference
+from streams.reference import Reference
 from streams.settings import Secret, Settings
 from streams.validation import EventValidator
+from tests.support import EPOCH_UTC
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
+NOW = EPOCH_UTC  # the shared validator fixture's clock
 HAZARD = "watchfloor.hazard.found.v1"
 FILED = "watchfloor.incident.case_filed.v1"
 GRID_TOKEN = "wf_grid-token-for-tests-only"
 POLICE_TOKEN = "wf_police-token-for-tests-only"
-
-
-@pytest.fixture(scope="module")
-def reference() -> Reference:
-    return load_reference(Settings().reference_file)
-
-
-@pytest.fixture(scope="module")
-def validator(reference: Reference) -> EventValidator:
-    return EventValidator(reference, clock=FixedClock(NOW))
 
 
 def entry(name: str, token: str, districts: list[str], types: list[str]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import copy
 import io
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,13 @@ import orjson
 import pytest
 
 from streams import publish
-from streams.clock import FixedClock
 from streams.errors import WatchfloorError
-from streams.events import Kind, Stream
-from streams.reference import load_reference
 from streams.settings import Settings
 from streams.validation import EventValidator
+from tests.support import EPOCH_UTC
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
+NOW = EPOCH_UTC  # the shared validator fixture's clock
 SETTINGS = Settings()
-
-
-@pytest.fixture(scope="module")
-def validator() -> EventValidator:
-    return EventValidator(load_reference(SETTINGS.reference_file), clock=FixedClock(NOW))
 
 
 def examples(validator: EventValidator) -> list[dict[str, Any]]:
@@ -65,13 +57,6 @@ def lines_of(*items: bytes | dict[str, Any]) -> list[tuple[int, bytes]]:
     for i, item in enumerate(items, start=1):
         out.append((i, orjson.dumps(item) if isinstance(item, dict) else item))
     return out
-
-
-def test_topics_follow_the_settings() -> None:
-    s = Settings(topic_incidents="a", topic_disputes="b", topic_patrols="c")
-    assert [publish.topic_of(s, st) for st in Stream] == ["a", "b", "c"]
-    assert publish.topic_for_kind(s, Kind.HAZARD_VERIFIED) == "c"
-    assert publish.topic_for_kind(s, Kind.DISPUTE_ESCALATED) == "b"
 
 
 def test_read_lines_strips_bom_line_ends_and_counts_lines() -> None:

@@ -11,7 +11,7 @@ import orjson
 from streams.engine import Journal
 from streams.events import Event, Kind
 from streams.state import DistrictState, Limits, Outcome
-from streams.store import (
+from streams.state_journal import (
     JOURNAL_SLOTS,
     SNAPSHOT_AFTER_JOURNALS,
     StateStore,

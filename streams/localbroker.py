@@ -1,13 +1,11 @@
-"""The local Kafka broker (``deploy/kafka/kafkactl``) and the topics Watchfloor reads and writes."""
+"""The development broker: ``deploy/kafka/kafkactl`` run from Python, and its CLI commands."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import subprocess
-import time
 
 from .errors import BrokerError
 from .settings import PROJECT_ROOT, Settings
@@ -58,70 +56,6 @@ def kafkactl(command: str, port: int, *, timeout: float = 900) -> str:
     return done.stdout.strip()
 
 
-def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
-    """Create the source and dead-letter topics if missing; return those created.
-
-    The three source topics must share one partition count (a district's state lives
-    with its partition number); an existing topic with another count is an error.
-    """
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    from .kafka import check_connection, client_kwargs
-
-    asyncio.run(check_connection(settings, timeout=timeout))
-    names = [*settings.source_topics, settings.topic_deadletter]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            admin = KafkaAdminClient(client_id="watchfloor-admin", **client_kwargs(settings))
-            break
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"Kafka at {settings.bootstrap_servers} does not answer: {exc}."
-                ) from None
-            time.sleep(1)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(name, settings.partitions, settings.replication_factor)
-            for name in names
-            if name not in existing
-        ]
-        created = []
-        for topic in wanted:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-            except KafkaError as exc:
-                raise BrokerError(
-                    f"Topic {topic.name} does not exist and could not be created ({exc}); "
-                    "create it with the same partition count as the others, or grant "
-                    "this user CREATE on it (docs/security.md)."
-                ) from None
-        # A topic just created may show no partitions for a moment: ask again.
-        while True:
-            counts = {
-                desc.get("name", desc.get("topic")): len(desc.get("partitions") or [])
-                for desc in admin.describe_topics(list(settings.source_topics))
-            }
-            if all(counts.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        for name, n in counts.items():
-            if n != settings.partitions:
-                raise BrokerError(
-                    f"Topic {name} has {n} partitions but WATCHFLOOR_PARTITIONS is "
-                    f"{settings.partitions}; the source topics must all have the same count."
-                )
-        return created
-    finally:
-        admin.close()
-
-
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     port = local_broker_port(settings)
     if port is None:
@@ -136,6 +70,8 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from .kafka import ensure_topics
+
     created = ensure_topics(settings)
     for name in created:
         print(f"created {name} ({settings.partitions} partitions)")

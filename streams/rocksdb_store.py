@@ -6,7 +6,7 @@ from typing import Any
 
 from faust.stores.rocksdb import Store as RocksDBStore
 
-from .kafka import KEY_SEPARATOR, district_partition
+from .partitioning import KEY_SEPARATOR, district_partition
 
 _SEP = KEY_SEPARATOR.encode()
 

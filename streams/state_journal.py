@@ -30,7 +30,8 @@ import orjson
 
 from .engine import Journal
 from .events import Event
-from .kafka import KEY_SEPARATOR as SEP
+from .partitioning import KEY_SEPARATOR as SEP
+from .partitioning import district_of_key
 from .state import DistrictState, Limits, Outcome
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,6 @@ def chunk_key(d: str, parity: int, i: int) -> str:
 
 def journal_key(d: str, seq: int) -> str:
     return f"{d}{SEP}j{SEP}{seq % JOURNAL_SLOTS}"
-
-
-def district_of_key(key: str) -> str:
-    return key.split(SEP, 1)[0]
 
 
 class Utf8Keys(MutableMapping[str, bytes]):
