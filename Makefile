@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test unit install lint bench clean
 
 ## make demo: local Kafka broker + worker + Prometheus + simulator (Ctrl-C stops)
 demo: install
@@ -14,6 +14,12 @@ demo: install
 test: install
 	deploy/local/setup.sh test
 	$(BIN)/pytest -v --durations=15
+
+## make unit: the fast loop, unit tests only (no broker, no Prometheus), ruff and mypy
+unit: install
+	$(BIN)/pytest -q tests/unit
+	$(BIN)/ruff check streams tests
+	$(BIN)/mypy
 
 install: $(VENV)/.installed
 

@@ -20,7 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.localbroker",
     "streams.simulator",
     "streams.publish",
-    "streams.deadletter",
+    "streams.dlq",
     "streams.ingest",
 )
 

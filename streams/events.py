@@ -7,6 +7,11 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
+from .categories import canonical
+
+# CloudEvents Kafka binding, structured mode: the whole event is the value.
+CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
+
 
 class Kind(IntEnum):
     """One lifecycle transition. Values are stable: they are stored in state journals."""
@@ -133,7 +138,7 @@ class Event:
             district=district,
             subject=subject,
             ts=ts,
-            category=category,
+            category=None if category is None else canonical(category),
             deadline=deadline,
             major=major,
             confirmed=confirmed,

@@ -21,8 +21,7 @@ import orjson
 from .clock import Clock, SystemClock
 from .deadletter import HTTP_SOURCE, DeadLetter, dead_letter_for
 from .errors import InvalidEvent, SettingsError
-from .events import KIND_OF_TYPE, Event
-from .publish import CONTENT_TYPE
+from .events import CONTENT_TYPE, KIND_OF_TYPE, Event
 from .reference import Reference, load_reference
 from .settings import Settings
 from .validation import EventValidator, type_matches
@@ -67,7 +66,7 @@ class IngestToken:
     def allows_type(self, event_type: str) -> bool:
         return type_matches(event_type, self.types)
 
-    def entry(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON entry for the tokens file."""
         return {
             "name": self.name,
@@ -212,7 +211,7 @@ class _Outcome:
     field: str | None = None
     error: str = ""
 
-    def error_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "id": self.id,
@@ -432,7 +431,7 @@ class IngestService:
                 )
             else:
                 accepted.append(o.id or "")
-        errors = [o.error_dict() for o in outcomes if o.status]
+        errors = [o.to_dict() for o in outcomes if o.status]
         body: dict[str, Any] = {
             "request": request_id,
             "accepted_count": len(accepted),
@@ -527,12 +526,12 @@ def _cmd_new(args: argparse.Namespace, settings: Settings) -> int:
     }
     parsed = _parse_entry(entry, "the new token", reference)  # same checks as at start-up
     if args.json:
-        sys.stdout.write(orjson.dumps({"token": token, "entry": parsed.entry()}).decode() + "\n")
+        sys.stdout.write(orjson.dumps({"token": token, "entry": parsed.to_dict()}).decode() + "\n")
         return 0
     print(f"token for {parsed.name} (shown once; give it to the publisher, store it nowhere else):")
     print(f"  {token}")
     print('add this entry to the "tokens" list of the tokens file (WATCHFLOOR_INGEST_TOKENS_FILE):')
-    print(f"  {orjson.dumps(parsed.entry()).decode()}")
+    print(f"  {orjson.dumps(parsed.to_dict()).decode()}")
     return 0
 
 

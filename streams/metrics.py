@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .events import REASONS
+from .rates import RATES
 from .state import DistrictState
 from .windows import WINDOWS, Measure
 
@@ -59,27 +60,6 @@ HELP: dict[str, str] = {
     ),
     "patrols_completed": "Patrols completed (巡逻)",
 }
-# (metric stem, numerator, denominator) of each ratio; absent while the denominator is 0.
-RATIOS: tuple[tuple[str, Measure, Measure, str], ...] = (
-    (
-        "rectification_ratio",
-        Measure.HAZARDS_FOUND_RECTIFIED,
-        Measure.HAZARDS_FOUND,
-        "Of the hazards found in the window, the share rectified so far (整改率), 0-1",
-    ),
-    (
-        "clearance_ratio",
-        Measure.CASES_CLEARED,
-        Measure.CASES_FILED,
-        "Cases cleared in the window / cases filed in the window; can exceed 1",
-    ),
-    (
-        "dispute_resolution_ratio",
-        Measure.DISPUTES_RESOLVED,
-        Measure.DISPUTES_REPORTED,
-        "Disputes resolved in the window / disputes reported in the window (化解率)",
-    ),
-)
 LATENCY_BUCKETS = (
     0.1,
     0.25,
@@ -344,8 +324,10 @@ class DistrictCollector(Collector):
             for stem, doc in HELP.items()
         }
         ratios = {
-            stem: Family(f"watchfloor_rolling_{stem}", "gauge", doc, ("district", "window"))
-            for stem, _, _, doc in RATIOS
+            rate.metric: Family(
+                f"watchfloor_rolling_{rate.metric}", "gauge", rate.help, ("district", "window")
+            )
+            for rate in RATES
         }
         totals = {
             stem: Family(f"watchfloor_{stem}", "counter", f"{doc}, all time", ("district",))
@@ -369,10 +351,11 @@ class DistrictCollector(Collector):
             ("district",),
         )
         rolling_fams = [(rolling[stem].samples, m) for stem, m in EXPORTED.items()]
-        ratio_fams = [(ratios[stem].samples, num, den) for stem, num, den, _ in RATIOS]
+        ratio_fams = [
+            (ratios[rate.metric].samples, rate.numerator, rate.denominator) for rate in RATES
+        ]
         total_fams = [(fam.samples, EXPORTED[stem]) for stem, fam in totals.items()]
         for d, st in self._states().items():
-            st.tick(now)
             windows = st.rolling(now)
             for label in WINDOWS:
                 vec = windows[label]
@@ -458,7 +441,7 @@ def series_per_district() -> dict[str, Any]:
     always = len(EXPORTED) * len(WINDOWS) + len(HELP) - 1 + 6 + 2
     return {
         "always": always,
-        "ratios_at_most": len(RATIOS) * len(WINDOWS),
+        "ratios_at_most": len(RATES) * len(WINDOWS),
         "last_patrol": 1,
         "by_category": "one per category with open or overdue hazards",
     }

@@ -14,13 +14,12 @@ import orjson
 
 from .clock import SystemClock
 from .errors import BrokerError, InvalidEvent, WatchfloorError
+from .events import CONTENT_TYPE
 from .kafka import existing_topics, kafka_producer
 from .reference import load_reference
 from .settings import Settings
 from .validation import EventValidator
 
-# CloudEvents Kafka binding, structured mode: the whole event is the value.
-CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 BOM = b"\xef\xbb\xbf"
 # Sends awaited together: enough to keep the producer's batches full, few enough that a
 # broken broker is noticed after a second's worth of lines, not after the whole file.

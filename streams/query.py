@@ -6,24 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .periods import Period, comparisons
+from .rates import RATES
 from .state import DistrictState
-from .windows import MEASURES, WINDOWS, Measure, Period, comparisons
+from .windows import MEASURES, WINDOWS, Measure
 
 # Shown with every answer, so a figure is never read without its definition.
 DEFINITIONS: dict[str, str] = {
-    "rectification_rate": (
-        "整改率. Of the hazards FOUND in the period, the share rectified so far (a cohort by "
-        "found time: a rectification in May of an April hazard raises April's rate). "
-        "null when no hazard was found."
-    ),
-    "clearance_rate": (
-        "Cases cleared in the period / cases filed in the period (the usual crime-statistics "
-        "convention, so it can exceed 1: old cases cleared now count). null when none filed."
-    ),
-    "dispute_resolution_rate": (
-        "化解率. Disputes resolved in the period / disputes reported in the period. "
-        "null when none reported."
-    ),
+    **{rate.name: rate.definition for rate in RATES},
     "counts": "By each event's own time; rolling windows end now and have 5-minute (1h, 24h) "
     "or 1-hour (7d, 28d) precision; calendar periods use the city's local days.",
     "overdue": "An open (not rectified) hazard whose rectification deadline has passed on the "
@@ -36,15 +26,11 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def figures(vec: list[int]) -> dict[str, Any]:
-    """Counts of every measure plus the three rates, from one count vector."""
+    """Counts of every measure plus the rates, from one count vector."""
     out: dict[str, Any] = {m.name.lower(): vec[m] for m in MEASURES}
-    out["rectification_rate"] = _ratio(
-        vec[Measure.HAZARDS_FOUND_RECTIFIED], vec[Measure.HAZARDS_FOUND]
-    )
-    out["clearance_rate"] = _ratio(vec[Measure.CASES_CLEARED], vec[Measure.CASES_FILED])
-    out["dispute_resolution_rate"] = _ratio(
-        vec[Measure.DISPUTES_RESOLVED], vec[Measure.DISPUTES_REPORTED]
-    )
+    for rate in RATES:
+        value = rate.of(vec)
+        out[rate.name] = None if value is None else round(value, 6)
     return out
 
 
@@ -71,7 +57,6 @@ def current(st: DistrictState, now: float) -> dict[str, Any]:
 
 def summary(st: DistrictState, now: float, tz: ZoneInfo) -> dict[str, Any]:
     """What ``GET /api/v1/districts`` shows per district."""
-    st.tick(now)
     rolling = st.buckets.rolling(now)
     return {
         "district": st.district,
@@ -85,7 +70,7 @@ def period_figures(st: DistrictState, period: Period) -> dict[str, Any]:
     vec = st.counts(period.lo, period.hi)
     by_cat = st.buckets.by_category(period.lo, period.hi)
     return {
-        **period.as_dict(),
+        **period.to_dict(),
         "figures": figures(vec),
         "by_category": {Measure(m).name.lower(): cats for m, cats in sorted(by_cat.items())},
     }
@@ -107,12 +92,12 @@ def comparison_figures(st: DistrictState, now: datetime, tz: ZoneInfo) -> dict[s
         prev = st.counts(comp.previous.lo, comp.previous.hi)
         cur_f, prev_f = figures(cur), figures(prev)
         out[comp.name] = {
-            "current_period": comp.current.as_dict(),
-            "previous_period": comp.previous.as_dict(),
+            "current_period": comp.current.to_dict(),
+            "previous_period": comp.previous.to_dict(),
             "counts": {m.name.lower(): _change(cur[m], prev[m]) for m in MEASURES},
             "rates": {
                 name: {"current": cur_f[name], "previous": prev_f[name]}
-                for name in ("rectification_rate", "clearance_rate", "dispute_resolution_rate")
+                for name in (rate.name for rate in RATES)
             },
         }
     return out

@@ -16,7 +16,6 @@ from .windows import (
     N_MEASURES,
     Buckets,
     Measure,
-    canonical,
     rolling_end,
     zeros,
 )
@@ -195,8 +194,6 @@ class DistrictState:
     def apply(self, ev: Event) -> Outcome:
         """Count one event; say whether it counted, repeated a transition, or came too late."""
         ts = ev.ts
-        if ev.category is not None:
-            ev.category = canonical(ev.category)  # kept by lifecycles: one shared copy
         stream = _STREAM_INDEX[ev.kind]
         if ts < self.stream_watermarks[stream] - self.limits.grace:
             self.late_total += 1

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from .categories import canonical
 from .clock import Clock
 from .errors import InvalidEvent, ReferenceDataError
 from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event, Kind, Stream
@@ -350,24 +351,34 @@ def _timestamp(doc_part: Mapping[str, Any], key: str, field: str) -> float:
         ) from None
 
 
+def _event(kind: Kind, d: dict[str, Any], ts: float, **fields: Any) -> Event:
+    return Event(
+        kind=kind,
+        id=d["id"],
+        source=d["source"],
+        district=d["district"],
+        subject=d["subject"],
+        ts=ts,
+        **fields,
+    )
+
+
 def _b_case_filed(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return Event(Kind.CASE_FILED, d["id"], d["source"], d["district"], d["subject"], ts,
-                 data["category"])  # fmt: skip
+    return _event(Kind.CASE_FILED, d, ts, category=canonical(data["category"]))
 
 
 def _b_case_cleared(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return Event(Kind.CASE_CLEARED, d["id"], d["source"], d["district"], d["subject"], ts,
-                 data.get("category"))  # fmt: skip
+    category = data.get("category")
+    return _event(Kind.CASE_CLEARED, d, ts, category=category and canonical(category))
 
 
 def _b_dispute_reported(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return Event(Kind.DISPUTE_REPORTED, d["id"], d["source"], d["district"], d["subject"], ts,
-                 data["category"])  # fmt: skip
+    return _event(Kind.DISPUTE_REPORTED, d, ts, category=canonical(data["category"]))
 
 
 def _plain(kind: Kind) -> _Builder:
     def build(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-        return Event(kind, d["id"], d["source"], d["district"], d["subject"], ts)
+        return _event(kind, d, ts)
 
     return build
 
@@ -392,8 +403,7 @@ def _b_patrol(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
             "the end of the patrol.",
             field="data.ended_at",
         )
-    return Event(Kind.PATROL_COMPLETED, d["id"], d["source"], d["district"], d["subject"], ts,
-                 ended=ended)  # fmt: skip
+    return _event(Kind.PATROL_COMPLETED, d, ts, ended=ended)
 
 
 def _b_hazard_found(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
@@ -404,13 +414,19 @@ def _b_hazard_found(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event
             "data.deadline is not after time: a hazard's deadline must come after it was found.",
             field="data.deadline",
         )
-    return Event(Kind.HAZARD_FOUND, d["id"], d["source"], d["district"], d["subject"], ts,
-                 data["category"], deadline, data["major"])  # fmt: skip
+    return _event(
+        Kind.HAZARD_FOUND,
+        d,
+        ts,
+        category=canonical(data["category"]),
+        deadline=deadline,
+        major=data["major"],
+    )
 
 
 def _b_hazard_verified(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
     if data["result"] == "confirmed":
-        return Event(Kind.HAZARD_VERIFIED, d["id"], d["source"], d["district"], d["subject"], ts)
+        return _event(Kind.HAZARD_VERIFIED, d, ts)
     deadline = _timestamp(data, "new_deadline", "data.new_deadline")
     if deadline <= ts:
         raise InvalidEvent(
@@ -419,8 +435,7 @@ def _b_hazard_verified(d: dict[str, Any], data: dict[str, Any], ts: float) -> Ev
             "look-back visit that set it.",
             field="data.new_deadline",
         )
-    return Event(Kind.HAZARD_VERIFIED, d["id"], d["source"], d["district"], d["subject"], ts,
-                 None, deadline, False, False)  # fmt: skip
+    return _event(Kind.HAZARD_VERIFIED, d, ts, deadline=deadline, confirmed=False)
 
 
 _BUILDERS: dict[Kind, _Builder] = {

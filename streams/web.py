@@ -17,7 +17,7 @@ from .deadletter import DeadLetter
 from .errors import QueryError
 from .ingest import IngestService, IngestTokens
 from .metrics import exposition
-from .windows import parse_period
+from .periods import parse_period
 
 if TYPE_CHECKING:
     from .app import Watchfloor

@@ -11,11 +11,14 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from streams import deadletter
+
 TZ = ZoneInfo("Asia/Shanghai")
 # A fixed epoch for counting tests: a Sunday noon in the reference city's time zone.
 EPOCH = datetime(2026, 4, 12, 12, 0, tzinfo=TZ)
 # A fixed epoch for validation and ingest tests (the validator rejects times too far ahead).
 EPOCH_UTC = datetime(2026, 6, 1, tzinfo=UTC)
+REJECTED_AT = datetime(2026, 4, 12, 9, 30, 1, 250000, tzinfo=UTC)
 
 TYPES: dict[str, str] = {
     "case_filed": "watchfloor.incident.case_filed.v1",
@@ -79,3 +82,29 @@ def case_filed(subject: str, when: datetime, district: str = "jinshui", **over: 
     )
     doc.update(over)
     return orjson.dumps(doc)
+
+
+def dead_letter(
+    *,
+    reason: str = "unknown_district",
+    topic: str = "watchfloor.patrols",
+    partition: int | str = 2,
+    offset: int | str = 1543,
+    key: bytes | None = b"jinshui",
+    value: bytes | None = b'{"id": "x"}',
+    headers: list[tuple[str, bytes | None]] | None = None,
+) -> deadletter.DeadLetter:
+    """A dead letter as a worker writes it, for tests of the format and the tools."""
+    return deadletter.build_dead_letter(
+        key=key,
+        value=value,
+        headers=headers,
+        reason=reason,
+        error=f"{reason} sentence.",
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        source_timestamp_ms=1775957400123,
+        rejected_at=REJECTED_AT,
+        worker="http://10.0.0.5:6066",
+    )

@@ -109,7 +109,7 @@ def latency_phase(
         "rate_target": rate,
         "seconds_target": seconds,
         "generated_seconds": round(generated_in, 1),
-        "produced": paced.as_dict(),
+        "produced": paced.to_dict(),
         "markers_sent": found["markers_sent"],
         "markers_seen": found["markers_seen"],
         "latency_seconds": {

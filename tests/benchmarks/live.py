@@ -53,7 +53,7 @@ class PacedResult:
     seconds: float
     max_behind_seconds: float  # worst lag of the producer behind its schedule
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.sent,
             "seconds": round(self.seconds, 3),

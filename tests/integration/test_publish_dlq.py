@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams import deadletter, kafka, publish
+from streams import deadletter, dlq, kafka, publish
 from streams.errors import BrokerError
 from streams.events import KIND_OF_TYPE
 from streams.kafka import client_kwargs
@@ -186,7 +186,7 @@ def run_dlq(
     settings: Settings, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, Any]:
     parser = argparse.ArgumentParser()
-    deadletter.register_cli(parser.add_subparsers())
+    dlq.register_cli(parser.add_subparsers())
     args = parser.parse_args(["dlq", *argv])
     code = args.func(args, settings)
     out = capsys.readouterr().out

@@ -33,6 +33,7 @@ def state(district: str) -> DistrictState:
     st.apply(Event(Kind.HAZARD_FOUND, "h", "/t", district, "h1", NOW - 7200, category="gas",
                    deadline=NOW - 3600, major=True))
     st.apply(Event(Kind.PATROL_COMPLETED, "p", "/t", district, "p1", NOW - 30, ended=NOW - 30))
+    st.tick(NOW)  # the worker's overdue timer
     return st
 
 
@@ -114,7 +115,7 @@ def test_bulk_histogram_matches_the_stock_one() -> None:
     }
 
 
-def test_ticking_at_scrape_makes_overdue_current_without_events() -> None:
+def test_a_scrape_reads_and_the_overdue_timer_moves_hazards() -> None:
     reg = CollectorRegistry()
     st = DistrictState("jinshui", TZ)
     st.apply(Event(Kind.HAZARD_FOUND, "h", "/t", "jinshui", "h1", NOW, category="gas",
@@ -124,7 +125,9 @@ def test_ticking_at_scrape_makes_overdue_current_without_events() -> None:
     key = ("watchfloor_overdue_hazards", (("district", "jinshui"),))
     assert samples(reg)[key] == 0
     now[0] = NOW + timedelta(minutes=2).total_seconds()
-    assert samples(reg)[key] == 1
+    assert samples(reg)[key] == 0, "a scrape changes nothing"
+    st.tick(now[0])
+    assert samples(reg)[key] == 1, "the timer's tick does, event or no event"
 
 
 def test_fast_render_equals_prometheus_client_text() -> None:

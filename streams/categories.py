@@ -1,0 +1,30 @@
+"""Category names as small shared integers: one registry for every district's counts."""
+
+from __future__ import annotations
+
+# Categories are few and shared by every district: each gets a small number once, and a
+# day's counts are keyed by one int per (measure, category) instead of a tuple holding a
+# string, which halves the memory of a year of daily breakdowns.
+_CATEGORY_CODES: dict[str, int] = {}
+_CATEGORY_NAMES: list[str] = []
+
+
+def canonical(category: str) -> str:
+    """The one shared copy of a category name (events each bring their own)."""
+    code = _CATEGORY_CODES.get(category)
+    if code is None:
+        code = _CATEGORY_CODES[category] = len(_CATEGORY_NAMES)
+        _CATEGORY_NAMES.append(category)
+    return _CATEGORY_NAMES[code]
+
+
+def category_key(measure: int, category: str) -> int:
+    code = _CATEGORY_CODES.get(category)
+    if code is None:
+        canonical(category)
+        code = _CATEGORY_CODES[category]
+    return code * 16 + measure
+
+
+def split_category_key(key: int) -> tuple[int, str]:
+    return key & 15, _CATEGORY_NAMES[key >> 4]

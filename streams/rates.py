@@ -1,0 +1,56 @@
+"""The rates operators are judged on: one definition each, read by the API and the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .windows import Measure
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A share of one count in another, over the same window or period."""
+
+    name: str  # in the API
+    metric: str  # stem of the ``watchfloor_rolling_<metric>`` gauge
+    numerator: Measure
+    denominator: Measure
+    definition: str  # shown with every API answer
+    help: str  # the gauge's help text
+
+    def of(self, counts: list[int]) -> float | None:
+        """The rate of a count vector; None while the denominator is 0 (never 0 or NaN)."""
+        den = counts[self.denominator]
+        return counts[self.numerator] / den if den else None
+
+
+RATES: tuple[Rate, ...] = (
+    Rate(
+        "rectification_rate",
+        "rectification_ratio",
+        Measure.HAZARDS_FOUND_RECTIFIED,
+        Measure.HAZARDS_FOUND,
+        "整改率. Of the hazards FOUND in the period, the share rectified so far (a cohort by "
+        "found time: a rectification in May of an April hazard raises April's rate). "
+        "null when no hazard was found.",
+        "Of the hazards found in the window, the share rectified so far (整改率), 0-1",
+    ),
+    Rate(
+        "clearance_rate",
+        "clearance_ratio",
+        Measure.CASES_CLEARED,
+        Measure.CASES_FILED,
+        "Cases cleared in the period / cases filed in the period (the usual crime-statistics "
+        "convention, so it can exceed 1: old cases cleared now count). null when none filed.",
+        "Cases cleared in the window / cases filed in the window; can exceed 1",
+    ),
+    Rate(
+        "dispute_resolution_rate",
+        "dispute_resolution_ratio",
+        Measure.DISPUTES_RESOLVED,
+        Measure.DISPUTES_REPORTED,
+        "化解率. Disputes resolved in the period / disputes reported in the period. "
+        "null when none reported.",
+        "Disputes resolved in the window / disputes reported in the window (化解率)",
+    ),
+)
