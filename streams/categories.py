@@ -23,8 +23,8 @@ def category_key(measure: int, category: str) -> int:
     if code is None:
         canonical(category)
         code = _CATEGORY_CODES[category]
-    return code * 16 + measure
+    return code * 32 + measure
 
 
 def split_category_key(key: int) -> tuple[int, str]:
-    return key & 15, _CATEGORY_NAMES[key >> 4]
+    return key & 31, _CATEGORY_NAMES[key >> 5]

@@ -66,8 +66,9 @@ class _Source:
 class Journal:
     """What one batch changed in one district: replaying it rebuilds the change."""
 
+    # The events that changed the state (counted, or closed a lifecycle late), in order.
     rows: list[list[Any]] = field(default_factory=list)
-    late: int = 0
+    late: int = 0  # too late and changed nothing
     dup: int = 0
 
 
@@ -208,7 +209,7 @@ class Engine:
             journal = result.journals[district] = Journal()
         outcome = st.apply(ev)
         if outcome is Outcome.COUNTED:
-            journal.rows.append(ev.to_journal())
+            journal.rows.append(ev.to_journal(outcome))
             src.times.append(ev.ts)
             result.counted[src.topic] += 1
             return
@@ -216,18 +217,28 @@ class Engine:
             journal.dup += 1
             message = (
                 f"Subject {ev.subject!r} already had this transition "
-                f"({ev.kind.name.lower()}); it is counted once."
+                f"({ev.kind.name.lower()}), or this very event (the same source and id) "
+                "was applied before; it is counted once."
             )
             result.rejections.append(
                 _reject(src.topic, src.partition, rec, "duplicate", message, district)
             )
             return
-        journal.late += 1
         message = (
             f"time {ev.time.isoformat()} is more than {self.limits.grace / 3600:g} h before "
             f"the latest {src.stream.name.lower()} event of district {district!r}; it is "
-            "counted as too late."
+            "counted as too late"
         )
+        if outcome is Outcome.LATE_CLOSED:
+            # It closed its lifecycle in the current state: the replay must see it again.
+            journal.rows.append(ev.to_journal(outcome))
+            message += (
+                " and closes its lifecycle now (open and overdue figures), without changing "
+                "the event-time windows."
+            )
+        else:
+            journal.late += 1
+            message += "."
         result.rejections.append(
             _reject(src.topic, src.partition, rec, "too_late", message, district)
         )

@@ -92,6 +92,9 @@ class Settings:
     timezone: str = ""  # empty: the reference city's timezone
     grace_seconds: float = Limits.grace
     dedup_horizon_seconds: float = Limits.dedup_horizon
+    # How long a closed case, dispute or hazard is remembered for look-back visits,
+    # reopens and retries of earlier steps (docs/design.md, "Lifecycles").
+    lifecycle_memory_days: float = Limits.lifecycle_memory / 86400
     max_future_seconds: float = MAX_FUTURE_SECONDS
     max_record_bytes: int = MAX_RECORD_BYTES
     retention_days: int = Limits.retention_days
@@ -143,6 +146,12 @@ class Settings:
                 )
         if self.grace_seconds < 0 or self.dedup_horizon_seconds < 0:
             raise SettingsError("Grace and de-duplication horizon cannot be negative.")
+        if self.lifecycle_memory_days * 86400 < self.dedup_horizon_seconds:
+            raise SettingsError(
+                f"{PREFIX}LIFECYCLE_MEMORY_DAYS ({self.lifecycle_memory_days:g}) must be at "
+                "least the de-duplication horizon: a lifecycle must outlive the retries of "
+                "its own events."
+            )
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(
                 f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}."
@@ -187,6 +196,7 @@ class Settings:
         return Limits(
             grace=self.grace_seconds,
             dedup_horizon=self.dedup_horizon_seconds,
+            lifecycle_memory=self.lifecycle_memory_days * 86400,
             retention_days=self.retention_days,
         )
 

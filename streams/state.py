@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .events import STREAM_OF_KIND, Event, Kind
+from .categories import canonical
+from .events import STREAM_OF_KIND, Event, Kind, Stream
 from .windows import (
     DAY_SECONDS,
     HOUR_SECONDS,
@@ -20,30 +22,54 @@ from .windows import (
     zeros,
 )
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 EXPIRY_EVERY = 6 * HOUR_SECONDS
+OPEN_SWEEP_EVERY = 7 * DAY_SECONDS
+_NEVER = float("-inf")
 
 
 class Outcome(IntEnum):
+    """What one event did to a district (the engine turns all but COUNTED into dead letters)."""
+
     COUNTED = 0
-    DUPLICATE = 1
-    TOO_LATE = 2
+    DUPLICATE = 1  # the same event again, or a step the lifecycle already has or has outgrown
+    TOO_LATE = 2  # past the grace and changes nothing
+    LATE_CLOSED = 3  # past the grace: closes its lifecycle now, the windows stay as they were
 
 
-# Subject flags: which transitions a subject has seen. A repeated transition is a duplicate.
+# Subject flags: which transitions a subject has seen in its current round.
 OPENED = 1  # case filed, dispute reported, hazard found
 CLOSED = 2  # case cleared, patrol completed
 MEDIATED = 4
 RESOLVED = 8
 ESCALATED = 16
 RECTIFIED = 32
-VERIFIED = 64
+VERIFIED = 64  # a look-back visit confirmed the rectification
+# The subject sits in the numerator of its opening's cohort (found/filed/reported and
+# closed since); only counted closings put it there, so a late one never moves a window.
+COHORT = 128
+# The closing that admits it to the cohort (a rectification or confirming visit, a
+# clearance, a resolution) was counted, not applied late.
+CLOSE_COUNTED = 256
 
 
 class Subject:
     """What is known of one case, dispute, hazard or patrol run."""
 
-    __slots__ = ("category", "deadline", "flags", "last", "major", "opened", "round")
+    __slots__ = (
+        "category",
+        "closed_at",
+        "community",
+        "deadline",
+        "flags",
+        "last",
+        "major",
+        "opened",
+        "pending",
+        "reopened_at",
+        "round",
+        "unit",
+    )
 
     def __init__(
         self,
@@ -54,16 +80,31 @@ class Subject:
         deadline: float | None = None,
         major: bool = False,
         round: int = 0,
+        closed_at: float | None = None,
+        reopened_at: float | None = None,
+        community: str | None = None,
+        unit: str | None = None,
+        pending: list[list[float]] | None = None,
     ) -> None:
         self.flags = flags
         self.opened = opened  # time of the opening transition, None until it arrives
-        self.last = last  # time of the latest transition
+        self.last = last  # time of the latest transition applied
         self.category = category
         self.deadline = deadline
         self.major = major
-        # Hazards: bumped when a look-back visit finds the rectification did not hold, so
-        # the next rectification counts again.
+        # Hazards: failed look-back visits so far; each starts a new round.
         self.round = round
+        # Hazards: time of the current round's rectification (or confirming visit);
+        # cases and disputes: time of the closing.
+        self.closed_at = closed_at
+        # Hazards: time of the latest failed look-back visit. A rectification from before
+        # it, or a visit from before the current rectification, is an outgrown step.
+        self.reopened_at = reopened_at
+        self.community = community
+        self.unit = unit  # the responsible unit (hazards, disputes)
+        # Steps counted before the opening told the category: [[measure, time], ...]; filed
+        # under the category when the opening arrives.
+        self.pending = pending
 
     def to_row(self, sid: str) -> list[Any]:
         return [
@@ -75,12 +116,32 @@ class Subject:
             self.deadline,
             self.major,
             self.round,
+            self.closed_at,
+            self.reopened_at,
+            self.community,
+            self.unit,
+            self.pending,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> tuple[str, Subject]:
-        sid, flags, opened, last, category, deadline, major, rnd = row
-        return sid, cls(flags, opened, last, category, deadline, major, rnd)
+        row = row + [None] * (13 - len(row))  # rows of snapshot version 1 had 8 fields
+        sid, flags, opened, last, category, deadline, major, rnd = row[:8]
+        closed_at, reopened_at, community, unit, pending = row[8:13]
+        return sid, cls(
+            flags,
+            opened,
+            last,
+            None if category is None else canonical(category),
+            deadline,
+            major,
+            rnd,
+            closed_at,
+            reopened_at,
+            None if community is None else sys.intern(community),
+            None if unit is None else sys.intern(unit),
+            pending,
+        )
 
 
 def _dispute_open(flags: int) -> bool:
@@ -88,7 +149,7 @@ def _dispute_open(flags: int) -> bool:
 
 
 def _hazard_open(flags: int) -> bool:
-    return bool(flags & OPENED) and not flags & RECTIFIED
+    return bool(flags & OPENED) and not flags & (RECTIFIED | VERIFIED)
 
 
 def _case_open(flags: int) -> bool:
@@ -102,6 +163,12 @@ def _never_open(flags: int) -> bool:
 CASES, DISPUTES, HAZARDS, PATROLS = range(4)
 _STREAM_INDEX: dict[Kind, int] = {k: int(stream) - 1 for k, stream in STREAM_OF_KIND.items()}
 _IS_OPEN: tuple[Callable[[int], bool], ...] = (_case_open, _dispute_open, _hazard_open, _never_open)
+_GROUP_STREAM: tuple[int, ...] = (
+    int(Stream.INCIDENTS) - 1,
+    int(Stream.DISPUTES) - 1,
+    int(Stream.PATROLS) - 1,
+    int(Stream.PATROLS) - 1,
+)
 _GROUP_OF_KIND: dict[Kind, int] = {
     Kind.CASE_FILED: CASES,
     Kind.CASE_CLEARED: CASES,
@@ -118,10 +185,19 @@ _GROUP_OF_KIND: dict[Kind, int] = {
 
 @dataclass(frozen=True)
 class Limits:
-    """How far back a district's state reaches; all in seconds of event time."""
+    """How far back a district's state reaches; all in seconds of event time.
+
+    Every horizon is measured against the watermark of the lifecycle's own stream, which
+    only its own topic-partition moves: what is remembered never depends on how the
+    topics' records were fetched or interleaved.
+    """
 
     grace: float = 24 * HOUR_SECONDS
+    # Event identities (source, id) and finished patrol runs: a retry comes within days.
     dedup_horizon: float = 7 * DAY_SECONDS
+    # Closed cases, disputes and hazards, for reopens, look-back visits (回头看) and
+    # retries of earlier steps: measured from the lifecycle's latest transition.
+    lifecycle_memory: float = 60 * DAY_SECONDS
     retention_days: int = 800
 
 
@@ -132,9 +208,11 @@ class DistrictState:
     expiry, so replaying the same events gives the same state. Only overdue depends on
     the wall clock, which the caller passes to :meth:`tick`.
 
-    Lateness is judged per stream (incidents, disputes, patrols): each topic is read at
-    its own pace, so a backlog of patrols must not be "late" because incidents ran
-    ahead. Expiry follows the district's overall watermark, the latest event time seen.
+    Each stream (incidents, disputes, patrols) keeps its own watermark, the latest event
+    time counted from it. Lateness, identity memory and lifecycle memory are judged
+    against the watermark of the event's own stream, whose records come from one
+    topic-partition in a fixed order; so the figures do not depend on how the three
+    topics were fetched or interleaved. The rules are in docs/design.md ("Lifecycles").
     """
 
     def __init__(self, district: str, tz: ZoneInfo, limits: Limits = Limits()) -> None:
@@ -143,9 +221,9 @@ class DistrictState:
         self.limits = limits
         self.buckets = Buckets(tz)
         self.totals = zeros()
-        self.watermark = float("-inf")
-        # Latest event time per stream (index: Stream - 1).
-        self.stream_watermarks = [float("-inf")] * 3
+        self.watermark = _NEVER  # the latest event time counted, over all streams
+        # Latest event time counted per stream (index: Stream - 1).
+        self.stream_watermarks = [_NEVER] * 3
         # "<topic>:<partition>" -> highest offset applied: the evidence that makes a
         # replay after a crash skip what this state already counts.
         self.evidence: dict[str, int] = {}
@@ -153,14 +231,18 @@ class DistrictState:
         self.disputes: dict[str, Subject] = {}
         self.hazards: dict[str, Subject] = {}
         self.patrols: dict[str, Subject] = {}
+        # Per stream, the identities of the events applied, by UTC day of their time.
+        self.identities: list[dict[int, set[int]]] = [{}, {}, {}]
         self.open_cases = 0
         self.open_disputes = 0
         self.open_hazards = 0
         self.late_total = 0
         self.duplicate_total = 0
         self.last_patrol_end: float | None = None
-        self.next_expiry = float("-inf")
-        self.next_open_sweep = float("-inf")
+        # Per stream: when its watermark next triggers a sweep of what it remembers.
+        self.next_expiry = [_NEVER] * 3
+        self.next_open_sweep = [_NEVER] * 3
+        self.next_bucket_expiry = _NEVER
         # Per group, the ids of subjects that stopped being open, by the hour of their
         # latest transition: expiry drops whole hours the horizon has passed instead of
         # scanning every subject, for one pointer per closed subject. Derived, rebuilt
@@ -176,7 +258,7 @@ class DistrictState:
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
         self._open_by_category: tuple[int, dict[str, int]] | None = None
         self._oldest_dispute: tuple[int, float | None] | None = None
-        self._handlers: dict[Kind, Callable[[Event], Subject | None]] = {
+        self._handlers: dict[Kind, Callable[[Event, bool], Outcome]] = {
             Kind.CASE_FILED: self._case_filed,
             Kind.CASE_CLEARED: self._case_cleared,
             Kind.DISPUTE_REPORTED: self._dispute_reported,
@@ -192,182 +274,304 @@ class DistrictState:
     # -- applying events -----------------------------------------------------------------
 
     def apply(self, ev: Event) -> Outcome:
-        """Count one event; say whether it counted, repeated a transition, or came too late."""
-        ts = ev.ts
+        """Apply one event; say whether it counted, repeated, came too late, or closed late.
+
+        The checks run in the order docs/design.md gives: a repeat of an event already
+        applied (same ``source`` and ``id``), then lateness, then the lifecycle's rules.
+        """
         stream = _STREAM_INDEX[ev.kind]
-        if ts < self.stream_watermarks[stream] - self.limits.grace:
-            self.late_total += 1
-            return Outcome.TOO_LATE
-        s = self._handlers[ev.kind](ev)
-        if s is None:
+        w = self.stream_watermarks[stream]
+        if ev.identity and self._seen(stream, ev.identity, w):
             self.duplicate_total += 1
             return Outcome.DUPLICATE
-        group = _GROUP_OF_KIND[ev.kind]
-        if not _IS_OPEN[group](s.flags):
-            hour = int(s.last // HOUR_SECONDS)
-            ids = self._closings[group].get(hour)
+        late = ev.ts < w - self.limits.grace
+        outcome = self._handlers[ev.kind](ev, late)
+        if outcome is Outcome.DUPLICATE:
+            self.duplicate_total += 1
+            return outcome
+        if late:
+            self.late_total += 1
+            if outcome is not Outcome.LATE_CLOSED:
+                return Outcome.TOO_LATE
+        if ev.identity:
+            day = int(ev.ts // DAY_SECONDS)
+            ids = self.identities[stream].get(day)
             if ids is None:
-                self._closings[group][hour] = [ev.subject]
-            else:
-                ids.append(ev.subject)
-        if ts > self.stream_watermarks[stream]:
-            self.stream_watermarks[stream] = ts
-            if ts > self.watermark:
-                self.watermark = ts
-                if ts >= self.next_expiry:
-                    self.expire()
+                ids = self.identities[stream][day] = set()
+            ids.add(ev.identity)
         self.version += 1
-        return Outcome.COUNTED
+        if outcome is Outcome.COUNTED and ev.ts > w:
+            self.stream_watermarks[stream] = ev.ts
+            if ev.ts >= self.next_expiry[stream]:
+                self._expire_stream(stream)
+            if ev.ts > self.watermark:
+                self.watermark = ev.ts
+                if ev.ts >= self.next_bucket_expiry:
+                    self.buckets.expire(ev.ts, self.limits.retention_days)
+                    self.next_bucket_expiry = ev.ts + EXPIRY_EVERY
+        return outcome
+
+    def _seen(self, stream: int, identity: int, w: float) -> bool:
+        first = int((w - self.limits.dedup_horizon) // DAY_SECONDS) if w > _NEVER else None
+        for day, ids in self.identities[stream].items():
+            if (first is None or day >= first) and identity in ids:
+                return True
+        return False
 
     def _count(self, measure: Measure, ts: float, category: str | None, n: int = 1) -> None:
         self.totals[measure] += n
         self.buckets.add(measure, ts, category, n)
 
-    def _case_filed(self, ev: Event) -> Subject | None:
+    def _step(self, s: Subject, measure: Measure, ts: float, category: str | None) -> None:
+        """Count a step of a lifecycle, filed under its category once the opening tells it."""
+        category = s.category or category
+        self._count(measure, ts, category)
+        if category is None and s.opened is None:
+            if s.pending is None:
+                s.pending = []
+            s.pending.append([int(measure), ts])
+
+    def _opening(self, s: Subject, measure: Measure, ts: float, category: str | None) -> None:
+        """Count an opening, and file the steps that came before it under its category."""
+        self._count(measure, ts, category)
+        if s.pending and category is not None:
+            for m, t in s.pending:
+                self.buckets.add_category(int(m), t, category, 1)
+        s.pending = None
+
+    def _join_cohort(self, s: Subject, measure: Measure) -> None:
+        """Count a lifecycle in its opening's cohort once it is both opened and closed by a
+        counted closing, whichever of the two came first."""
+        if s.flags & CLOSE_COUNTED and s.opened is not None and not s.flags & COHORT:
+            s.flags |= COHORT
+            self._count(measure, s.opened, s.category)
+
+    def _closed_now(self, group: int, sid: str, s: Subject) -> None:
+        hour = int(s.last // HOUR_SECONDS)
+        ids = self._closings[group].get(hour)
+        if ids is None:
+            self._closings[group][hour] = [sid]
+        else:
+            ids.append(sid)
+
+    # cases ----------------------------------------------------------------------------
+
+    def _case_filed(self, ev: Event, late: bool) -> Outcome:
         s = self.cases.get(ev.subject)
+        if s is not None and s.flags & OPENED:
+            return Outcome.DUPLICATE
+        if late:
+            return Outcome.TOO_LATE  # an opening past the grace changes nothing
         if s is None:
             s = self.cases[ev.subject] = Subject(OPENED, ev.ts, ev.ts, ev.category)
+            s.community = ev.community
             self.open_cases += 1
-        elif s.flags & OPENED:
-            return None
         else:  # cleared before it was filed: counted, never open
             s.flags |= OPENED
             s.opened = ev.ts
             s.category = ev.category
-        self._count(Measure.CASES_FILED, ev.ts, ev.category)
-        return s
+            s.community = s.community or ev.community
+            s.last = max(s.last, ev.ts)
+        self._opening(s, Measure.CASES_FILED, ev.ts, ev.category)
+        self._join_cohort(s, Measure.CASES_FILED_CLEARED)
+        return Outcome.COUNTED
 
-    def _case_cleared(self, ev: Event) -> Subject | None:
+    def _case_cleared(self, ev: Event, late: bool) -> Outcome:
         s = self.cases.get(ev.subject)
+        if s is not None and s.flags & CLOSED:
+            return Outcome.DUPLICATE
         if s is None:
-            s = self.cases[ev.subject] = Subject(CLOSED, None, ev.ts, ev.category)
-        elif s.flags & CLOSED:
-            return None
-        else:
-            s.flags |= CLOSED
-            s.last = ev.ts
-            if s.flags & OPENED:
-                self.open_cases -= 1
-        self._count(Measure.CASES_CLEARED, ev.ts, ev.category or s.category)
-        return s
+            s = self.cases[ev.subject] = Subject(0, None, ev.ts, ev.category)
+        was_open = _case_open(s.flags)
+        s.flags |= CLOSED
+        s.last = max(s.last, ev.ts)
+        s.closed_at = ev.ts
+        if was_open:
+            self.open_cases -= 1
+        self._closed_now(CASES, ev.subject, s)
+        if late:
+            return Outcome.LATE_CLOSED
+        s.flags |= CLOSE_COUNTED
+        self._step(s, Measure.CASES_CLEARED, ev.ts, ev.category)
+        self._join_cohort(s, Measure.CASES_FILED_CLEARED)
+        return Outcome.COUNTED
 
-    def _dispute_transition(self, ev: Event, flag: int, measure: Measure) -> Subject | None:
+    # disputes -------------------------------------------------------------------------
+
+    def _dispute_reported(self, ev: Event, late: bool) -> Outcome:
         s = self.disputes.get(ev.subject)
+        if s is not None and s.flags & OPENED:
+            return Outcome.DUPLICATE
+        if late:
+            return Outcome.TOO_LATE
         if s is None:
-            s = self.disputes[ev.subject] = Subject(0, None, ev.ts, ev.category)
-        elif s.flags & flag:
-            return None
+            s = self.disputes[ev.subject] = Subject(0, None, ev.ts)
+        s.flags |= OPENED
+        s.opened = ev.ts
+        s.category = ev.category
+        s.community = ev.community
+        s.unit = ev.unit
+        s.last = max(s.last, ev.ts)
+        if _dispute_open(s.flags):
+            self.open_disputes += 1
+        self._opening(s, Measure.DISPUTES_REPORTED, ev.ts, ev.category)
+        self._join_cohort(s, Measure.DISPUTES_REPORTED_RESOLVED)
+        return Outcome.COUNTED
+
+    def _dispute_step(self, ev: Event, late: bool, flag: int, measure: Measure) -> Outcome:
+        s = self.disputes.get(ev.subject)
+        if s is not None and s.flags & flag:
+            return Outcome.DUPLICATE
+        closing = flag in (RESOLVED, ESCALATED)
+        if late and not closing:
+            return Outcome.TOO_LATE
+        if s is None:
+            s = self.disputes[ev.subject] = Subject(0, None, ev.ts)
         was_open = _dispute_open(s.flags)
         s.flags |= flag
         s.last = max(s.last, ev.ts)
-        if flag == OPENED:
-            s.opened = ev.ts
-            s.category = ev.category
-        self.open_disputes += int(_dispute_open(s.flags)) - int(was_open)
-        self._count(measure, ev.ts, s.category)
-        return s
+        if ev.unit is not None and flag == MEDIATED:
+            s.unit = ev.unit
+        if was_open and not _dispute_open(s.flags):
+            self.open_disputes -= 1
+        if closing and not _dispute_open(s.flags):
+            self._closed_now(DISPUTES, ev.subject, s)
+        if flag == RESOLVED:
+            s.closed_at = ev.ts
+        if late:
+            return Outcome.LATE_CLOSED
+        self._step(s, measure, ev.ts, None)
+        if flag == RESOLVED:
+            s.flags |= CLOSE_COUNTED
+            self._join_cohort(s, Measure.DISPUTES_REPORTED_RESOLVED)
+        return Outcome.COUNTED
 
-    def _dispute_reported(self, ev: Event) -> Subject | None:
-        return self._dispute_transition(ev, OPENED, Measure.DISPUTES_REPORTED)
+    def _dispute_mediated(self, ev: Event, late: bool) -> Outcome:
+        return self._dispute_step(ev, late, MEDIATED, Measure.DISPUTES_MEDIATED)
 
-    def _dispute_mediated(self, ev: Event) -> Subject | None:
-        return self._dispute_transition(ev, MEDIATED, Measure.DISPUTES_MEDIATED)
+    def _dispute_resolved(self, ev: Event, late: bool) -> Outcome:
+        return self._dispute_step(ev, late, RESOLVED, Measure.DISPUTES_RESOLVED)
 
-    def _dispute_resolved(self, ev: Event) -> Subject | None:
-        return self._dispute_transition(ev, RESOLVED, Measure.DISPUTES_RESOLVED)
+    def _dispute_escalated(self, ev: Event, late: bool) -> Outcome:
+        return self._dispute_step(ev, late, ESCALATED, Measure.DISPUTES_ESCALATED)
 
-    def _dispute_escalated(self, ev: Event) -> Subject | None:
-        return self._dispute_transition(ev, ESCALATED, Measure.DISPUTES_ESCALATED)
+    # patrols --------------------------------------------------------------------------
 
-    def _patrol_completed(self, ev: Event) -> Subject | None:
+    def _patrol_completed(self, ev: Event, late: bool) -> Outcome:
         if ev.subject in self.patrols:
-            return None
+            return Outcome.DUPLICATE
+        if late:
+            return Outcome.TOO_LATE
         s = self.patrols[ev.subject] = Subject(CLOSED, ev.ts, ev.ts)
+        self._closed_now(PATROLS, ev.subject, s)
         end = ev.ended if ev.ended is not None else ev.ts
         if self.last_patrol_end is None or end > self.last_patrol_end:
             self.last_patrol_end = end
         self._count(Measure.PATROLS_COMPLETED, ev.ts, None)
-        return s
+        return Outcome.COUNTED
 
-    def _hazard_found(self, ev: Event) -> Subject | None:
-        s = self.hazards.get(ev.subject)
-        if s is None:
-            s = self.hazards[ev.subject] = Subject(
-                OPENED, ev.ts, ev.ts, ev.category, ev.deadline, ev.major
-            )
-            self.open_hazards += 1
-            self._schedule(ev.subject, s)
-        elif s.flags & OPENED:
-            return None
-        else:  # rectified (or verified) before it was found
-            s.flags |= OPENED
-            s.opened = ev.ts
-            s.category = ev.category
-            s.major = ev.major
-            if s.deadline is None:
-                s.deadline = ev.deadline
-            if _hazard_open(s.flags):
-                self.open_hazards += 1
-                self._schedule(ev.subject, s)
-        self._count(Measure.HAZARDS_FOUND, ev.ts, ev.category)
-        if s.flags & RECTIFIED:
-            self._count(Measure.HAZARDS_FOUND_RECTIFIED, ev.ts, ev.category)
-        return s
+    # hazards --------------------------------------------------------------------------
 
-    def _hazard_rectified(self, ev: Event) -> Subject | None:
+    def _hazard_found(self, ev: Event, late: bool) -> Outcome:
         s = self.hazards.get(ev.subject)
+        if s is not None and s.flags & OPENED:
+            return Outcome.DUPLICATE
+        if late:
+            return Outcome.TOO_LATE
         if s is None:
-            s = self.hazards[ev.subject] = Subject(RECTIFIED, None, ev.ts)
-            self._count(Measure.HAZARDS_RECTIFIED, ev.ts, None)
-            return s
-        if s.flags & RECTIFIED:
-            return None
-        was_open = _hazard_open(s.flags)
-        s.flags |= RECTIFIED
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+        s.flags |= OPENED
+        s.opened = ev.ts
+        s.category = ev.category
+        s.major = ev.major
+        s.community = ev.community
+        s.unit = ev.unit
         s.last = max(s.last, ev.ts)
-        self._count(Measure.HAZARDS_RECTIFIED, ev.ts, s.category)
-        if s.opened is not None:
-            self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category)
-        if was_open:
-            self.open_hazards -= 1
-            self._unmark_overdue(ev.subject, s)
-        return s
-
-    def _hazard_verified(self, ev: Event) -> Subject | None:
-        s = self.hazards.get(ev.subject)
-        if ev.confirmed:
-            if s is None:
-                s = self.hazards[ev.subject] = Subject(VERIFIED, None, ev.ts)
-            elif s.flags & VERIFIED:
-                return None
-            s.flags |= VERIFIED
-            s.last = max(s.last, ev.ts)
-            self._count(Measure.HAZARDS_VERIFIED, ev.ts, s.category)
-            return s
-        # The look-back visit found the rectification did not hold: the hazard reopens
-        # with its new deadline and leaves the cohort of rectified hazards.
-        if s is None:
-            s = self.hazards[ev.subject] = Subject(0, None, ev.ts, None, ev.deadline)
-            return s
-        if not s.flags & RECTIFIED:
-            if s.deadline == ev.deadline:
-                return None
+        if s.deadline is None:  # a failed look-back visit that came first set a newer one
             s.deadline = ev.deadline
-            s.last = max(s.last, ev.ts)
-            if _hazard_open(s.flags):
-                self._unmark_overdue(ev.subject, s)
-                self._schedule(ev.subject, s)
-            return s
-        s.flags &= ~(RECTIFIED | VERIFIED)
-        s.round += 1
-        s.deadline = ev.deadline
-        s.last = max(s.last, ev.ts)
-        if s.opened is not None:
-            self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category, -1)
         if _hazard_open(s.flags):
             self.open_hazards += 1
             self._schedule(ev.subject, s)
-        return s
+        self._opening(s, Measure.HAZARDS_FOUND, ev.ts, ev.category)
+        self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
+        return Outcome.COUNTED
+
+    def _close_hazard(self, sid: str, s: Subject, flag: int, ts: float, late: bool) -> None:
+        """The current round is rectified (or confirmed): out of the open and overdue sets."""
+        was_open = _hazard_open(s.flags)
+        s.flags |= flag
+        s.last = max(s.last, ts)
+        if was_open:
+            self.open_hazards -= 1
+            self._unmark_overdue(sid, s)
+        s.closed_at = ts
+        self._closed_now(HAZARDS, sid, s)
+        if not late:
+            s.flags |= CLOSE_COUNTED
+            self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
+
+    def _hazard_rectified(self, ev: Event, late: bool) -> Outcome:
+        s = self.hazards.get(ev.subject)
+        if s is None:
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+        elif s.flags & RECTIFIED:
+            return Outcome.DUPLICATE
+        elif s.reopened_at is not None and ev.ts <= s.reopened_at:
+            return Outcome.DUPLICATE  # outgrown: a later look-back judged it failed
+        if s.flags & VERIFIED:  # a confirming visit closed it already
+            s.flags |= RECTIFIED
+            s.last = max(s.last, ev.ts)
+        else:
+            self._close_hazard(ev.subject, s, RECTIFIED, ev.ts, late)
+        if late:
+            return Outcome.LATE_CLOSED
+        self._step(s, Measure.HAZARDS_RECTIFIED, ev.ts, None)
+        return Outcome.COUNTED
+
+    def _hazard_verified(self, ev: Event, late: bool) -> Outcome:
+        s = self.hazards.get(ev.subject)
+        if ev.confirmed:
+            if s is None:
+                s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+            elif s.flags & VERIFIED:
+                return Outcome.DUPLICATE
+            elif s.reopened_at is not None and ev.ts <= s.reopened_at:
+                return Outcome.DUPLICATE  # outgrown: confirms a round a later visit failed
+            if s.flags & RECTIFIED:
+                s.flags |= VERIFIED
+                s.last = max(s.last, ev.ts)
+            else:
+                self._close_hazard(ev.subject, s, VERIFIED, ev.ts, late)
+            if late:
+                return Outcome.LATE_CLOSED
+            self._step(s, Measure.HAZARDS_VERIFIED, ev.ts, None)
+            return Outcome.COUNTED
+        # A failed look-back visit: an opening of sorts, so past the grace it changes nothing.
+        if s is not None:
+            if s.reopened_at is not None and ev.ts <= s.reopened_at:
+                return Outcome.DUPLICATE  # this visit, or an earlier one, is already in
+            if s.closed_at is not None and s.flags & (RECTIFIED | VERIFIED) and ev.ts < s.closed_at:
+                return Outcome.DUPLICATE  # outgrown: it judged an earlier rectification
+        if late:
+            return Outcome.TOO_LATE
+        if s is None:
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+        was_closed = bool(s.flags & (RECTIFIED | VERIFIED))
+        if s.flags & COHORT and s.opened is not None:
+            self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category, -1)
+        s.flags &= ~(RECTIFIED | VERIFIED | COHORT | CLOSE_COUNTED)
+        s.round += 1
+        s.reopened_at = ev.ts
+        s.closed_at = None
+        s.last = max(s.last, ev.ts)
+        self._unmark_overdue(ev.subject, s)
+        s.deadline = ev.deadline
+        if _hazard_open(s.flags):
+            if was_closed:
+                self.open_hazards += 1
+            self._schedule(ev.subject, s)
+        self._step(s, Measure.HAZARDS_LOOKBACK_FAILED, ev.ts, None)
+        return Outcome.COUNTED
 
     # -- overdue ------------------------------------------------------------------------
 
@@ -405,16 +609,25 @@ class DistrictState:
 
     # -- expiry -------------------------------------------------------------------------
 
-    def expire(self) -> None:
-        """Forget what the watermark has left behind; runs every few hours of event time."""
-        w = self.watermark
+    def _expire_stream(self, stream: int) -> None:
+        """Forget what the stream's watermark has left behind; every few hours of its time.
+
+        Only this stream's own watermark decides, so what is forgotten (and so whether a
+        late step finds its lifecycle) never depends on how fast other topics were read.
+        """
+        w = self.stream_watermarks[stream]
         lim = self.limits
-        self.buckets.expire(w, lim.retention_days)
-        # Closed (and never-opened, out-of-order) subjects are kept for the
-        # de-duplication horizon.
-        cutoff = int((w - lim.dedup_horizon) // HOUR_SECONDS)
-        for group, by_hour in enumerate(self._closings):
-            subjects = self._groups[group]
+        ids = self.identities[stream]
+        first_day = int((w - lim.dedup_horizon) // DAY_SECONDS)
+        for day in [d for d in ids if d < first_day]:
+            del ids[day]
+        dropped_open = False
+        for group, subjects in enumerate(self._groups):
+            if _GROUP_STREAM[group] != stream:
+                continue
+            memory = lim.dedup_horizon if group == PATROLS else lim.lifecycle_memory
+            cutoff = int((w - memory) // HOUR_SECONDS)
+            by_hour = self._closings[group]
             is_open = _IS_OPEN[group]
             for hour in [h for h in by_hour if h < cutoff]:
                 for sid in by_hour.pop(hour):
@@ -426,23 +639,20 @@ class DistrictState:
                         and not is_open(s.flags)
                     ):
                         del subjects[sid]
-        # Open ones are kept for the whole retention; a full sweep once a day suffices.
-        if w >= self.next_open_sweep:
+            # Open ones (and steps whose opening never came) are kept for the retention;
+            # checking that once a week of stream time is plenty.
+            if w < self.next_open_sweep[stream]:
+                continue
             open_before = w - lim.retention_days * DAY_SECONDS
-            dropped = False
-            for group, subjects in enumerate(self._groups):
-                is_open = _IS_OPEN[group]
-                old = [
-                    sid for sid, s in subjects.items() if is_open(s.flags) and s.last < open_before
-                ]
-                for sid in old:
-                    s = subjects.pop(sid)
-                    dropped = True
+            old = [sid for sid, s in subjects.items() if s.last < open_before]
+            for sid in old:
+                s = subjects.pop(sid)
+                if is_open(s.flags):
+                    dropped_open = True
                     if group == HAZARDS:
                         self._unmark_overdue(sid, s)
-            if dropped:
-                self._recount_open()
-            self.next_open_sweep = w + DAY_SECONDS
+        if dropped_open:
+            self._recount_open()
         # Rectified hazards leave their deadline entries behind until the deadline comes;
         # when those outnumber the open hazards, rebuild the heap from the open ones.
         if len(self._due) > 2 * self.open_hazards + 1024:
@@ -452,9 +662,9 @@ class DistrictState:
                 if _hazard_open(s.flags) and s.deadline is not None
             ]
             heapq.heapify(self._due)
-        # Every few hours of event time is plenty: the finer resolutions keep a little
-        # longer, and a sparse district does not pay for a sweep with every event.
-        self.next_expiry = w + EXPIRY_EVERY
+        self.next_expiry[stream] = w + EXPIRY_EVERY
+        if w >= self.next_open_sweep[stream]:
+            self.next_open_sweep[stream] = w + OPEN_SWEEP_EVERY
 
     def _recount_open(self) -> None:
         self.open_cases = sum(1 for s in self.cases.values() if _case_open(s.flags))
@@ -543,38 +753,35 @@ class DistrictState:
             "district": self.district,
             "buckets": self.buckets.to_snapshot(),
             "totals": self.totals,
-            "watermark": None if self.watermark == float("-inf") else self.watermark,
-            "stream_watermarks": [
-                None if w == float("-inf") else w for w in self.stream_watermarks
-            ],
+            "watermark": _finite(self.watermark),
+            "stream_watermarks": [_finite(w) for w in self.stream_watermarks],
             "evidence": self.evidence,
             "cases": [s.to_row(k) for k, s in self.cases.items()],
             "disputes": [s.to_row(k) for k, s in self.disputes.items()],
             "hazards": [s.to_row(k) for k, s in self.hazards.items()],
             "patrols": [s.to_row(k) for k, s in self.patrols.items()],
+            "ids": [[[day, sorted(ids)] for day, ids in per.items()] for per in self.identities],
             "late": self.late_total,
             "dup": self.duplicate_total,
             "last_patrol_end": self.last_patrol_end,
-            "next_expiry": None if self.next_expiry == float("-inf") else self.next_expiry,
-            "next_open_sweep": (
-                None if self.next_open_sweep == float("-inf") else self.next_open_sweep
-            ),
+            "next_expiry": [_finite(t) for t in self.next_expiry],
+            "next_open_sweep": [_finite(t) for t in self.next_open_sweep],
+            "next_bucket_expiry": _finite(self.next_bucket_expiry),
         }
 
     @classmethod
     def from_snapshot(
         cls, snap: dict[str, Any], tz: ZoneInfo, limits: Limits = Limits()
     ) -> DistrictState:
-        if snap.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"Unknown state snapshot version {snap.get('v')!r}.")
+        version = snap.get("v")
+        if version not in (1, SNAPSHOT_VERSION):
+            raise ValueError(f"Unknown state snapshot version {version!r}.")
         st = cls(snap["district"], tz, limits)
         st.buckets = Buckets.from_snapshot(tz, snap["buckets"])
         totals = list(snap["totals"])
         st.totals = totals + [0] * (N_MEASURES - len(totals))
-        st.watermark = float("-inf") if snap["watermark"] is None else snap["watermark"]
-        st.stream_watermarks = [
-            float("-inf") if w is None else w for w in snap["stream_watermarks"]
-        ]
+        st.watermark = _infinite(snap["watermark"])
+        st.stream_watermarks = [_infinite(w) for w in snap["stream_watermarks"]]
         st.evidence = dict(snap["evidence"])
         st.cases = dict(Subject.from_row(r) for r in snap["cases"])
         st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])
@@ -583,8 +790,19 @@ class DistrictState:
         st.late_total = snap["late"]
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
-        st.next_expiry = float("-inf") if snap["next_expiry"] is None else snap["next_expiry"]
-        st.next_open_sweep = snap.get("next_open_sweep") or float("-inf")
+        if version == SNAPSHOT_VERSION:
+            st.identities = [{day: set(ids) for day, ids in per} for per in snap["ids"]]
+            st.next_expiry = [_infinite(t) for t in snap["next_expiry"]]
+            st.next_open_sweep = [_infinite(t) for t in snap["next_open_sweep"]]
+            st.next_bucket_expiry = _infinite(snap["next_bucket_expiry"])
         st._groups = (st.cases, st.disputes, st.hazards, st.patrols)
         st._rebuild_derived()
         return st
+
+
+def _finite(x: float) -> float | None:
+    return None if x == _NEVER else x
+
+
+def _infinite(x: float | None) -> float:
+    return _NEVER if x is None else x

@@ -32,7 +32,7 @@ from .engine import Journal
 from .events import Event
 from .partitioning import KEY_SEPARATOR as SEP
 from .partitioning import district_of_key
-from .state import DistrictState, Limits, Outcome
+from .state import DistrictState, Limits
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,8 @@ class StateStore:
                 )
                 break
             for row in j["a"]:
-                if st.apply(Event.from_journal(d, row)) is not Outcome.COUNTED:
+                ev, outcome = Event.from_journal(d, row)
+                if st.apply(ev) != outcome:
                     raise ValueError(f"journal {j['q']} does not replay cleanly")
             st.late_total += j["l"]
             st.duplicate_total += j["u"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ import orjson
 from .categories import canonical
 from .clock import Clock
 from .errors import InvalidEvent, ReferenceDataError
-from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event, Kind, Stream
+from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event, Kind, Stream, event_identity
 from .reference import Reference
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -359,26 +360,52 @@ def _event(kind: Kind, d: dict[str, Any], ts: float, **fields: Any) -> Event:
         district=d["district"],
         subject=d["subject"],
         ts=ts,
+        identity=event_identity(d["source"], d["id"]),
         **fields,
     )
 
 
+def _code(data: dict[str, Any], key: str) -> str | None:
+    """An optional code of ``data``, as one shared string (lifecycles keep it)."""
+    value = data.get(key)
+    return None if value is None else sys.intern(value)
+
+
 def _b_case_filed(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return _event(Kind.CASE_FILED, d, ts, category=canonical(data["category"]))
+    return _event(
+        Kind.CASE_FILED,
+        d,
+        ts,
+        category=canonical(data["category"]),
+        community=_code(data, "community"),
+    )
 
 
 def _b_case_cleared(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
     category = data.get("category")
-    return _event(Kind.CASE_CLEARED, d, ts, category=category and canonical(category))
+    return _event(
+        Kind.CASE_CLEARED,
+        d,
+        ts,
+        category=category and canonical(category),
+        community=_code(data, "community"),
+    )
 
 
 def _b_dispute_reported(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return _event(Kind.DISPUTE_REPORTED, d, ts, category=canonical(data["category"]))
+    return _event(
+        Kind.DISPUTE_REPORTED,
+        d,
+        ts,
+        category=canonical(data["category"]),
+        community=_code(data, "community"),
+        unit=_code(data, "responsible_unit"),
+    )
 
 
 def _plain(kind: Kind) -> _Builder:
     def build(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-        return _event(kind, d, ts)
+        return _event(kind, d, ts, unit=_code(data, "responsible_unit"))
 
     return build
 
@@ -421,6 +448,8 @@ def _b_hazard_found(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event
         category=canonical(data["category"]),
         deadline=deadline,
         major=data["major"],
+        community=_code(data, "community"),
+        unit=_code(data, "responsible_unit"),
     )
 
 

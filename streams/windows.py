@@ -37,11 +37,17 @@ class Measure(IntEnum):
     HAZARDS_FOUND_RECTIFIED = 8
     HAZARDS_VERIFIED = 9
     PATROLS_COMPLETED = 10
+    # Cohort numerators, counted at the OPENING's time once the lifecycle is closed: of
+    # the cases filed (disputes reported) then, how many are cleared (resolved) since.
+    CASES_FILED_CLEARED = 11
+    DISPUTES_REPORTED_RESOLVED = 12
+    # Look-back visits (回头看) that found a hazard not rectified.
+    HAZARDS_LOOKBACK_FAILED = 13
 
 
 MEASURES = tuple(Measure)
 N_MEASURES = len(MEASURES)
-assert N_MEASURES <= 16, "category_key packs the measure into four bits"
+assert N_MEASURES <= 32, "category_key packs the measure into five bits"
 
 # Rolling windows: label -> length. Shorter than a day: slots; otherwise hours.
 WINDOWS: dict[str, int] = {
@@ -147,6 +153,16 @@ class Buckets:
                     cats = self.categories[day] = {}
                 ckey = category_key(measure, category)
                 cats[ckey] = cats.get(ckey, 0) + n
+
+    def add_category(self, measure: int, ts: float, category: str, n: int = 1) -> None:
+        """File ``n`` counts already in the totals under ``category`` (day resolution)."""
+        if ts >= self.day_cut:
+            day = local_day(ts, self.tz)
+            cats = self.categories.get(day)
+            if cats is None:
+                cats = self.categories[day] = {}
+            ckey = category_key(measure, category)
+            cats[ckey] = cats.get(ckey, 0) + n
 
     def expire(self, watermark: float, retention_days: int) -> None:
         """Drop what is older than each resolution keeps; ``watermark`` is event time."""

@@ -45,7 +45,7 @@ def test_counts_and_journals(engine: Engine) -> None:
     assert st.totals[0] == 5
     assert st.evidence == {f"inc:{p}": 4}
     journal = res.journals["jinshui"]
-    assert [Event.from_journal("jinshui", r).subject for r in journal.rows] == [
+    assert [Event.from_journal("jinshui", r)[0].subject for r in journal.rows] == [
         f"c{i}" for i in range(5)
     ]
 
@@ -102,7 +102,7 @@ def test_invalid_records_keep_their_bytes_and_coordinates(engine: Engine) -> Non
 def test_an_engine_fault_dead_letters_the_record_and_carries_on(engine: Engine) -> None:
     p = part("jinshui")
 
-    def broken(ev: Event) -> None:
+    def broken(ev: Event, late: bool) -> None:
         raise RuntimeError("boom")
 
     st = engine.new_state("jinshui")

@@ -53,8 +53,8 @@ def run_batches(store: StateStore, states: dict[str, DistrictState], evs: list[E
             st.evidence["t:0"] = offset0 + start + i
             j = journals.setdefault(ev.district, Journal())
             outcome = st.apply(ev)
-            if outcome is Outcome.COUNTED:
-                j.rows.append(ev.to_journal())
+            if outcome in (Outcome.COUNTED, Outcome.LATE_CLOSED):
+                j.rows.append(ev.to_journal(outcome))
             elif outcome is Outcome.DUPLICATE:
                 j.dup += 1
             else:

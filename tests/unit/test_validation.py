@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -596,6 +597,12 @@ def expected_event(doc: dict[str, Any]) -> Event:
         major=data.get("major", False) if kind is Kind.HAZARD_FOUND else False,
         confirmed=data.get("result", "confirmed") == "confirmed",
         ended=when(data.get("ended_at")) if kind is Kind.PATROL_COMPLETED else None,
+        identity=int.from_bytes(
+            hashlib.blake2b(f"{doc['source']}\x00{doc['id']}".encode(), digest_size=8).digest(),
+            "big",
+        ),
+        community=data.get("community"),
+        unit=data.get("responsible_unit"),
     )
 
 
