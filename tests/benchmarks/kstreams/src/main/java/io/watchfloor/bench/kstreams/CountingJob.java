@@ -31,7 +31,6 @@ import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
-import org.apache.kafka.streams.TopologyConfig;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Named;
@@ -201,12 +200,8 @@ public final class CountingJob {
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
         props.put(
                 StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
-        // The topology has no global stores; this only silences Kafka 4.x's warning that the
-        // setting's default will change in 5.0 (the builder gets the same config for that).
-        props.put("processing.exception.handler.global.enabled", "true");
 
-        StreamsBuilder builder =
-                new StreamsBuilder(new TopologyConfig(new StreamsConfig(props)));
+        StreamsBuilder builder = new StreamsBuilder();
         List<String> stores = new ArrayList<>();
         for (Map.Entry<String, String> e : topics.entrySet()) {
             String role = e.getKey();
