@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks for Watchfloor's demo and tests:
-# Java 17 and Maven (the local Kafka broker), Prometheus and promtool (alert rules,
+# Java 17 and Maven (the local Kafka broker), a Java compiler (tests: the benchmark's
+# Kafka Streams peer is built from source), Prometheus and promtool (alert rules,
 # end-to-end alert tests). Uses apt-get when root (or sudo without a password);
 # otherwise says what to install. Idempotent and quick when everything is there.
 #   deploy/local/setup.sh demo   Java + Maven (Prometheus if it can)
-#   deploy/local/setup.sh test   Java + Maven + Prometheus (all required)
+#   deploy/local/setup.sh test   JDK + Maven + Prometheus (all required)
 set -euo pipefail
 purpose="${1:-test}"
 
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+# tests/benchmarks/kstreams (run by the tiny benchmark test) is compiled with Maven.
+if [ "$purpose" = test ] && ! command -v javac >/dev/null 2>&1; then
+    need+=(openjdk-17-jdk-headless)
+fi
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
     need+=(prometheus)
 fi

@@ -1,4 +1,4 @@
-"""``python -m tests.benchmarks.bench``: Watchfloor beside a raw consumer, a Faust agent, Quix.
+"""``python -m tests.benchmarks.bench``: Watchfloor beside raw aiokafka, Faust, Quix, Kafka Streams.
 
 Against a running broker it preloads N simulator events for a synthetic city of
 1,000 districts (cached between runs while the topics last), then measures on that
@@ -7,6 +7,8 @@ same data, each in its own process and each at least twice:
 - ``limit``: a raw aiokafka consumer that reads and decodes every record;
 - ``naive``: the textbook Faust agent running the counting job of ``job.py``;
 - ``peer``: the same job with Quix Streams;
+- ``kstreams``: the same job as a Kafka Streams application (Java, built with Maven on
+  first use: ``kstreams_run.py``);
 - ``watchfloor``: the real worker, until every event is counted and committed;
 
 then, on the last worker (holding every district): ``/metrics`` scrape times, restart
@@ -32,6 +34,7 @@ from typing import Any
 
 from streams.settings import PROJECT_ROOT, Settings
 
+from . import kstreams_run
 from .dataset import ROLES, Dataset, DatasetSpec, Truth, delete_topics, preload
 from .job import split_count_key
 from .proc import Child, load_avg, parse_tp_key, tp_key
@@ -51,7 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m tests.benchmarks.bench",
         description="Watchfloor throughput, latency, recovery and scrape figures, side by side "
-        "with a raw consumer, a naive Faust agent and Quix Streams.",
+        "with a raw consumer, a naive Faust agent, Quix Streams and Kafka Streams.",
     )
     p.add_argument(
         "--bootstrap",
@@ -78,7 +81,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=60.0,
         help="time box of the naive agent (checked on the prefix it read)",
     )
-    p.add_argument("--max-seconds", type=float, default=900.0, help="time box of limit and peer")
+    p.add_argument(
+        "--max-seconds", type=float, default=900.0, help="time box of limit, peer and kstreams"
+    )
     p.add_argument("--rate", type=float, default=20_000.0, help="latency phase: events/s")
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument(
@@ -171,7 +176,7 @@ def machine() -> dict[str, Any]:
 def child_spec(
     ds: Dataset, impl: str, label: str, work: Path, max_seconds: float
 ) -> dict[str, Any]:
-    return {
+    spec: dict[str, Any] = {
         "bootstrap": ds.bootstrap,
         "topics": {ROLES[s]: t for s, t in ds.topics.items()},
         "partitions": ds.spec.partitions,
@@ -182,6 +187,9 @@ def child_spec(
         "state_dir": str(work / f"{impl}-{label}-state"),
         "max_seconds": max_seconds,
     }
+    if impl == "kstreams":
+        spec["job"] = kstreams_run.job_spec()  # the Java job reads job.py's rules from its spec
+    return spec
 
 
 def evaluate(ds: Dataset, impl: str, raw: dict[str, Any], spawned_at: float) -> dict[str, Any]:
@@ -204,6 +212,14 @@ def evaluate(ds: Dataset, impl: str, raw: dict[str, Any], spawned_at: float) -> 
                 f"{len(wrong)} (district, type) counts differ, e.g. "
                 + ", ".join(f"{k}: {got.get(k, 0)} vs truth {want.get(k, 0)}" for k in wrong[:3])
             )
+    if impl == "kstreams":
+        # Each (source, id) seen is written once to a seen-* store, and so logged once.
+        logged = sum(n for t, n in raw["changelog_records"].items() if "-seen-" in t)
+        if logged != sum(truth.job.values()):
+            problems.append(
+                f"its seen-* changelogs hold {logged} records for {sum(truth.job.values())} "
+                "events counted"
+            )
     if raw.get("complete") is False and impl != "naive":
         problems.append("did not read every record within its time box")
     seconds = max(raw["last_at"] - raw["first_at"], 1e-6)
@@ -221,12 +237,15 @@ def evaluate(ds: Dataset, impl: str, raw: dict[str, Any], spawned_at: float) -> 
         "problems": problems,
         "truth_counted": sum(truth.job.values()) if impl != "limit" else truth.decodable,
     }
+    if impl == "kstreams":
+        out["kstreams"] = {k: raw[k] for k in kstreams_run.RESULT_EXTRAS if k in raw}
     return out
 
 
 def run_child_impl(
     ds: Dataset, impl: str, label: str, work: Path, max_seconds: float
 ) -> dict[str, Any]:
+    command = kstreams_run.command() if impl == "kstreams" else None
     load_before = load_avg()
     spawned_at = time.time()
     child = Child(
@@ -234,6 +253,7 @@ def run_child_impl(
         child_spec(ds, impl, label, work, max_seconds),
         work,
         f"{impl}-{label}",
+        command=command,
     )
     raw = child.result(timeout=max_seconds + 180)
     shutil.rmtree(work / f"{impl}-{label}-state", ignore_errors=True)
@@ -262,7 +282,7 @@ def summarize(report: dict[str, Any]) -> None:
             wf = summary["watchfloor"][key].get("best")
             report[name] = {
                 impl: round(wf / summary[impl][key]["best"], 3)
-                for impl in ("limit", "naive", "peer")
+                for impl in ("limit", "naive", "peer", "kstreams")
                 if impl in summary and wf and summary[impl][key].get("best")
             }
     report["targets"] = targets(report)
@@ -305,6 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "watchfloor": {},
         "profiles": {},
     }
+    if "kstreams" in args.parts:
+        # Built before anything is measured (and only when its sources changed).
+        try:
+            report["kstreams_build_seconds"] = kstreams_run.build(log=log)
+        except kstreams_run.BuildError as exc:
+            log(f"kstreams: {exc} (leave it out with --parts)")
+            return 2
     ds = asyncio.run(preload(spec, args.bootstrap, work, fresh=args.fresh, log=log))
     truth = ds.truth()
     report["dataset"] = {

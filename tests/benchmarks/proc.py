@@ -1,8 +1,9 @@
 """Process plumbing for the benchmark: child runs, /proc sampling, load, and the child protocol.
 
 Each implementation runs in a child process of its own (``python -m
-tests.benchmarks.<impl> SPEC RESULT``): the spec and the result are JSON files, so
-the parent never shares an interpreter, a heap or an event loop with what it measures.
+tests.benchmarks.<impl> SPEC RESULT``, or ``java ... CountingJob SPEC RESULT`` for the
+Kafka Streams peer): the spec and the result are JSON files, so the parent never shares
+an interpreter, a heap or an event loop with what it measures.
 """
 
 from __future__ import annotations
@@ -129,7 +130,11 @@ class ChildFailed(RuntimeError):
 
 
 class Child:
-    """``python -m module SPEC RESULT`` running in its own session, its log kept in ``work``."""
+    """``python -m module SPEC RESULT`` running in its own session, its log kept in ``work``.
+
+    With ``command``, that command runs instead of ``python -m module`` (the Kafka
+    Streams peer is a ``java`` command); it takes the same two files.
+    """
 
     def __init__(
         self,
@@ -138,6 +143,7 @@ class Child:
         work: Path,
         label: str,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.label = label
@@ -148,7 +154,11 @@ class Child:
         self.spec_path.write_text(json.dumps(spec))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, str(self.spec_path), str(self.result_path)],
+                [
+                    *(command or [sys.executable, "-m", module]),
+                    str(self.spec_path),
+                    str(self.result_path),
+                ],
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},
                 stdout=log,

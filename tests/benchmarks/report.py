@@ -59,11 +59,12 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-IMPLS = ("limit", "naive", "peer", "watchfloor")
+IMPLS = ("limit", "naive", "peer", "kstreams", "watchfloor")
 TITLES = {
     "limit": "limit (raw aiokafka + orjson)",
     "naive": "naive (Faust agent, tables)",
     "peer": "peer (Quix Streams 3.x)",
+    "kstreams": "kstreams (Kafka Streams, Java)",
     "watchfloor": "watchfloor worker",
 }
 

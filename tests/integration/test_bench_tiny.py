@@ -1,7 +1,7 @@
 """The benchmark of issue #7 at a tiny size against the session broker, so that it cannot rot.
 
-It runs every part once (limit, naive, peer, the real worker, scrapes, restarts and a
-short latency phase) on 2,000 simulator records for 20 districts and asserts that
+It runs every part once (limit, naive, peer, kstreams, the real worker, scrapes, restarts
+and a short latency phase) on 2,000 simulator records for 20 districts and asserts that
 each part completes and counts exactly; speed is not asserted.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks import kstreams_run
 from tests.conftest import need
 
 EVENTS = 2000
@@ -26,6 +27,9 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
         importlib.util.find_spec("quixstreams") is not None,
         "quixstreams is not installed (pip install -e '.[bench]')",
     )
+    # The Kafka Streams peer is built with Maven and runs on Java 17 (the broker's needs).
+    missing = kstreams_run.missing_tools()
+    need(missing is None, str(missing))
     from tests.benchmarks import bench
 
     out = tmp_path / "bench.json"
@@ -56,15 +60,19 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
     # All four kinds of record are in the data, so every check below has something to do.
     assert all(intents[k] > 0 for k in ("valid", "duplicate", "late", "malformed")), intents
 
-    for impl in ("limit", "naive", "peer", "watchfloor"):
+    for impl in ("limit", "naive", "peer", "kstreams", "watchfloor"):
         (run,) = report["runs"][impl]
         assert run["complete"], f"{impl} did not read everything"
         assert run["events"] == EVENTS, impl
         assert run["exact"], f"{impl}: {run.get('problems') or run.get('figures')}"
         assert run["events_per_second"] > 0
     # The job counts valid and late records (it has no lateness) and nothing else.
-    for impl in ("naive", "peer"):
+    for impl in ("naive", "peer", "kstreams"):
         assert report["runs"][impl][0]["truth_counted"] == intents["valid"] + intents["late"]
+    # Kafka Streams kept its state in changelogged stores (their records are checked in
+    # bench.evaluate: the seen-* changelogs hold one record per event counted).
+    logged = report["runs"]["kstreams"][0]["kstreams"]["changelog_records"]
+    assert len(logged) == 6 and all(n > 0 for n in logged.values()), logged
     assert report["runs"]["limit"][0]["truth_counted"] < EVENTS  # undecodable ones exist
 
     wf = report["watchfloor"]
