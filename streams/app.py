@@ -236,6 +236,7 @@ class Watchfloor:
             if self.engine.partition_of(district_of_key(k)) in partitions
         ]
         self.engine.states = self.store.load(keys)
+        self.engine.own(partitions)
         self.engine.tick()
         now = time.monotonic()
         started = self._recovery_started if self._recovery_started is not None else t0

@@ -248,6 +248,13 @@ class Engine:
         now = self.clock.time()
         return sum(st.tick(now) for st in self.states.values())
 
+    def own(self, partitions: set[int]) -> None:
+        """Hold a state for every reference district of ``partitions``, events or none, so
+        that a district with nothing to report is listed with zeros, not left out."""
+        for district in self.reference.districts:
+            if district not in self.states and self.partition_of(district) in partitions:
+                self.states[district] = self.new_state(district)
+
     def keep_partitions(self, partitions: set[int]) -> list[str]:
         """Forget the districts of partitions this worker no longer owns; return them."""
         gone = [d for d in self.states if self.partition_of(d) not in partitions]

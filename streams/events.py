@@ -28,6 +28,7 @@ class Kind(IntEnum):
     HAZARD_FOUND = 8
     HAZARD_RECTIFIED = 9
     HAZARD_VERIFIED = 10
+    ACCIDENT_REPORTED = 11
 
 
 TYPE_OF_KIND: dict[Kind, str] = {
@@ -41,6 +42,7 @@ TYPE_OF_KIND: dict[Kind, str] = {
     Kind.HAZARD_FOUND: "watchfloor.hazard.found.v1",
     Kind.HAZARD_RECTIFIED: "watchfloor.hazard.rectified.v1",
     Kind.HAZARD_VERIFIED: "watchfloor.hazard.verified.v1",
+    Kind.ACCIDENT_REPORTED: "watchfloor.incident.accident_reported.v1",
 }
 KIND_OF_TYPE: dict[str, Kind] = {t: k for k, t in TYPE_OF_KIND.items()}
 
@@ -64,6 +66,7 @@ STREAM_OF_KIND: dict[Kind, Stream] = {
     Kind.HAZARD_FOUND: Stream.PATROLS,
     Kind.HAZARD_RECTIFIED: Stream.PATROLS,
     Kind.HAZARD_VERIFIED: Stream.PATROLS,
+    Kind.ACCIDENT_REPORTED: Stream.INCIDENTS,
 }
 
 # Rejection reasons: a bounded set, used as metric labels and dead-letter headers.
@@ -126,6 +129,8 @@ class Event:
     community: str | None = None
     # The responsible unit (hazards found, disputes reported or mediated).
     unit: str | None = None
+    # Work-safety accidents: (deaths, serious injuries, direct loss in yuan).
+    figures: tuple[int, int, int] | None = None
 
     @property
     def time(self) -> datetime:
@@ -146,6 +151,7 @@ class Event:
             self.community,
             self.unit,
             outcome,
+            self.figures,
         ]
 
     @classmethod
@@ -155,6 +161,7 @@ class Event:
             row = [*row, 0, None, None, 0]
         kind, subject, ts, category, deadline, major, confirmed, ended = row[:8]
         identity, community, unit, outcome = row[8:12]
+        figures = tuple(row[12]) if len(row) > 12 and row[12] is not None else None
         return cls(
             kind=Kind(kind),
             id="",
@@ -170,4 +177,5 @@ class Event:
             identity=identity,
             community=None if community is None else sys.intern(community),
             unit=None if unit is None else sys.intern(unit),
+            figures=figures,
         ), outcome

@@ -259,7 +259,7 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "open_cases": ("Cases filed and not yet cleared", ("district",)),
     "open_disputes": ("Disputes reported and neither resolved nor escalated", ("district",)),
     "oldest_open_dispute_age_seconds": (
-        "Age of the oldest open dispute (0 when none is open)",
+        "Age of the oldest open dispute (absent while none is open)",
         ("district",),
     ),
     "open_hazards": ("Hazards found and not rectified", ("district",)),
@@ -371,9 +371,8 @@ class DistrictCollector(Collector):
             oldest = st.oldest_open_dispute()
             g["open_cases"].samples.append((dk, st.open_cases))
             g["open_disputes"].samples.append((dk, st.open_disputes))
-            g["oldest_open_dispute_age_seconds"].samples.append(
-                (dk, max(0.0, now - oldest) if oldest is not None else 0.0)
-            )
+            if oldest is not None:  # absent while none is open, as null in the API
+                g["oldest_open_dispute_age_seconds"].samples.append((dk, max(0.0, now - oldest)))
             g["open_hazards"].samples.append((dk, st.open_hazards))
             g["overdue_hazards"].samples.append((dk, len(st.overdue)))
             g["overdue_major_hazards"].samples.append((dk, st.overdue_major))
@@ -438,10 +437,11 @@ def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> byt
 
 def series_per_district() -> dict[str, Any]:
     """How many series one district adds (documented in docs/metrics.md)."""
-    always = len(EXPORTED) * len(WINDOWS) + len(HELP) - 1 + 6 + 2
+    always = len(EXPORTED) * len(WINDOWS) + len(HELP) - 1 + 5 + 2
     return {
         "always": always,
         "ratios_at_most": len(RATES) * len(WINDOWS),
         "last_patrol": 1,
+        "oldest_open_dispute": 1,
         "by_category": "one per category with open or overdue hazards",
     }

@@ -38,19 +38,20 @@ RATES: tuple[Rate, ...] = (
     Rate(
         "clearance_rate",
         "clearance_ratio",
-        Measure.CASES_CLEARED,
+        Measure.CASES_FILED_CLEARED,
         Measure.CASES_FILED,
-        "Cases cleared in the period / cases filed in the period (the usual crime-statistics "
-        "convention, so it can exceed 1: old cases cleared now count). null when none filed.",
-        "Cases cleared in the window / cases filed in the window; can exceed 1",
+        "结案率. Of the cases FILED in the period, the share cleared so far (a cohort by "
+        "filing time, never above 1; cases cleared in the period are the flow "
+        "cases_cleared). null when none was filed.",
+        "Of the cases filed in the window, the share cleared so far (结案率), 0-1",
     ),
     Rate(
         "dispute_resolution_rate",
         "dispute_resolution_ratio",
-        Measure.DISPUTES_RESOLVED,
+        Measure.DISPUTES_REPORTED_RESOLVED,
         Measure.DISPUTES_REPORTED,
-        "化解率. Disputes resolved in the period / disputes reported in the period. "
-        "null when none reported.",
-        "Disputes resolved in the window / disputes reported in the window (化解率)",
+        "化解率. Of the disputes REPORTED in the period, the share resolved so far (a cohort "
+        "by report time; escalated ones are not resolved). null when none was reported.",
+        "Of the disputes reported in the window, the share resolved so far (化解率), 0-1",
     ),
 )

@@ -10,6 +10,9 @@ import orjson
 
 from .errors import ReferenceDataError
 
+# The kinds of category the reference data and the schemas define, one list each.
+CATEGORY_GROUPS = ("incident", "dispute", "hazard", "accident")
+
 
 @dataclass(frozen=True)
 class District:
@@ -22,7 +25,7 @@ class District:
 
 @dataclass(frozen=True)
 class Reference:
-    """Districts and categories; ``categories[kind]`` for kind in incident, dispute, hazard."""
+    """Districts and categories; ``categories[kind]`` for each kind of CATEGORY_GROUPS."""
 
     city_code: str
     city_name: str
@@ -67,7 +70,7 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
         raise ReferenceDataError(f"{city_path} lists no districts.")
     categories = {
         kind: tuple(c["code"] for c in cats.get(kind, []))
-        for kind in ("incident", "dispute", "hazard")
+        for kind in CATEGORY_GROUPS
     }
     return Reference(
         city_code=city["city"].get("code", ""),

@@ -80,6 +80,7 @@ SUFFIX_OF_KIND: dict[Kind, str] = {
     Kind.HAZARD_FOUND: "found",
     Kind.HAZARD_RECTIFIED: "rectified",
     Kind.HAZARD_VERIFIED: "verified",
+    Kind.ACCIDENT_REPORTED: "report",
 }
 SCHEMA_OF_KIND: dict[Kind, str] = {
     k: "https://watchfloor.dev/schemas/" + t.removeprefix("watchfloor.") + ".json"

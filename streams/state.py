@@ -61,6 +61,7 @@ class Subject:
         "closed_at",
         "community",
         "deadline",
+        "figures",
         "flags",
         "last",
         "major",
@@ -85,6 +86,7 @@ class Subject:
         community: str | None = None,
         unit: str | None = None,
         pending: list[list[float]] | None = None,
+        figures: list[int] | None = None,
     ) -> None:
         self.flags = flags
         self.opened = opened  # time of the opening transition, None until it arrives
@@ -105,6 +107,8 @@ class Subject:
         # Steps counted before the opening told the category: [[measure, time], ...]; filed
         # under the category when the opening arrives.
         self.pending = pending
+        # Accidents: [deaths, serious injuries, direct loss in yuan] of the latest report.
+        self.figures = figures
 
     def to_row(self, sid: str) -> list[Any]:
         return [
@@ -121,13 +125,14 @@ class Subject:
             self.community,
             self.unit,
             self.pending,
+            self.figures,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> tuple[str, Subject]:
-        row = row + [None] * (13 - len(row))  # rows of snapshot version 1 had 8 fields
+        row = row + [None] * (14 - len(row))  # rows of snapshot version 1 had 8 fields
         sid, flags, opened, last, category, deadline, major, rnd = row[:8]
-        closed_at, reopened_at, community, unit, pending = row[8:13]
+        closed_at, reopened_at, community, unit, pending, figures = row[8:14]
         return sid, cls(
             flags,
             opened,
@@ -141,6 +146,7 @@ class Subject:
             None if community is None else sys.intern(community),
             None if unit is None else sys.intern(unit),
             pending,
+            figures,
         )
 
 
@@ -160,27 +166,22 @@ def _never_open(flags: int) -> bool:
     return False
 
 
-CASES, DISPUTES, HAZARDS, PATROLS = range(4)
+CASES, DISPUTES, HAZARDS, PATROLS, ACCIDENTS = range(5)
 _STREAM_INDEX: dict[Kind, int] = {k: int(stream) - 1 for k, stream in STREAM_OF_KIND.items()}
-_IS_OPEN: tuple[Callable[[int], bool], ...] = (_case_open, _dispute_open, _hazard_open, _never_open)
+_IS_OPEN: tuple[Callable[[int], bool], ...] = (
+    _case_open,
+    _dispute_open,
+    _hazard_open,
+    _never_open,
+    _never_open,
+)
 _GROUP_STREAM: tuple[int, ...] = (
     int(Stream.INCIDENTS) - 1,
     int(Stream.DISPUTES) - 1,
     int(Stream.PATROLS) - 1,
     int(Stream.PATROLS) - 1,
+    int(Stream.INCIDENTS) - 1,
 )
-_GROUP_OF_KIND: dict[Kind, int] = {
-    Kind.CASE_FILED: CASES,
-    Kind.CASE_CLEARED: CASES,
-    Kind.DISPUTE_REPORTED: DISPUTES,
-    Kind.DISPUTE_MEDIATION_STARTED: DISPUTES,
-    Kind.DISPUTE_RESOLVED: DISPUTES,
-    Kind.DISPUTE_ESCALATED: DISPUTES,
-    Kind.PATROL_COMPLETED: PATROLS,
-    Kind.HAZARD_FOUND: HAZARDS,
-    Kind.HAZARD_RECTIFIED: HAZARDS,
-    Kind.HAZARD_VERIFIED: HAZARDS,
-}
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class DistrictState:
         self.disputes: dict[str, Subject] = {}
         self.hazards: dict[str, Subject] = {}
         self.patrols: dict[str, Subject] = {}
+        self.accidents: dict[str, Subject] = {}
         # Per stream, the identities of the events applied, by UTC day of their time.
         self.identities: list[dict[int, set[int]]] = [{}, {}, {}]
         self.open_cases = 0
@@ -247,8 +249,8 @@ class DistrictState:
         # latest transition: expiry drops whole hours the horizon has passed instead of
         # scanning every subject, for one pointer per closed subject. Derived, rebuilt
         # on load from the subjects themselves, so live and rebuilt states expire alike.
-        self._closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {})
-        self._groups = (self.cases, self.disputes, self.hazards, self.patrols)
+        self._closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
+        self._groups = (self.cases, self.disputes, self.hazards, self.patrols, self.accidents)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
         self._due: list[tuple[float, int, str]] = []
@@ -269,6 +271,7 @@ class DistrictState:
             Kind.HAZARD_FOUND: self._hazard_found,
             Kind.HAZARD_RECTIFIED: self._hazard_rectified,
             Kind.HAZARD_VERIFIED: self._hazard_verified,
+            Kind.ACCIDENT_REPORTED: self._accident_reported,
         }
 
     # -- applying events -----------------------------------------------------------------
@@ -469,6 +472,45 @@ class DistrictState:
             self.last_patrol_end = end
         self._count(Measure.PATROLS_COMPLETED, ev.ts, None)
         return Outcome.COUNTED
+
+    # accidents ------------------------------------------------------------------------
+
+    def _accident_reported(self, ev: Event, late: bool) -> Outcome:
+        s = self.accidents.get(ev.subject)
+        new = list(ev.figures or (0, 0, 0))
+        if s is not None and s.opened is not None and s.opened <= ev.ts <= s.last:
+            return Outcome.DUPLICATE  # this report, or one it is older than, stands already
+        if late:
+            return Outcome.TOO_LATE
+        if s is None:
+            s = self.accidents[ev.subject] = Subject(CLOSED, ev.ts, ev.ts, ev.category)
+            s.community = ev.community
+            s.figures = new
+            self._accident_counts(s, s.opened, 1)  # type: ignore[arg-type]
+            self._closed_now(ACCIDENTS, ev.subject, s)
+            return Outcome.COUNTED
+        assert s.opened is not None and s.figures is not None
+        if ev.ts < s.opened:
+            # An earlier report came late: the accident happened then; the latest stands.
+            self._accident_counts(s, s.opened, -1)
+            s.opened = ev.ts
+            self._accident_counts(s, s.opened, 1)
+            return Outcome.COUNTED
+        # A revision: the figures move by the difference, on the accident's own time.
+        self._accident_counts(s, s.opened, -1, accident=False)
+        s.figures = new
+        s.last = ev.ts
+        self._accident_counts(s, s.opened, 1, accident=False)
+        self._closed_now(ACCIDENTS, ev.subject, s)
+        return Outcome.COUNTED
+
+    def _accident_counts(self, s: Subject, ts: float, sign: int, accident: bool = True) -> None:
+        deaths, injuries, loss = s.figures or (0, 0, 0)
+        if accident:
+            self._count(Measure.ACCIDENTS, ts, s.category, sign)
+        self._count(Measure.ACCIDENT_DEATHS, ts, s.category, sign * deaths)
+        self._count(Measure.ACCIDENT_SERIOUS_INJURIES, ts, s.category, sign * injuries)
+        self._count(Measure.ACCIDENT_DIRECT_LOSS_YUAN, ts, s.category, sign * loss)
 
     # hazards --------------------------------------------------------------------------
 
@@ -677,7 +719,7 @@ class DistrictState:
         for sid, s in self.hazards.items():
             if _hazard_open(s.flags):
                 self._schedule(sid, s)
-        self._closings = ({}, {}, {}, {})
+        self._closings = ({}, {}, {}, {}, {})
         for group, subjects in enumerate(self._groups):
             by_hour = self._closings[group]
             is_open = _IS_OPEN[group]
@@ -742,7 +784,7 @@ class DistrictState:
         return out
 
     def subject_count(self) -> int:
-        return len(self.cases) + len(self.disputes) + len(self.hazards) + len(self.patrols)
+        return sum(len(group) for group in self._groups)
 
     # -- snapshots ----------------------------------------------------------------------
 
@@ -760,6 +802,7 @@ class DistrictState:
             "disputes": [s.to_row(k) for k, s in self.disputes.items()],
             "hazards": [s.to_row(k) for k, s in self.hazards.items()],
             "patrols": [s.to_row(k) for k, s in self.patrols.items()],
+            "accidents": [s.to_row(k) for k, s in self.accidents.items()],
             "ids": [[[day, sorted(ids)] for day, ids in per.items()] for per in self.identities],
             "late": self.late_total,
             "dup": self.duplicate_total,
@@ -787,6 +830,7 @@ class DistrictState:
         st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])
         st.hazards = dict(Subject.from_row(r) for r in snap["hazards"])
         st.patrols = dict(Subject.from_row(r) for r in snap["patrols"])
+        st.accidents = dict(Subject.from_row(r) for r in snap.get("accidents", ()))
         st.late_total = snap["late"]
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
@@ -795,7 +839,7 @@ class DistrictState:
             st.next_expiry = [_infinite(t) for t in snap["next_expiry"]]
             st.next_open_sweep = [_infinite(t) for t in snap["next_open_sweep"]]
             st.next_bucket_expiry = _infinite(snap["next_bucket_expiry"])
-        st._groups = (st.cases, st.disputes, st.hazards, st.patrols)
+        st._groups = (st.cases, st.disputes, st.hazards, st.patrols, st.accidents)
         st._rebuild_derived()
         return st
 

@@ -18,7 +18,7 @@ from .categories import canonical
 from .clock import Clock
 from .errors import InvalidEvent, ReferenceDataError
 from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event, Kind, Stream, event_identity
-from .reference import Reference
+from .reference import CATEGORY_GROUPS, Reference
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_BASE_URL = "https://watchfloor.dev/schemas/"
@@ -467,6 +467,17 @@ def _b_hazard_verified(d: dict[str, Any], data: dict[str, Any], ts: float) -> Ev
     return _event(Kind.HAZARD_VERIFIED, d, ts, deadline=deadline, confirmed=False)
 
 
+def _b_accident(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
+    return _event(
+        Kind.ACCIDENT_REPORTED,
+        d,
+        ts,
+        category=canonical(data["category"]),
+        community=_code(data, "community"),
+        figures=(data["deaths"], data["serious_injuries"], data["direct_loss_yuan"]),
+    )
+
+
 _BUILDERS: dict[Kind, _Builder] = {
     Kind.CASE_FILED: _b_case_filed,
     Kind.CASE_CLEARED: _b_case_cleared,
@@ -478,6 +489,7 @@ _BUILDERS: dict[Kind, _Builder] = {
     Kind.HAZARD_FOUND: _b_hazard_found,
     Kind.HAZARD_RECTIFIED: _plain(Kind.HAZARD_RECTIFIED),
     Kind.HAZARD_VERIFIED: _b_hazard_verified,
+    Kind.ACCIDENT_REPORTED: _b_accident,
 }
 
 
@@ -543,7 +555,7 @@ class EventValidator:
         # The schemas fix the category codes; a reference file that disagrees would make
         # the dashboards list categories no event can carry, or drop ones they do.
         defs = self.files.documents[SCHEMA_BASE_URL + COMMON_SCHEMA].get("$defs", {})
-        for group in ("incident", "dispute", "hazard"):
+        for group in CATEGORY_GROUPS:
             in_schema = list(defs.get(f"{group}_category", {}).get("enum", []))
             in_reference = list(self.reference.categories.get(group, ()))
             if sorted(in_schema) != sorted(in_reference):

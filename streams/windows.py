@@ -43,6 +43,12 @@ class Measure(IntEnum):
     DISPUTES_REPORTED_RESOLVED = 12
     # Look-back visits (回头看) that found a hazard not rectified.
     HAZARDS_LOOKBACK_FAILED = 13
+    # Work-safety accidents and the other three of the four indicators (四项指标), at the
+    # accident's own time; a revision of an accident moves them by the difference.
+    ACCIDENTS = 14
+    ACCIDENT_DEATHS = 15
+    ACCIDENT_SERIOUS_INJURIES = 16
+    ACCIDENT_DIRECT_LOSS_YUAN = 17
 
 
 MEASURES = tuple(Measure)

@@ -388,3 +388,47 @@ def test_lifecycle_memory_is_measured_on_the_lifecycles_own_stream() -> None:
     # Forgotten, a later step starts a new lifecycle.
     assert st.apply(fail("h", T + 30 * D)) is C
     assert st.open_hazards == 0 and st.hazards["h"].opened is None
+
+
+# -- work-safety accidents ----------------------------------------------------------------
+
+
+def accident(s: str, t: float, deaths: int, injuries: int, loss: int) -> Event:
+    return ev(Kind.ACCIDENT_REPORTED, s, t, category="construction",
+              figures=(deaths, injuries, loss))
+
+
+def indicators(st: DistrictState, at: float) -> list[int]:
+    return [cohort(st, m, at) for m in (M.ACCIDENTS, M.ACCIDENT_DEATHS,
+                                         M.ACCIDENT_SERIOUS_INJURIES,
+                                         M.ACCIDENT_DIRECT_LOSS_YUAN)]
+
+
+def test_accident_unknown_counts_the_four_indicators(st: DistrictState) -> None:
+    assert st.apply(accident("a", T, 1, 2, 1_850_000)) is C
+    assert indicators(st, T) == [1, 1, 2, 1_850_000]
+    assert st.buckets.by_category(T - D, T + D)[M.ACCIDENT_DEATHS] == {"construction": 1}
+
+
+def test_a_revision_moves_the_figures_on_the_accidents_own_time(st: DistrictState) -> None:
+    run(st, accident("a", T, 1, 2, 1_850_000))
+    assert st.apply(accident("a", T + 2 * D, 2, 1, 2_300_000)) is C
+    assert indicators(st, T) == [1, 2, 1, 2_300_000]
+    assert indicators(st, T + 2 * D) == [0, 0, 0, 0]
+    assert total(st, M.ACCIDENTS) == 1 and total(st, M.ACCIDENT_DEATHS) == 2
+
+
+def test_an_earlier_report_arriving_later_moves_the_accident(st: DistrictState) -> None:
+    run(st, accident("a", T + 3 * H, 2, 1, 500))
+    assert st.apply(accident("a", T, 1, 1, 100)) is C
+    hour = [st.counts(T, T + H)[m] for m in (M.ACCIDENTS, M.ACCIDENT_DEATHS)]
+    later = [st.counts(T + 3 * H, T + 4 * H)[m] for m in (M.ACCIDENTS, M.ACCIDENT_DEATHS)]
+    assert (hour, later) == ([1, 2], [0, 0]), "the latest report stands, at the first time"
+    assert st.accidents["a"].opened == T
+
+
+def test_a_report_within_the_reports_times_is_a_duplicate(st: DistrictState) -> None:
+    run(st, accident("a", T, 1, 0, 0), accident("a", T + 2 * D, 2, 0, 0))
+    assert st.apply(accident("a", T + D, 5, 5, 5)) is DUP
+    assert st.apply(accident("a", T + 2 * D, 7, 7, 7)) is DUP
+    assert indicators(st, T) == [1, 2, 0, 0]

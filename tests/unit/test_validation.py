@@ -591,7 +591,8 @@ def expected_event(doc: dict[str, Any]) -> Event:
         subject=doc["subject"],
         ts=ts(doc["time"]),
         category=data.get("category")
-        if kind in {Kind.CASE_FILED, Kind.CASE_CLEARED, Kind.DISPUTE_REPORTED, Kind.HAZARD_FOUND}
+        if kind in {Kind.CASE_FILED, Kind.CASE_CLEARED, Kind.DISPUTE_REPORTED, Kind.HAZARD_FOUND,
+                    Kind.ACCIDENT_REPORTED}
         else None,
         deadline=deadline,
         major=data.get("major", False) if kind is Kind.HAZARD_FOUND else False,
@@ -603,6 +604,9 @@ def expected_event(doc: dict[str, Any]) -> Event:
         ),
         community=data.get("community"),
         unit=data.get("responsible_unit"),
+        figures=(data["deaths"], data["serious_injuries"], data["direct_loss_yuan"])
+        if kind is Kind.ACCIDENT_REPORTED
+        else None,
     )
 
 
@@ -797,6 +801,13 @@ def valid_events(draw: st.DrawFn, reference: Reference) -> dict[str, Any]:
         }
     elif kind in {Kind.DISPUTE_MEDIATION_STARTED}:
         data = {"responsible_unit": draw(code)}
+    elif kind is Kind.ACCIDENT_REPORTED:
+        data = {
+            "category": draw(st.sampled_from(reference.categories["accident"])),
+            "deaths": draw(st.integers(0, 100000)),
+            "serious_injuries": draw(st.integers(0, 100000)),
+            "direct_loss_yuan": draw(st.integers(0, 10**12)),
+        }
     elif kind is Kind.DISPUTE_ESCALATED:
         data = {"escalated_to": draw(code)}
     elif kind is Kind.PATROL_COMPLETED:
