@@ -1,6 +1,6 @@
 """The benchmark's data: simulator records preloaded into topics, and the truth of every offset.
 
-The records come from the simulator (``streams.simulation.generate_events``) for a
+The records come from the simulator (``streams.simulator.generator.generate_events``) for a
 synthetic city: a week of all ten event types in ``districts`` districts, with a few %
 duplicate, late and malformed records. One process produces them in generation order,
 so the n-th record of a partition is at offset n; the truth is kept per offset, which
@@ -31,8 +31,11 @@ from typing import Any
 from streams.events import TYPE_OF_KIND, Kind, Stream
 from streams.kafka import client_kwargs, district_partition
 from streams.settings import Settings
-from streams.simulation import MALFORMED_REASONS, Intent, SimConfig, SimRecord, generate_events
-from streams.simulator import ensure_topics, load_city, produce_records, write_reference
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city, write_reference
+from streams.simulator.generator import generate_events
+from streams.simulator.produce import ensure_topics, produce_records
+from streams.simulator.records import MALFORMED_REASONS, Intent, SimRecord
 
 # Malformed reasons the counting job rejects on its own (envelope faults).
 JOB_REASONS: tuple[str, ...] = (

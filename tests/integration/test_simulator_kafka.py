@@ -13,15 +13,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.events import Kind, Stream
 from streams.kafka import client_kwargs, district_partition
 from streams.settings import PROJECT_ROOT, Settings
-from streams.simulation import STREAM_NAMES, SimConfig, describe_value, generate_events
-from streams.simulator import (
-    Pacer,
-    load_city,
-    produce_records,
-    read_records,
-    run_demo_stream,
-    scenario_file,
-)
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city, read_records, scenario_file
+from streams.simulator.generator import generate_events
+from streams.simulator.lines import describe_value
+from streams.simulator.live import run_demo_stream
+from streams.simulator.produce import Pacer, produce_records
+from streams.simulator.records import STREAM_NAMES
 
 pytestmark = pytest.mark.broker
 
@@ -211,8 +209,8 @@ def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
 def test_workers_share_the_districts_and_deliver_everything(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    from streams.simulation import shard
-    from streams.simulator import produce_in_workers
+    from streams.simulator.produce import produce_in_workers
+    from streams.simulator.shard import shard
 
     settings = settings_for(kafka_bootstrap, unique)
     city = load_city(CITY_FILE)
