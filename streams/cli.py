@@ -18,7 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.worker",
     "streams.demo",
     "streams.localbroker",
-    "streams.simulator",
+    "streams.simulator.cli",
     "streams.publish",
     "streams.dlq",
     "streams.ingest",

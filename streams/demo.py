@@ -128,7 +128,7 @@ Watchfloor demo is running. Look at:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from .simulator import run_demo_stream
+    from .simulator.live import run_demo_stream
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
 """The benchmark's data: simulator records preloaded into topics, and the truth of every offset.
 
-The records come from the simulator (``streams.simulation.generate_events``) for a
+The records come from the simulator (``streams.simulator.generator.generate_events``) for a
 synthetic city: a week of all ten event types in ``districts`` districts, with a few %
 duplicate, late and malformed records. One process produces them in generation order,
 so the n-th record of a partition is at offset n; the truth is kept per offset, which
@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from streams.events import TYPE_OF_KIND, Kind, Stream
-from streams.kafka import client_kwargs
+from streams.kafka import client_kwargs, create_topics
 from streams.partitioning import district_partition
 from streams.settings import Settings
-from streams.simulation import MALFORMED_REASONS, Intent, SimConfig, SimRecord, generate_events
-from streams.simulator import ensure_topics, load_city, produce_records, write_reference
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city, write_reference
+from streams.simulator.generator import generate_events
+from streams.simulator.produce import produce_records
+from streams.simulator.records import MALFORMED_REASONS, Intent, SimRecord
 
 # Malformed reasons the counting job rejects on its own (envelope faults).
 JOB_REASONS: tuple[str, ...] = (
@@ -386,7 +389,7 @@ async def preload(
             break
         await asyncio.sleep(0.2)
     settings = ds.settings()
-    await ensure_topics(settings, [*topics, settings.topic_deadletter])
+    await create_topics(settings, [*topics, settings.topic_deadletter])
     # Whole minutes, so the times look like a device's; the week ends now.
     end = datetime.fromtimestamp(int(time.time() // 60 * 60), UTC)
     recorder = TruthRecorder(codes, ds.topics, spec.partitions)

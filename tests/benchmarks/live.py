@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.simulation import SimConfig, SimRecord, generate_events
-from streams.simulator import RecordProducer, load_city
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city
+from streams.simulator.generator import generate_events
+from streams.simulator.produce import RecordProducer
+from streams.simulator.records import SimRecord
 
 from .dataset import JOB_REASONS, Dataset, Truth, truth_of_records
 

@@ -27,8 +27,10 @@ from pathlib import Path
 import orjson
 
 from streams.settings import Settings
-from streams.simulation import SimConfig, generate_events
-from streams.simulator import load_city, produce_in_workers, produce_records, write_reference
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city, write_reference
+from streams.simulator.generator import generate_events
+from streams.simulator.produce import produce_in_workers, produce_records
 
 
 def main() -> int:

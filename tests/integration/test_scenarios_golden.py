@@ -19,15 +19,10 @@ import pytest
 
 from streams.events import Stream
 from streams.settings import Settings
-from streams.simulation import SimRecord, retime_record
-from streams.simulator import (
-    Pacer,
-    ProduceSummary,
-    load_expected,
-    produce_records,
-    read_records,
-    scenario_file,
-)
+from streams.simulator.files import load_expected, read_records, scenario_file
+from streams.simulator.produce import Pacer, ProduceSummary, produce_records
+from streams.simulator.records import SimRecord
+from streams.simulator.retime import retime_record
 
 from .harness import Cluster, WorkerProcess, sample, wait_for
 

@@ -10,19 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.events import Kind, Stream
+from streams.events import Kind
 from streams.kafka import client_kwargs
 from streams.partitioning import district_partition
 from streams.settings import PROJECT_ROOT, Settings
-from streams.simulation import STREAM_NAMES, SimConfig, describe_value, generate_events
-from streams.simulator import (
-    Pacer,
-    load_city,
-    produce_records,
-    read_records,
-    run_demo_stream,
-    scenario_file,
-)
+from streams.simulator.config import SimConfig
+from streams.simulator.files import load_city, read_records, scenario_file
+from streams.simulator.generator import generate_events
+from streams.simulator.lines import describe_value
+from streams.simulator.live import run_demo_stream
+from streams.simulator.produce import Pacer, produce_records
+from streams.simulator.records import STREAM_NAMES
 
 pytestmark = pytest.mark.broker
 
@@ -38,14 +36,6 @@ def settings_for(bootstrap: str, unique: str, partitions: int = 4) -> Settings:
         topic_patrols=f"sim-{unique}.patrols",
         partitions=partitions,
     )
-
-
-def topic_of(settings: Settings, stream: Stream) -> str:
-    return {
-        Stream.INCIDENTS: settings.topic_incidents,
-        Stream.DISPUTES: settings.topic_disputes,
-        Stream.PATROLS: settings.topic_patrols,
-    }[stream]
 
 
 async def consume_all(settings: Settings, expected: int, timeout: float = 60.0) -> list[object]:
@@ -98,13 +88,13 @@ def test_delivers_exactly_what_the_generator_yields(kafka_bootstrap: str, unique
     summary = asyncio.run(produce_records(records, settings))
     assert summary.failed == 0
     per_stream = Counter(r.stream for r in records)
-    assert summary.topics == {topic_of(settings, s): n for s, n in per_stream.items()}
+    assert summary.topics == {settings.topic_of(s): n for s, n in per_stream.items()}
     assert summary.tally.by_stream == {STREAM_NAMES[s]: n for s, n in per_stream.items()}
 
     got = asyncio.run(consume_all(settings, len(records)))
     assert len(got) == len(records)
     # The same (topic, key, value) multiset, record for record.
-    sent = Counter((topic_of(settings, r.stream), r.key, r.value) for r in records)
+    sent = Counter((settings.topic_of(r.stream), r.key, r.value) for r in records)
     received = Counter((m.topic, m.key, m.value or b"") for m in got)  # type: ignore[attr-defined]
     assert received == sent
     # Keys go to their district's partition (Kafka's murmur2); wrong_partition records
@@ -120,7 +110,7 @@ def test_delivers_exactly_what_the_generator_yields(kafka_bootstrap: str, unique
     # Within a partition, records arrive in the order the generator yielded them.
     order = {}
     for i, r in enumerate(records):
-        order.setdefault((topic_of(settings, r.stream), r.key, r.value), i)
+        order.setdefault((settings.topic_of(r.stream), r.key, r.value), i)
     by_partition: dict[tuple[str, int], list[int]] = {}
     for m in sorted(got, key=lambda m: (m.topic, m.partition, m.offset)):  # type: ignore[attr-defined]
         idx = order[(m.topic, m.key, m.value or b"")]  # type: ignore[attr-defined]
@@ -212,8 +202,8 @@ def test_demo_stream_backfills_then_goes_live_with_an_overdue_drill(
 def test_workers_share_the_districts_and_deliver_everything(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    from streams.simulation import shard
-    from streams.simulator import produce_in_workers
+    from streams.simulator.produce import produce_in_workers
+    from streams.simulator.shard import shard
 
     settings = settings_for(kafka_bootstrap, unique)
     city = load_city(CITY_FILE)
@@ -223,5 +213,5 @@ def test_workers_share_the_districts_and_deliver_everything(
     assert summary.failed == 0 and summary.delivered == len(expected) > 10_000
     got = asyncio.run(consume_all(settings, len(expected)))
     assert Counter((m.topic, m.key, m.value) for m in got) == Counter(  # type: ignore[attr-defined]
-        (topic_of(settings, r.stream), r.key, r.value) for r in expected
+        (settings.topic_of(r.stream), r.key, r.value) for r in expected
     )
