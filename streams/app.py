@@ -98,9 +98,10 @@ class Watchfloor:
             limits=self.limits,
             clock=self.clock,
             tz=self.tz,
+            forward_topic=settings.topic_forward if settings.forward_misrouted else None,
         )
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = Metrics(self.registry, list(self.topics))
+        self.metrics = Metrics(self.registry, list(self.engine.topics))
         # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
         self.districts_collector = DistrictCollector(lambda: self.engine.states, self.clock.time)
         self.ready = False
@@ -116,11 +117,13 @@ class Watchfloor:
             value_serializer="raw",
             partitions=settings.partitions,
         )
+        # The source topics and the forward topic: all co-partitioned, so one worker owns
+        # partition p of each, and with it the districts that hash to p.
         self.source_topics = {
             name: self.app.topic(
                 name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
             )
-            for name in self.topics
+            for name in self.engine.topics
         }
         # The in-memory channel the consumer feeds; a small queue so a busy agent
         # slows the fetches down instead of piling batches up in memory.
@@ -294,6 +297,12 @@ class Watchfloor:
         result = self.engine.process(
             (tp.topic, tp.partition, records) for tp, records in batch.parts
         )
+        if result.forwards:
+            # Confirmed before the batch is acked: a crash before the commit forwards them
+            # again, and the district's evidence skips the second copy.
+            await self._forward(result)
+            if not self._owns(batch):
+                return None
         if result.rejections:
             await self._dead_letter(result)
             if not self._owns(batch):
@@ -312,6 +321,18 @@ class Watchfloor:
 
     def _owns(self, batch: Batch) -> bool:
         return self.ready and batch.generation == self.app.consumer_generation_id
+
+    async def _forward(self, result: BatchResult) -> None:
+        topic = self.source_topics[self.settings.topic_forward]
+        pending = []
+        for fwd in result.forwards:
+            pending.append(
+                await topic.send(
+                    key=fwd.district.encode(), value=fwd.value, headers=fwd.forward_headers()
+                )
+            )
+            self.metrics.forwarded[fwd.topic].inc()
+        await asyncio.gather(*pending)
 
     async def _dead_letter(self, result: BatchResult) -> None:
         worker = self.settings.web_url
@@ -372,7 +393,7 @@ class Watchfloor:
         for topic in self.source_topics.values():
             self.app.topics.add(topic)
         consumer = batch_consumer(self.app)
-        consumer.configure_batches(frozenset(self.topics), self._deliver)
+        consumer.configure_batches(frozenset(self.engine.topics), self._deliver)
         consumer.on_refetch = self.metrics.refetched_records.inc
         consumer.on_fetch_error = self.metrics.fetch_errors.inc
 

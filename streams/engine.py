@@ -10,12 +10,16 @@ from zoneinfo import ZoneInfo
 
 from .clock import Clock
 from .errors import InvalidEvent
-from .events import Event, Stream
+from .events import STREAM_OF_KIND, Event, Stream
 from .partitioning import district_partition
 from .reference import Reference
 from .state import DistrictState, Limits, Outcome
 
 log = logging.getLogger(__name__)
+
+
+# Stamped on a forwarded record: "<topic>/<partition>/<offset>" where it was first read.
+FORWARDED_FROM = "wf-forwarded-from"
 
 
 class RecordLike(Protocol):
@@ -54,12 +58,33 @@ class _Source:
 
     topic: str
     partition: int
-    stream: Stream
+    stream: Stream | None  # None: the forward topic, which carries every stream
     key: str = ""
     times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.key = f"{self.topic}:{self.partition}"
+
+
+@dataclass(slots=True)
+class Forward:
+    """A valid record read outside its district's partition: it goes, once, through the
+    forward topic to the partition that owns the district (as Kafka Streams repartitions)."""
+
+    topic: str
+    partition: int
+    offset: int
+    district: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+    def forward_headers(self) -> list[tuple[str, bytes]]:
+        """The original headers, with where the record was first read (a forged header of
+        the same name is dropped: only this worker's stamp counts)."""
+        kept = [(k, v) for k, v in self.headers if k != FORWARDED_FROM]
+        stamp = f"{self.topic}/{self.partition}/{self.offset}".encode()
+        return [*kept, (FORWARDED_FROM, stamp)]
 
 
 @dataclass(slots=True)
@@ -80,7 +105,8 @@ class BatchResult:
     event_times: dict[str, list[float]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     journals: dict[str, Journal] = field(default_factory=dict)
-    replayed: int = 0  # already applied before a restart: skipped
+    forwards: list[Forward] = field(default_factory=list)
+    replayed: int = 0  # already applied before a restart (or forwarded twice): skipped
 
 
 class Engine:
@@ -102,11 +128,17 @@ class Engine:
         limits: Limits,
         clock: Clock,
         tz: ZoneInfo | None = None,
+        forward_topic: str | None = None,
     ) -> None:
         self.reference = reference
         self.tz = tz or reference.timezone
         self.validator = validator
-        self.topics = topics
+        self.topics: dict[str, Stream | None] = dict(topics)
+        # Where records read outside their district's partition go (None: dead-letter
+        # them as wrong_partition instead).
+        self.forward_topic = forward_topic
+        if forward_topic is not None:
+            self.topics[forward_topic] = None
         self.partitions = partitions
         self.limits = limits
         self.clock = clock
@@ -180,6 +212,19 @@ class Engine:
             )
             return None
         expected = self.partition_of(ev.district)
+        if expected != src.partition and self.forward_topic not in (None, src.topic):
+            result.forwards.append(
+                Forward(
+                    src.topic,
+                    src.partition,
+                    rec.offset,
+                    ev.district,
+                    rec.key,
+                    rec.value,
+                    list(rec.headers or ()),
+                )
+            )
+            return None
         if expected != src.partition:
             result.rejections.append(
                 _reject(
@@ -203,6 +248,16 @@ class Engine:
             result.replayed += 1
             return
         st.evidence[src.key] = rec.offset
+        if src.stream is None:
+            # Forwarded: a second copy of the same original (a worker that forwarded it
+            # died before committing) is skipped like a replay.
+            origin = _forwarded_from(rec)
+            if origin is not None:
+                key, offset = origin
+                if offset <= st.evidence.get(key, -1):
+                    result.replayed += 1
+                    return
+                st.evidence[key] = offset
         district = st.district
         journal = result.journals.get(district)
         if journal is None:
@@ -226,8 +281,8 @@ class Engine:
             return
         message = (
             f"time {ev.time.isoformat()} is more than {self.limits.grace / 3600:g} h before "
-            f"the latest {src.stream.name.lower()} event of district {district!r}; it is "
-            "counted as too late"
+            f"the latest {STREAM_OF_KIND[ev.kind].name.lower()} event of district {district!r}; "
+            "it is counted as too late"
         )
         if outcome is Outcome.LATE_CLOSED:
             # It closed its lifecycle in the current state: the replay must see it again.
@@ -283,3 +338,18 @@ def _reject(
         message=message,
         district=district,
     )
+
+
+def _forwarded_from(rec: RecordLike) -> tuple[str, int] | None:
+    """("fwd|<topic>:<partition>", offset) of the original of a forwarded record."""
+    stamp = None
+    for name, value in rec.headers or ():
+        if name == FORWARDED_FROM:
+            stamp = value
+    if not stamp:
+        return None
+    try:
+        topic, partition, offset = stamp.decode().rsplit("/", 2)
+        return f"fwd|{topic}:{int(partition)}", int(offset)
+    except (UnicodeDecodeError, ValueError):
+        return None

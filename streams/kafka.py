@@ -224,9 +224,14 @@ def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
     async def run() -> list[str]:
         await check_connection(settings, timeout=timeout)
         names = [*settings.source_topics, settings.topic_deadletter]
+        if settings.forward_misrouted:
+            names.append(settings.topic_forward)
         before = await existing_topics(settings)
         counts = await create_topics(settings, names)
-        for name in settings.source_topics:
+        copartitioned = [*settings.source_topics]
+        if settings.forward_misrouted:
+            copartitioned.append(settings.topic_forward)
+        for name in copartitioned:
             n = counts.get(name, 0)
             if n != settings.partitions:
                 raise BrokerError(

@@ -146,6 +146,13 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.forwarded_records = Counter(
+            "watchfloor_forwarded_records",
+            "Valid records read outside their district's partition and forwarded to it once, by"
+            " the topic they came on; a publisher's partitioner to fix (docs/publishing.md)",
+            ["topic"],
+            registry=r,
+        )
         self.dead_letter_errors = Counter(
             "watchfloor_dead_letter_errors",
             "Dead letters that could not be written (the worker stops committing until they are)",
@@ -240,6 +247,7 @@ class Metrics:
         # inc() costs a third of labels(...).inc().
         self.received = {t: self.events_received.labels(t) for t in topics}
         self.processed = {t: self.events_processed.labels(t) for t in topics}
+        self.forwarded = {t: self.forwarded_records.labels(t) for t in topics}
         self.rejected = {
             (t, why): self.events_rejected.labels(t, why) for t in topics for why in REASONS
         }

@@ -58,6 +58,10 @@ class Settings:
     topic_disputes: str = "watchfloor.disputes"
     topic_patrols: str = "watchfloor.patrols"
     topic_deadletter: str = "watchfloor.deadletter"
+    # A valid record read outside its district's partition (librdkafka's CRC32
+    # partitioner, a keyless CloudEvents producer) is forwarded once through
+    # "<app id>-forward" to its district's partition; off: dead-lettered as wrong_partition.
+    forward_misrouted: bool = True
     partitions: int = 4
     replication_factor: int = 1
     # Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
@@ -179,6 +183,11 @@ class Settings:
             Stream.DISPUTES: self.topic_disputes,
             Stream.PATROLS: self.topic_patrols,
         }
+
+    @property
+    def topic_forward(self) -> str:
+        """The internal topic that carries misrouted records to their district's partition."""
+        return f"{self.app_id}-forward"
 
     @property
     def stream_by_topic(self) -> dict[str, Stream]:

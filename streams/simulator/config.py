@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import SettingsError
-from .records import MALFORMED_REASONS
+from .records import MALFORMED_REASONS, MISROUTED
 from .rhythms import HOUR
 
 
@@ -51,7 +51,7 @@ class SimConfig:
                 "Late, duplicate and malformed shares must be between 0 and 1 and add up to "
                 "at most 0.5."
             )
-        unknown = set(self.malformed_reasons) - set(MALFORMED_REASONS)
+        unknown = set(self.malformed_reasons) - {*MALFORMED_REASONS, MISROUTED}
         if unknown:
             raise SettingsError(f"Unknown malformed reasons: {', '.join(sorted(unknown))}.")
         if self.malformed_share > 0 and not self.malformed_reasons:

@@ -57,7 +57,6 @@ def live_config(
     duplicate_share: float = DEMO_DUPLICATE_SHARE,
     malformed_share: float = DEMO_MALFORMED_SHARE,
     overdue_drill: int = DEMO_OVERDUE_DRILL,
-    partitions: int = 2,
     tag: str | None = None,
     max_records: int | None = None,
     history_records: int = DEMO_HISTORY_RECORDS,
@@ -66,7 +65,7 @@ def live_config(
 
     The backfill's rate is capped so that it holds about ``history_records`` records.
     """
-    reasons = tuple(r for r in MALFORMED_REASONS if partitions > 1 or r != "wrong_partition")
+    reasons = MALFORMED_REASONS
     seconds = backfill.total_seconds()
     history_rate = min(rate, history_records / seconds) if seconds > 0 else rate
     return SimConfig(
@@ -114,7 +113,6 @@ async def run_demo_stream(
         seed=seed,
         backfill=backfill,
         duration=duration,
-        partitions=settings.partitions,
     )
     pacer = Pacer(now.timestamp(), time.monotonic(), 1.0)
     return await produce_records(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from streams.clock import FixedClock
@@ -15,7 +16,7 @@ from streams.reference import load_reference
 from streams.settings import Settings
 from streams.state import Limits
 from streams.validation import EventValidator
-from tests.support import Record, case_filed
+from tests.support import Record, case_filed, event
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 4, 12, 12, 0, tzinfo=TZ)
@@ -122,3 +123,55 @@ def test_keep_partitions_forgets_the_others(engine: Engine) -> None:
     assert "jinshui" in engine.states
     assert all(part(d) not in kept for d in gone)
     assert all(part(d) in kept for d in engine.states)
+
+
+@pytest.fixture
+def forwarding() -> Engine:
+    ref = load_reference(Settings().reference_file)
+    clock = FixedClock(NOW)
+    return Engine(reference=ref, validator=EventValidator(ref, clock=clock),
+                  topics={"inc": Stream.INCIDENTS, "pat": Stream.PATROLS},
+                  partitions=PARTITIONS, limits=Limits(), clock=clock, forward_topic="fwd")
+
+
+def test_a_valid_record_in_another_partition_is_forwarded_not_rejected(
+    forwarding: Engine,
+) -> None:
+    wrong = (part("jinshui") + 1) % PARTITIONS
+    forged = [("wf-forwarded-from", b"inc/0/99999"), ("x", b"y")]
+    res = forwarding.process([("inc", wrong, [
+        Record(7, case_filed("c1", NOW), key=b"k", headers=forged),
+        Record(8, b"{not json", key=b"k"),
+    ])])
+    (fwd,) = res.forwards
+    assert (fwd.topic, fwd.partition, fwd.offset, fwd.district) == ("inc", wrong, 7, "jinshui")
+    assert fwd.forward_headers() == [("x", b"y"), ("wf-forwarded-from", f"inc/{wrong}/7".encode())]
+    # Only valid records are forwarded; the others are dead-lettered where they are.
+    assert [r.reason for r in res.rejections] == ["malformed_json"]
+    assert "jinshui" not in forwarding.states
+
+
+def test_a_forwarded_record_counts_once_however_often_it_was_forwarded(
+    forwarding: Engine,
+) -> None:
+    p = part("jinshui")
+    stamp = [("wf-forwarded-from", b"inc/2/7")]
+    first = Record(0, case_filed("c1", NOW), headers=stamp)
+    again = Record(1, case_filed("c1", NOW), headers=stamp)  # forwarded twice after a crash
+    other = Record(2, case_filed("c2", NOW), headers=[("wf-forwarded-from", b"inc/2/9")])
+    res = forwarding.process([("fwd", p, [first, again, other])])
+    assert res.counted == {"fwd": 2} and res.replayed == 1
+    assert res.rejections == [], "a second copy is skipped, not dead-lettered"
+    st = forwarding.states["jinshui"]
+    assert st.totals[0] == 2 and st.evidence["fwd|inc:2"] == 9
+    # Any type may come on the forward topic: it carries every stream.
+    hazard = Record(3, event_bytes("hazard_found", NOW),
+                    headers=[("wf-forwarded-from", b"pat/1/3")])
+    res = forwarding.process([("fwd", p, [hazard])])
+    assert res.counted == {"fwd": 1}
+
+
+def event_bytes(kind: str, when: datetime) -> bytes:
+    data = {"category": "gas", "major": False, "responsible_unit": "u1",
+            "deadline": (when + timedelta(days=1)).isoformat()}
+    return orjson.dumps(event(kind, "jinshui", "h1", when, data, id="h1-found"))
