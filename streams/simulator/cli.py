@@ -208,7 +208,6 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         duplicate_share=args.duplicate_share,
         malformed_share=args.malformed_share,
         overdue_drill=args.overdue_drill,
-        partitions=settings.partitions,
         tag=args.tag,
         max_records=args.max_records,
     )
