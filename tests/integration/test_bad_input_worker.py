@@ -506,7 +506,9 @@ def catalogue(now: datetime, rng: random.Random) -> tuple[list[Rec], list[Rec]]:
 def test_every_bad_input_kind_is_dead_lettered_and_the_rest_counted(
     cluster: Cluster, workers: Callable[..., WorkerProcess]
 ) -> None:
-    w = workers()
+    # Forwarding off: this test sees every reason, wrong_partition included
+    # (tests/integration/test_forwarding.py covers forwarding).
+    w = workers(WATCHFLOOR_FORWARD_MISROUTED="false")
     w.wait_ready()
     rebalances = sample(w.metrics(), "watchfloor_rebalances_total")
     now = datetime.now(TZ)
@@ -791,7 +793,7 @@ def records(draw: Any, now: datetime) -> Rec:
 def test_property_any_input_is_counted_or_dead_lettered(
     cluster: Cluster, workers: Callable[..., WorkerProcess]
 ) -> None:
-    w = workers()
+    w = workers(WATCHFLOOR_FORWARD_MISROUTED="false")  # each letter maps to what was sent
     w.wait_ready()
     sender = Sender(cluster)
     letters = DeadLetters(cluster)
