@@ -250,6 +250,9 @@ class DistrictState:
         # scanning every subject, for one pointer per closed subject. Derived, rebuilt
         # on load from the subjects themselves, so live and rebuilt states expire alike.
         self._closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
+        # The hours of each group's closings as a heap: a sweep pops the hours its
+        # horizon has passed instead of scanning the two months of hours kept.
+        self._closing_hours: tuple[list[int], ...] = ([], [], [], [], [])
         self._groups = (self.cases, self.disputes, self.hazards, self.patrols, self.accidents)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
@@ -354,6 +357,7 @@ class DistrictState:
         ids = self._closings[group].get(hour)
         if ids is None:
             self._closings[group][hour] = [sid]
+            heapq.heappush(self._closing_hours[group], hour)
         else:
             ids.append(sid)
 
@@ -670,9 +674,10 @@ class DistrictState:
             memory = lim.dedup_horizon if group == PATROLS else lim.lifecycle_memory
             cutoff = int((w - memory) // HOUR_SECONDS)
             by_hour = self._closings[group]
+            hours = self._closing_hours[group]
             is_open = _IS_OPEN[group]
-            for hour in [h for h in by_hour if h < cutoff]:
-                for sid in by_hour.pop(hour):
+            while hours and hours[0] < cutoff:
+                for sid in by_hour.pop(heapq.heappop(hours)):
                     s = subjects.get(sid)
                     # A later transition filed it under a later hour too; that one decides.
                     if (
@@ -726,6 +731,7 @@ class DistrictState:
             for sid, s in subjects.items():
                 if not is_open(s.flags):
                     by_hour.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
+        self._closing_hours = tuple(sorted(by_hour) for by_hour in self._closings)
 
     # -- reading ------------------------------------------------------------------------
 
