@@ -590,9 +590,7 @@ class Model:
             h.rectified, h.rectified_at = False, None
             h.confirmed, h.confirmed_at = False, None
             h.in_cohort = False
-        h.latest_failed, h.failed_deadline = t, new_deadline
-        if h.found_deadline is not None and new_deadline <= h.found_deadline:
-            raise Ambiguous("a failed visit's deadline before the found deadline: newer?")
+        h.latest_failed, h.failed_deadline = t, new_deadline  # "the new one"
         dist.entries.append(Entry("hazards_lookback_failed", t, h))
         return self.counted(st, t, ident)
 

@@ -266,8 +266,8 @@ class Builder:
             ["open", "mediated", "resolved", "mediated_resolved", "escalated",
              "mediated_escalated", "resolved_first", "mediated_first", "escalated_first",
              "late_resolution", "mediated_twice", "late_mediation", "late_report",
-             "resolved_twice"],
-            [15, 10, 12, 12, 5, 5, 6, 4, 3, 6, 3, 3, 3, 3])[0]
+             "resolved_twice", "late_escalation"],
+            [15, 10, 12, 12, 5, 5, 6, 4, 3, 6, 3, 3, 3, 3, 3])[0]
 
         def make() -> list[tuple[Any, ...]] | None:
             tr = self.u(self.start, self.end)
@@ -314,6 +314,10 @@ class Builder:
                 return [("reported", tr, rep, "late", "late report"),
                         ("mediation_started", tr + self.u(2 * D, 5 * D), med, "now",
                          "mediation of a dispute never counted as reported")]
+            if variant == "late_escalation":
+                if tz > self.end - 6 * D:
+                    return None
+                return [r, ("escalated", tz, esc, "late", "late escalation of an open dispute")]
             return [r, ("resolved", tz, {}, "now", "resolution"),
                     ("resolved", tz + self.u(H, D), {}, "now", "second resolution",
                      None, f"/dispute/{d}/backup")]
@@ -382,8 +386,8 @@ class Builder:
              "retry_failed_after_rect", "rect_before_found", "confirmed_then_rect",
              "failed_open", "outgrown_failed", "late_rect", "late_failed",
              "steps_before_found", "found_twice", "rect_twice", "confirmed_twice",
-             "late_found"],
-            [14, 14, 8, 10, 6, 5, 5, 4, 5, 3, 4, 3, 3, 2, 2, 2, 3])[0]
+             "late_found", "late_confirmed", "outgrown_confirmed", "three_rounds"],
+            [14, 14, 8, 10, 6, 5, 5, 4, 5, 3, 4, 3, 3, 2, 2, 2, 3, 3, 3, 3])[0]
 
         def found(tf: float, when: Any = "now", tag: str = "hazard",
                   dl: float | None = None) -> tuple[Any, ...]:
@@ -500,6 +504,28 @@ class Builder:
                 tv = tr1 + self.u(3 * D, 10 * D)
                 return [f, rect(tr1), confirmed(tv),
                         confirmed(tv + self.u(H, D), tag="second confirmed visit")]
+            if variant == "late_confirmed":
+                tv = tf + self.u(3 * D, 10 * D)
+                if tv > self.end - lag - 6 * D:
+                    return None
+                return [f, confirmed(tv, "late", "late confirmed visit of an open hazard")]
+            if variant == "outgrown_confirmed":
+                pk = self.delay(tF, "now") + lag + self.u(600, D)
+                return [f, rect(tr1), failed(tF, fdl),
+                        confirmed(self.u(tr1 + H, tF - H), pk,
+                                  "confirmed visit older than a failed one")]
+            if variant == "three_rounds":
+                tF2 = tr2 + self.u(D, 4 * D)
+                tr3 = tF2 + self.u(2 * H, 3 * D)
+                steps = [f, rect(tr1), failed(tF, fdl), rect(tr2, tag="rectified again"),
+                         failed(tF2, fdl, tag="second failed visit"),
+                         rect(tr3, tag="rectified a third time")]
+                if self.rng.random() < 0.5:
+                    steps.append(failed(self.u(tF + H, tF2 - H), fdl,
+                                        self.delay(tr3, "now") + lag + self.u(600, D),
+                                        "failed visit older than the latest failed one",
+                                        f"{s}-verified-between"))
+                return steps
             # late_found
             if tf > self.end - lag - 6 * D:
                 return None
@@ -569,18 +595,23 @@ class Builder:
                    None, "wrong partition", partition=(right + 1) % PARTITIONS)
 
     def shared_identity(self) -> None:
-        """One (source, id) on two streams of a district: identities are per stream."""
-        d = "erqi"
-        steps_case = [("case_filed", 0.0, {"category": "fight", "severity": "minor"}, "now",
-                       "identity shared with a dispute", "shared-1", "/shared/erqi")]
-        steps_dispute = [("reported", 0.0, {"category": "neighbourhood",
-                                            "responsible_unit": "erqi-mediation"}, "now",
-                          "identity shared with a case", "shared-1", "/shared/erqi")]
-        for steps, s in ((steps_case, "erqi-cs-shared"), (steps_dispute, "erqi-dp-shared")):
-            def make(steps: list[tuple[Any, ...]] = steps) -> list[tuple[Any, ...]]:
-                t = self.u(self.end - 10 * D, self.end - 2 * D)
-                return [(steps[0][0], t, *steps[0][2:])]
-            self.emit(d, s, self.pick(make))
+        """One (source, id) on two streams of a district (identities are per stream), and
+        again on the first stream for another case (the same event: a duplicate)."""
+        d, source = "erqi", "/shared/erqi"
+        case = {"category": "fight", "severity": "minor"}
+        dispute = {"category": "neighbourhood", "responsible_unit": "erqi-mediation"}
+
+        def make() -> list[tuple[Any, ...]]:
+            t = self.u(self.end - 6 * D, self.end - 2 * D)
+            return [("case_filed", t, case, "now"), ("reported", t + self.u(H, D), dispute,
+                                                     "now"),
+                    ("case_filed", t + self.u(H, D), case, "now")]
+
+        first, second, third = self.pick(make)
+        for step, s, tag in ((first, "erqi-cs-shared", "identity shared with a dispute"),
+                             (second, "erqi-dp-shared", "identity shared with a case"),
+                             (third, "erqi-cs-shared-other", "same identity, another case")):
+            self.emit(d, s, [(*step, tag, "shared-1", source)])
 
     def repeats(self, share: float) -> None:
         """Exact repeats (same source and id) a little later: producer retries."""
@@ -590,7 +621,10 @@ class Builder:
                                  "exact repeat"))
 
 
-def build(t0: float, seed: int = 20261205) -> Builder:
+SEED = int(os.environ.get("WATCHFLOOR_TEST_LIFECYCLE_SEED", "20261205"))
+
+
+def build(t0: float, seed: int = SEED) -> Builder:
     b = Builder(t0, seed)
     for d in DISTRICTS:
         lag = LAG if d == LAGGING else 0.0
@@ -804,6 +838,8 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
     now, later = obs.t_lo, obs.t_hi
     assert later < t0 + HORIZON, "the test ran past the horizon its records were built for"
     m = obs.metrics
+    if "incomplete" in obs.listing:
+        bad.append(f"/api/v1/districts is incomplete: {obs.listing['incomplete']}")
     listed = {e["district"]: e for e in obs.listing["districts"]}
     for d in DISTRICTS:
         dist = truth.district(d)
@@ -899,6 +935,16 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
                 dist.check_empty(lo, hi, what)
             c, p = dist.counts(*cur_span), dist.counts(*prev_span)
             block = detail["comparisons"][name]
+            # Period bounds: starts exactly; ends at "now" (the request's clock) or, for
+            # last year, at the same clock time. The 28 days before: its end is the open
+            # question of lifecycle_truth.comparisons, not asserted.
+            for key, (lo, hi) in (("current_period", cur_span), ("previous_period", prev_span)):
+                got_lo, got_hi = ts(block[key]["from"]), ts(block[key]["to"])
+                if got_lo != lo:
+                    check(f"comparisons.{name}.{key}.from", block[key]["from"], iso(lo))
+                if (name, key) != ("28d", "previous_period") and not within(
+                        got_hi, hi, hi + (later - now), 1.0):
+                    check(f"comparisons.{name}.{key}.to", block[key]["to"], iso(hi))
             for measure in MEASURES:
                 want = {"current": c[measure], "previous": p[measure],
                         "change": c[measure] - p[measure],
@@ -943,6 +989,10 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
         counts = dist.counts(lo, hi)
         for measure in MEASURES:
             check(f"period.figures.{measure}", period["figures"].get(measure), counts[measure])
+        for api, _, num, den in RATES:
+            want = round(counts[num] / counts[den], 6) if counts[den] else None
+            if not close(period["figures"].get(api), want):
+                check(f"period.figures.{api}", period["figures"].get(api), want)
         by_cat = dist.by_category(lo, hi)
         by_cat.pop("patrols_completed", None)  # patrols have no category: not specified
         got_cat = {k: v for k, v in period["by_category"].items() if k != "patrols_completed"}
@@ -1127,6 +1177,13 @@ def test_the_records_cover_every_case(records: Plan) -> None:
         ("run id reused after the horizon", "counted"),
         ("identity shared with a dispute", "counted"),
         ("identity shared with a case", "counted"),
+        ("same identity, another case", "duplicate"),
+        ("late confirmed visit of an open hazard", "too_late"),
+        ("late escalation of an open dispute", "too_late"),
+        ("confirmed visit older than a failed one", "duplicate"),
+        ("second failed visit", "counted"),
+        ("rectified a third time", "counted"),
+        ("failed visit older than the latest failed one", "duplicate"),
         ("resolved before reported", "counted"),
         ("escalated before reported", "counted"),
     ]
@@ -1139,7 +1196,7 @@ def test_the_records_cover_every_case(records: Plan) -> None:
 @pytest.mark.broker
 @pytest.mark.timeout(300)
 def test_three_sigkills_during_publication(cluster: Cluster, workers, records: Plan) -> None:
-    seed = int(time.time())
+    seed = int(os.environ.get("WATCHFLOOR_TEST_KILL_SEED", "0")) or int(time.time())
     w, notes = run(cluster, workers, records, kills=3, rng=random.Random(seed))
     check_run(cluster, w, records, [f"kill seed {seed}", *notes], pipeline=False)
 
