@@ -78,7 +78,7 @@ class Ambiguous(Exception):
 
 
 def district_partition(district: str, partitions: int) -> int:
-    return (murmur2(district.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(district.encode()) & 0x7FFFFFFF) % partitions
 
 
 def ts(text: str) -> float:

@@ -41,7 +41,6 @@ from .lifecycle_truth import (
     RATES,
     TOTALS,
     WINDOWS,
-    Ambiguous,
     Model,
     comparison_edges,
     comparisons,
@@ -946,15 +945,15 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
                         got_hi, hi, hi + (later - now), 1.0):
                     check(f"comparisons.{name}.{key}.to", block[key]["to"], iso(hi))
             for measure in MEASURES:
-                want = {"current": c[measure], "previous": p[measure],
+                want_c: dict[str, Any] = {"current": c[measure], "previous": p[measure],
                         "change": c[measure] - p[measure],
                         "change_ratio": (round((c[measure] - p[measure]) / p[measure], 6)
                                          if p[measure] else None)}
-                check(f"comparisons.{name}.{measure}", block["counts"].get(measure), want)
+                check(f"comparisons.{name}.{measure}", block["counts"].get(measure), want_c)
             for api, _, num, den in RATES:
-                want = {"current": round(c[num] / c[den], 6) if c[den] else None,
-                        "previous": round(p[num] / p[den], 6) if p[den] else None}
-                check(f"comparisons.{name}.rates.{api}", block["rates"].get(api), want)
+                want_r = {"current": round(c[num] / c[den], 6) if c[den] else None,
+                          "previous": round(p[num] / p[den], 6) if p[den] else None}
+                check(f"comparisons.{name}.rates.{api}", block["rates"].get(api), want_r)
         want_open = {h.subject: h for h in dist.open_hazards()}
         got_open = {h["id"]: h for h in detail["open_hazards"]}
         for sid in sorted(set(want_open) | set(got_open)):
@@ -964,13 +963,13 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
             g, h = got_open[sid], want_open[sid]
             assert h.opened is not None and h.deadline is not None
             is_overdue = h.deadline < now
-            want = {"category": h.category, "major": h.major, "found": h.opened,
-                    "deadline": h.deadline, "overdue": is_overdue}
+            want_h = {"category": h.category, "major": h.major, "found": h.opened,
+                      "deadline": h.deadline, "overdue": is_overdue}
             got_h = {"category": g["category"], "major": g["major"],
                      "found": ts(g["found"]) if g["found"] else None,
                      "deadline": ts(g["deadline"]) if g["deadline"] else None,
                      "overdue": g["overdue"]}
-            check(f"open hazard {sid}", got_h, want)
+            check(f"open hazard {sid}", got_h, want_h)
             if is_overdue:
                 if not within(g["overdue_seconds"], now - h.deadline, later - h.deadline, 1.5):
                     check(f"open hazard {sid} overdue_seconds", g["overdue_seconds"],
@@ -1095,10 +1094,8 @@ def check_run(cluster: Cluster, w: WorkerProcess, p: Plan, notes: list[str],
     for role, part, _off, _key, value in read:
         got[(role, part)].append(value)
     assert got == designed, "Kafka holds the records in another order than published"
-    tags = {}
-    for role, part, off, _key, _value in read:
-        tags[(role, part, off)] = tag_of[(role, part)][off] if off < len(tag_of[(role, part)]) \
-            else "?"
+    # Fresh topics: offsets count from 0 without gaps, so an offset indexes the design.
+    tags = {(role, part, off): tag_of[(role, part)][off] for role, part, off, _, _ in read}
     truth = model_of(read, faults_of(p.records))
     first = datetime.fromtimestamp(p.t0 - SPAN - D, TZ).date().isoformat()
     last = (datetime.fromtimestamp(time.time(), TZ).date() + timedelta(days=1)).isoformat()
@@ -1195,7 +1192,11 @@ def test_the_records_cover_every_case(records: Plan) -> None:
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.timeout(300)
-def test_three_sigkills_during_publication(cluster: Cluster, workers, records: Plan) -> None:
+def test_three_sigkills_during_publication(
+    cluster: Cluster, workers: Callable[..., WorkerProcess], records: Plan
+) -> None:
+    """SIGKILL the worker three times at random points while the records are published;
+    every figure and every record's fate still match the documents."""
     seed = int(os.environ.get("WATCHFLOOR_TEST_KILL_SEED", "0")) or int(time.time())
     w, notes = run(cluster, workers, records, kills=3, rng=random.Random(seed))
     check_run(cluster, w, records, [f"kill seed {seed}", *notes], pipeline=False)
@@ -1204,16 +1205,9 @@ def test_three_sigkills_during_publication(cluster: Cluster, workers, records: P
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.timeout(300)
-def test_same_records_without_kills(cluster: Cluster, workers, records: Plan) -> None:
+def test_same_records_without_kills(
+    cluster: Cluster, workers: Callable[..., WorkerProcess], records: Plan
+) -> None:
+    """The same records, never killed: the same figures, and the pipeline counters too."""
     w, notes = run(cluster, workers, records, kills=0, rng=random.Random(0))
     check_run(cluster, w, records, notes, pipeline=True)
-
-
-def test_the_model_leaves_nothing_open(records: Plan) -> None:
-    """Every record of the plan has a documented outcome (the plan dropped the rest)."""
-    order = records.records
-    try:
-        model_of(((r.role, r.target, i, r.key, r.value) for i, r in enumerate(order)),
-                 faults_of(order))
-    except Ambiguous as exc:  # pragma: no cover
-        pytest.fail(f"ambiguous: {exc.why}")
