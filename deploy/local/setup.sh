@@ -2,10 +2,11 @@
 # Installs what a fresh Debian machine lacks for Watchfloor's demo and tests:
 # Java 17 and Maven (the local Kafka broker), a Java compiler (tests: the benchmark's
 # Kafka Streams peer is built from source), Prometheus and promtool (alert rules,
-# end-to-end alert tests). Uses apt-get when root (or sudo without a password);
-# otherwise says what to install. Idempotent and quick when everything is there.
+# end-to-end alert tests), kcat (a librdkafka producer the tests publish with). Uses
+# apt-get when root (or sudo without a password); otherwise says what to install.
+# Idempotent and quick when everything is there.
 #   deploy/local/setup.sh demo   Java + Maven (Prometheus if it can)
-#   deploy/local/setup.sh test   JDK + Maven + Prometheus (all required)
+#   deploy/local/setup.sh test   JDK + Maven + Prometheus + kcat (all required)
 set -euo pipefail
 purpose="${1:-test}"
 
@@ -21,6 +22,10 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
 fi
 # amtool checks the example Alertmanager routes in the tests.
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# kcat publishes half of the lifecycle crash test's records, as a librdkafka client would.
+if [ "$purpose" = test ]; then
+    command -v kcat >/dev/null 2>&1 || need+=(kcat)
+fi
 
 # The compose file is checked by the real Compose parser (no engine needed). Debian has
 # only Compose v1, so v2 is built once from the Go module proxy (about 4 minutes).
