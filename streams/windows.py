@@ -52,6 +52,9 @@ class Measure(IntEnum):
 
 
 MEASURES = tuple(Measure)
+# Measures that never carry a category, and the name of a count that lacks one.
+UNCATEGORISED = frozenset({Measure.PATROLS_COMPLETED})
+UNKNOWN_CATEGORY = "unknown"
 N_MEASURES = len(MEASURES)
 assert N_MEASURES <= 32, "category_key packs the measure into five bits"
 
@@ -268,7 +271,11 @@ class Buckets:
         return datetime.combine(date.fromordinal(ordinal), time(0), self.tz).timestamp()
 
     def by_category(self, lo: float, hi: float) -> dict[int, dict[str, int]]:
-        """Counts per measure and category, at one-day resolution (days starting in range)."""
+        """Counts per measure and category, at one-day resolution (days starting in range).
+
+        What a measure counted without a category (a step that came before its opening)
+        is filed under ``unknown``; patrols have no categories and are left out.
+        """
         first = self._first_day_starting_at_or_after(lo)
         last = self._first_day_starting_at_or_after(hi)
         out: dict[int, dict[str, int]] = {}
@@ -278,6 +285,14 @@ class Buckets:
                     m, cat = split_category_key(ckey)
                     per = out.setdefault(m, {})
                     per[cat] = per.get(cat, 0) + n
+        totals = zeros()
+        _sum_into(totals, self.days, first, last)
+        for m in MEASURES:
+            if m in UNCATEGORISED:
+                continue
+            unknown = totals[m] - sum(out.get(m, {}).values())
+            if unknown:
+                out.setdefault(m, {})[UNKNOWN_CATEGORY] = unknown
         return out
 
     def _first_day_starting_at_or_after(self, ts: float) -> int:

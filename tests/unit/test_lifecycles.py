@@ -432,3 +432,13 @@ def test_a_report_within_the_reports_times_is_a_duplicate(st: DistrictState) -> 
     assert st.apply(accident("a", T + D, 5, 5, 5)) is DUP
     assert st.apply(accident("a", T + 2 * D, 7, 7, 7)) is DUP
     assert indicators(st, T) == [1, 2, 0, 0]
+
+
+def test_a_step_before_its_opening_is_unknown_until_the_opening_tells(st: DistrictState) -> None:
+    run(st, rect("h", T + H), step(Kind.DISPUTE_MEDIATION_STARTED, "d", T + H))
+    cats = st.buckets.by_category(T - D, T + D)
+    assert cats[M.HAZARDS_RECTIFIED] == {"unknown": 1}
+    assert cats[M.DISPUTES_MEDIATED] == {"unknown": 1}
+    run(st, found("h", T))
+    assert st.buckets.by_category(T - D, T + D)[M.HAZARDS_RECTIFIED] == {"gas": 1}
+    assert M.PATROLS_COMPLETED not in cats, "patrols have no categories"
