@@ -262,9 +262,10 @@ class Engine:
         journal = result.journals.get(district)
         if journal is None:
             journal = result.journals[district] = Journal()
-        outcome = st.apply(ev)
+        forwarded = src.stream is None
+        outcome = st.apply(ev, forwarded)
         if outcome is Outcome.COUNTED:
-            journal.rows.append(ev.to_journal(outcome))
+            journal.rows.append(ev.to_journal(outcome, forwarded))
             src.times.append(ev.ts)
             result.counted[src.topic] += 1
             return
@@ -286,7 +287,7 @@ class Engine:
         )
         if outcome is Outcome.LATE_CLOSED:
             # It closed its lifecycle in the current state: the replay must see it again.
-            journal.rows.append(ev.to_journal(outcome))
+            journal.rows.append(ev.to_journal(outcome, forwarded))
             message += (
                 " and closes its lifecycle now (open and overdue figures), without changing "
                 "the event-time windows."

@@ -136,7 +136,7 @@ class Event:
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.ts, UTC)
 
-    def to_journal(self, outcome: int) -> list[Any]:
+    def to_journal(self, outcome: int, forwarded: bool = False) -> list[Any]:
         """The compact form stored in state journals, with what applying it did."""
         return [
             int(self.kind),
@@ -152,16 +152,19 @@ class Event:
             self.unit,
             outcome,
             self.figures,
+            forwarded,
         ]
 
     @classmethod
-    def from_journal(cls, district: str, row: list[Any]) -> tuple[Event, int]:
-        """The event of a journal row, and the outcome it had (0, counted, for old rows)."""
+    def from_journal(cls, district: str, row: list[Any]) -> tuple[Event, int, bool]:
+        """The event of a journal row, the outcome it had (0, counted, for old rows), and
+        whether it came forwarded."""
         if len(row) == 8:  # rows written before identities and outcomes were journaled
             row = [*row, 0, None, None, 0]
         kind, subject, ts, category, deadline, major, confirmed, ended = row[:8]
         identity, community, unit, outcome = row[8:12]
         figures = tuple(row[12]) if len(row) > 12 and row[12] is not None else None
+        forwarded = bool(row[13]) if len(row) > 13 else False
         return cls(
             kind=Kind(kind),
             id="",
@@ -178,4 +181,4 @@ class Event:
             community=None if community is None else sys.intern(community),
             unit=None if unit is None else sys.intern(unit),
             figures=figures,
-        ), outcome
+        ), outcome, forwarded

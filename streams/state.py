@@ -223,8 +223,10 @@ class DistrictState:
         self.buckets = Buckets(tz)
         self.totals = zeros()
         self.watermark = _NEVER  # the latest event time counted, over all streams
-        # Latest event time counted per stream (index: Stream - 1).
-        self.stream_watermarks = [_NEVER] * 3
+        # Latest event time counted per stream and route (index: Stream - 1, plus 3 for
+        # records forwarded from another partition: they reach the district in an order
+        # of their own, so they are judged late against each other, not the direct ones).
+        self.stream_watermarks = [_NEVER] * 6
         # "<topic>:<partition>" -> highest offset applied: the evidence that makes a
         # replay after a crash skip what this state already counts.
         self.evidence: dict[str, int] = {}
@@ -279,15 +281,17 @@ class DistrictState:
 
     # -- applying events -----------------------------------------------------------------
 
-    def apply(self, ev: Event) -> Outcome:
+    def apply(self, ev: Event, forwarded: bool = False) -> Outcome:
         """Apply one event; say whether it counted, repeated, came too late, or closed late.
 
         The checks run in the order docs/design.md gives: a repeat of an event already
         applied (same ``source`` and ``id``), then lateness, then the lifecycle's rules.
+        ``forwarded``: the record came through the forward topic (docs/design.md).
         """
         stream = _STREAM_INDEX[ev.kind]
-        w = self.stream_watermarks[stream]
-        if ev.identity and self._seen(stream, ev.identity, w):
+        route = stream + 3 if forwarded else stream
+        w = self.stream_watermarks[route]
+        if ev.identity and self._seen(stream, ev.identity, self._memory_watermark(stream)):
             self.duplicate_total += 1
             return Outcome.DUPLICATE
         late = ev.ts < w - self.limits.grace
@@ -307,7 +311,7 @@ class DistrictState:
             ids.add(ev.identity)
         self.version += 1
         if outcome is Outcome.COUNTED and ev.ts > w:
-            self.stream_watermarks[stream] = ev.ts
+            self.stream_watermarks[route] = ev.ts
             if ev.ts >= self.next_expiry[stream]:
                 self._expire_stream(stream)
             if ev.ts > self.watermark:
@@ -316,6 +320,11 @@ class DistrictState:
                     self.buckets.expire(ev.ts, self.limits.retention_days)
                     self.next_bucket_expiry = ev.ts + EXPIRY_EVERY
         return outcome
+
+    def _memory_watermark(self, stream: int) -> float:
+        """What a stream's memories are measured against: its latest time over both routes."""
+        w = self.stream_watermarks
+        return max(w[stream], w[stream + 3])
 
     def _seen(self, stream: int, identity: int, w: float) -> bool:
         first = int((w - self.limits.dedup_horizon) // DAY_SECONDS) if w > _NEVER else None
@@ -661,7 +670,7 @@ class DistrictState:
         Only this stream's own watermark decides, so what is forgotten (and so whether a
         late step finds its lifecycle) never depends on how fast other topics were read.
         """
-        w = self.stream_watermarks[stream]
+        w = self._memory_watermark(stream)
         lim = self.limits
         ids = self.identities[stream]
         first_day = int((w - lim.dedup_horizon) // DAY_SECONDS)
@@ -830,7 +839,8 @@ class DistrictState:
         totals = list(snap["totals"])
         st.totals = totals + [0] * (N_MEASURES - len(totals))
         st.watermark = _infinite(snap["watermark"])
-        st.stream_watermarks = [_infinite(w) for w in snap["stream_watermarks"]]
+        marks = [_infinite(w) for w in snap["stream_watermarks"]]
+        st.stream_watermarks = marks + [_NEVER] * (6 - len(marks))
         st.evidence = dict(snap["evidence"])
         st.cases = dict(Subject.from_row(r) for r in snap["cases"])
         st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])

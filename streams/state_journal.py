@@ -244,8 +244,8 @@ class StateStore:
                 )
                 break
             for row in j["a"]:
-                ev, outcome = Event.from_journal(d, row)
-                if st.apply(ev) != outcome:
+                ev, outcome, forwarded = Event.from_journal(d, row)
+                if st.apply(ev, forwarded) != outcome:
                     raise ValueError(f"journal {j['q']} does not replay cleanly")
             st.late_total += j["l"]
             st.duplicate_total += j["u"]

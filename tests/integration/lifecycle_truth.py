@@ -59,8 +59,9 @@ TOTALS = tuple(m for m in METRIC_MEASURES if m != "hazards_found_rectified")
 # (api name, metric stem, numerator, denominator)
 RATES = (
     ("rectification_rate", "rectification_ratio", "hazards_found_rectified", "hazards_found"),
-    ("clearance_rate", "clearance_ratio", "cases_cleared", "cases_filed"),
-    ("dispute_resolution_rate", "dispute_resolution_ratio", "disputes_resolved",
+    # Cohorts (docs/api.md): of what was filed or reported in the span, the share closed.
+    ("clearance_rate", "clearance_ratio", "cases_filed_cleared", "cases_filed"),
+    ("dispute_resolution_rate", "dispute_resolution_ratio", "disputes_reported_resolved",
      "disputes_reported"),
 )
 
@@ -175,6 +176,16 @@ class StreamState:
 class District:
     code: str
     streams: dict[str, StreamState] = field(default_factory=lambda: defaultdict(StreamState))
+    # Records forwarded from another partition are judged late against each other only,
+    # with the same identities (docs/design.md, "Topics and keys" and "Words").
+    forwarded: dict[str, StreamState] = field(default_factory=dict)
+
+    def forwarded_stream(self, role: str) -> StreamState:
+        if role not in self.forwarded:
+            direct = self.streams[role]
+            self.forwarded[role] = StreamState(identities=direct.identities,
+                                               late_identities=direct.late_identities)
+        return self.forwarded[role]
     cases: dict[str, Case] = field(default_factory=dict)
     disputes: dict[str, Dispute] = field(default_factory=dict)
     hazards: dict[str, Hazard] = field(default_factory=dict)
@@ -321,10 +332,9 @@ class Model:
         d = str(doc["district"])
         if d not in self.known:
             return "unknown_district"
-        if partition != district_partition(d, self.partitions):
-            return "wrong_partition"
+        forwarded = partition != district_partition(d, self.partitions)
         dist = self.district(d)
-        st = dist.streams[role]
+        st = dist.forwarded_stream(role) if forwarded else dist.streams[role]
         t = ts(doc["time"])
         ident = (str(doc["source"]), str(doc["id"]))
         handler = getattr(self, f"_{kind}")
@@ -340,6 +350,12 @@ class Model:
                 dist.duplicates += 1
                 return "duplicate"
         outcome: str = handler(dist, st, doc, t, ident)
+        if forwarded:
+            # Counted on the district's partition via the forward topic: no dead letter
+            # where it was published. One rejected there is not told apart here.
+            if outcome != "counted":
+                raise Ambiguous("a forwarded record that is not counted")
+            return "forwarded"
         if outcome == "duplicate":
             dist.duplicates += 1
         elif outcome == "too_late":

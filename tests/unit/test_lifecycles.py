@@ -442,3 +442,17 @@ def test_a_step_before_its_opening_is_unknown_until_the_opening_tells(st: Distri
     run(st, found("h", T))
     assert st.buckets.by_category(T - D, T + D)[M.HAZARDS_RECTIFIED] == {"gas": 1}
     assert M.PATROLS_COMPLETED not in cats, "patrols have no categories"
+
+
+def test_forwarded_records_are_judged_late_against_each_other_only(st: DistrictState) -> None:
+    # A misrouted record of today, forwarded, must not make the direct backlog late...
+    assert st.apply(filed("today", T + 5 * D), forwarded=True) is C
+    assert st.apply(filed("backlog", T)) is C
+    # ...and the forwarded route has its own grace.
+    assert st.apply(filed("old", T + 2 * D), forwarded=True) is LATE
+    # One lifecycle across both routes, one identity memory: a copy through the other
+    # route is the same event.
+    a = cleared("backlog", T + H)
+    assert st.apply(a) is C
+    assert st.apply(ev(Kind.CASE_CLEARED, "backlog", T + H, id=a.id), forwarded=True) is DUP
+    assert st.open_cases == 1
