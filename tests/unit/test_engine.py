@@ -175,3 +175,12 @@ def event_bytes(kind: str, when: datetime) -> bytes:
     data = {"category": "gas", "major": False, "responsible_unit": "u1",
             "deadline": (when + timedelta(days=1)).isoformat()}
     return orjson.dumps(event(kind, "jinshui", "h1", when, data, id="h1-found"))
+
+
+def test_every_reference_district_of_an_owned_partition_has_a_state(engine: Engine) -> None:
+    engine.own({part("jinshui")})
+    owned = {d for d in engine.reference.districts if part(d) == part("jinshui")}
+    assert set(engine.states) == owned and "jinshui" in owned
+    assert all(st.totals == [0] * len(st.totals) for st in engine.states.values())
+    engine.own({0, 1, 2, 3})
+    assert set(engine.states) == set(engine.reference.districts), "listed with zeros"
