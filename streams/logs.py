@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,44 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class RepeatFilter(logging.Filter):
+    """Lets the first of a run of like warnings through, then at most one a window, counted.
+
+    While Kafka is away its client libraries log the same few errors many times a second
+    (the broker outage probe counted 6,214 ERROR lines in two minutes). The first line
+    says what happened; later ones of the same logger, level and message template come
+    at most once per ``window`` seconds, saying how many were left out.
+    """
+
+    MAX_KEYS = 1000  # messages built with f-strings have no template; keep the map small
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self._runs: dict[tuple[str, int, str], list[float]] = {}  # key -> [since, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        run = self._runs.get(key)
+        if run is not None and now - run[0] < self.window:
+            run[1] += 1
+            return False
+        if len(self._runs) >= self.MAX_KEYS:
+            self._runs = {k: v for k, v in self._runs.items() if now - v[0] < self.window}
+            if len(self._runs) >= self.MAX_KEYS:
+                self._runs.clear()
+        since, left_out = (run[0], int(run[1])) if run is not None else (now, 0)
+        self._runs[key] = [now, 0]
+        if left_out:
+            note = f" [{left_out} more like this in the last {now - since:.0f}s were not logged]"
+            record.msg = str(record.msg) + note.replace("%", "%%")
+        return True
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the worker (Faust applies it at start)."""
     formatter: dict[str, Any] = (
@@ -42,10 +82,12 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"repeats": {"()": RepeatFilter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             },
         },
