@@ -71,6 +71,37 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class ClientFaultFilter(logging.Filter):
+    """A malformed HTTP request is the client's fault: one WARNING line, no traceback.
+
+    aiohttp answers it 400 itself and logs it as an ERROR with a traceback, so anyone who
+    can reach the port could fill the log with tracebacks (RepeatFilter then bounds the
+    rate).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "aiohttp.server" or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        if exc is None or not _is_client_fault(exc):
+            return True
+        code = getattr(exc, "code", 400)
+        reason = (getattr(exc, "message", "") or type(exc).__name__).strip().splitlines()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "A malformed HTTP request was answered %s: %s"
+        record.args = (code, reason[0] if reason else type(exc).__name__)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _is_client_fault(exc: BaseException) -> bool:
+    try:
+        from aiohttp.http_exceptions import HttpProcessingError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, HttpProcessingError) and 400 <= int(getattr(exc, "code", 400)) < 500
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the worker (Faust applies it at start)."""
     formatter: dict[str, Any] = (
@@ -82,12 +113,15 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "filters": {"repeats": {"()": RepeatFilter}},
+        "filters": {
+            "client_faults": {"()": ClientFaultFilter},
+            "repeats": {"()": RepeatFilter},
+        },
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["repeats"],
+                "filters": ["client_faults", "repeats"],
                 "stream": "ext://sys.stderr",
             },
         },

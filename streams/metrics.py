@@ -41,6 +41,7 @@ INGEST_ANSWERS: tuple[tuple[int, str], ...] = (
     (400, "malformed_json"),
     (400, "schema"),
     (400, "bad_encoding"),
+    (400, "body_incomplete"),
     (400, "events_rejected"),
     (401, "no_token"),
     (401, "unknown_token"),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from aiohttp import ClientError, ClientTimeout
 from aiohttp import web as aioweb
+from aiohttp.http_exceptions import HttpProcessingError
 from faust.exceptions import SameNode
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -185,6 +186,12 @@ async def ingest_answer(ingest: IngestService, request: Any, limit: int) -> Inge
             408,
             f"The body did not arrive within {BODY_READ_SECONDS:g} seconds; send it again.",
             "body_timeout",
+        )
+    except (ConnectionError, HttpProcessingError):
+        # The client went away or broke the framing mid-body: the client's fault, and
+        # most likely nobody is left to read this answer.
+        return problem(
+            400, "The body ended before it was complete; send it again whole.", "body_incomplete"
         )
     if isinstance(body, IngestResponse):
         if body.reason == "bad_encoding":

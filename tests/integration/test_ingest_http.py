@@ -1005,3 +1005,30 @@ def test_a_dead_letter_kafka_refuses_is_counted(node: Node) -> None:
     finally:
         limit(None)
         admin.close()
+
+
+def test_malformed_http_is_400_and_one_line_without_a_traceback(node: Node) -> None:
+    """A broken chunked body, a cut-off upload: the client's fault, never an ERROR."""
+    log = node.worker.log_path
+    lines_before = len(log.read_text(errors="replace").splitlines())
+    sock = socket.create_connection(("127.0.0.1", node.worker.port), timeout=10)
+    sock.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    )
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
+    # An upload cut short by the client: nothing to answer, nothing to log.
+    sock = socket.create_connection(("127.0.0.1", node.worker.port), timeout=10)
+    sock.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+        + f"Authorization: Bearer {node.tokens['city-all']}\r\n\r\n[ ".encode()
+    )
+    sock.close()
+    time.sleep(1)
+    new = log.read_text(errors="replace").splitlines()[lines_before:]
+    assert not any("[ERROR]" in ln or "Traceback" in ln for ln in new), new
+    assert sum("[WARNING]" in ln for ln in new) <= 1, new

@@ -37,3 +37,32 @@ def test_the_map_of_runs_stays_small() -> None:
     for i in range(5000):
         f.filter(record(f"an f-string message {i}"))
     assert len(f._runs) <= RepeatFilter.MAX_KEYS
+
+
+def test_a_malformed_http_request_is_one_warning_without_a_traceback() -> None:
+    import sys
+
+    from aiohttp.http_exceptions import BadHttpMessage, TransferEncodingError
+
+    from streams.logs import ClientFaultFilter
+
+    f = ClientFaultFilter()
+    for exc in (BadHttpMessage("Invalid character in chunk size:\n\n  b'zz'"),
+                TransferEncodingError("Not enough data to satisfy transfer length header.")):
+        try:
+            raise exc
+        except BadHttpMessage:
+            info = sys.exc_info()
+        rec = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
+                                "Error handling request from %s", ("127.0.0.1",), info)
+        assert f.filter(rec)
+        assert rec.levelname == "WARNING" and rec.exc_info is None
+        assert rec.getMessage().startswith("A malformed HTTP request was answered 400: ")
+        assert "\n" not in rec.getMessage()
+    # Our own errors, and aiohttp's other ones, keep their traceback.
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        info = sys.exc_info()
+    rec = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "x", (), info)
+    assert f.filter(rec) and rec.exc_info is info and rec.levelno == logging.ERROR
