@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 OVERDUE_TICK_SECONDS = 1.0
 LAG_SAMPLE_SECONDS = 5.0
 MEMORY_RELEASE_SECONDS = 10.0
+# /ready and HTTP ingest say 503 within about this plus the check's timeout (3 s) of
+# losing the broker.
+KAFKA_CHECK_SECONDS = 2.0
 
 
 def register(wf: Watchfloor) -> None:
@@ -44,6 +47,11 @@ def register(wf: Watchfloor) -> None:
     @app.timer(LAG_SAMPLE_SECONDS, name="watchfloor.lag")  # type: ignore[untyped-decorator]
     async def lag() -> None:
         wf.sample_lag()
+
+    @app.timer(KAFKA_CHECK_SECONDS, name="watchfloor.kafka")  # type: ignore[untyped-decorator]
+    async def kafka() -> None:
+        """Whether the producer can deliver now: readiness and ingest follow it."""
+        await wf.check_kafka()
 
     @app.timer(MEMORY_RELEASE_SECONDS, name="watchfloor.memory")  # type: ignore[untyped-decorator]
     async def release() -> None:

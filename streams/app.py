@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import faust
@@ -21,16 +21,21 @@ from .deadletter import build_dead_letter
 from .engine import BatchResult, Engine
 from .errors import SettingsError
 from .events import Stream
-from .kafka import faust_credentials
+from .kafka import delivery_problem, faust_credentials, install_aiokafka_fixes
 from .metrics import DistrictCollector, Metrics
 from .partitioning import district_of_key, district_partitioner
 from .reference import load_reference
 from .settings import Settings
 from .state_journal import StateStore, Utf8Keys
 
+if TYPE_CHECKING:
+    from .ingest import IngestService
+
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "state"
+# How long one check of the producer's path to Kafka may take (agents.py runs it).
+KAFKA_CHECK_TIMEOUT_SECONDS = 3.0
 
 
 def _text(key: bytes | str) -> str:
@@ -42,6 +47,31 @@ class WatchfloorApp(faust.App):
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
+
+
+class StateWriteGuard(faust.Sensor):
+    """Stops the worker when Kafka gives up on a state write, before anything commits past it.
+
+    A journal the producer could not deliver (Kafka away longer than
+    ``WATCHFLOOR_PRODUCER_TIMEOUT``) is lost from the changelog while the district state
+    in memory still has it; committing the records it came from would lose their counts
+    at the next recovery. So the first such failure stops commits (``commit_allowed``)
+    and crashes the app: the next start rebuilds from the changelog and reads those
+    records again.
+    """
+
+    def __init__(self, wf: Watchfloor) -> None:
+        super().__init__()
+        self.wf = wf
+
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> Any:
+        return topic
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        if state == self.wf.changelog_topic:
+            self.wf.state_write_failed(exc)
 
 
 class StateTable(faust.Table[bytes, bytes]):
@@ -105,11 +135,21 @@ class Watchfloor:
         # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
         self.districts_collector = DistrictCollector(lambda: self.engine.states, self.clock.time)
         self.ready = False
+        # Why the producer cannot deliver now (None: it can), and whether SIGTERM came.
+        self.kafka_problem: str | None = None
+        self._kafka_lost_at: float | None = None
+        self.draining = False
+        self.ingest: IngestService | None = None  # HTTP ingest, set by streams/web.py
+        self.commits_blocked = False
+        self._crashing: asyncio.Future[Any] | None = None
         self.assigned: set[int] = set()
         self._recovery_started: float | None = None
         self._last_offset: dict[TP, int] = {}
+        install_aiokafka_fixes()
         self.app = self._make_app()
         self.table = self._make_table()
+        self.changelog_topic = self.table.changelog_topic.get_topic_name()
+        self.app.sensors.add(StateWriteGuard(self))
         self.store = StateStore(Utf8Keys(self.table), self.tz, self.limits)
         self.deadletter = self.app.topic(
             settings.topic_deadletter,
@@ -130,6 +170,68 @@ class Watchfloor:
         self.batches = self.app.channel(maxsize=2)
         self.subscribe_sources()
 
+    # -- readiness ------------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        """What ``/ready`` says: state recovered, Kafka reachable, not shutting down."""
+        return self.ready and self.kafka_problem is None and not self.draining
+
+    def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "The worker is shutting down."
+        if not self.ready:
+            return "The worker is recovering its state."
+        if self.kafka_problem is not None:
+            return f"The worker cannot deliver to Kafka: {self.kafka_problem}."
+        return None
+
+    def begin_drain(self) -> None:
+        """SIGTERM: answer /ready with 503 from now on, so traffic goes elsewhere."""
+        self.draining = True
+
+    async def check_kafka(self) -> None:
+        """Whether the producer can deliver to every partition it writes; logs changes."""
+        producer = getattr(self.app.producer, "_producer", None)  # Faust's aiokafka producer
+        if producer is None or self.app.should_stop:
+            return
+        topics = [*self.topics, self.settings.topic_deadletter, self.changelog_topic]
+        problem = await delivery_problem(producer.client, topics, KAFKA_CHECK_TIMEOUT_SECONDS)
+        self.set_kafka_problem(problem)
+
+    def set_kafka_problem(self, problem: str | None) -> None:
+        now = time.monotonic()
+        if problem is not None and self.kafka_problem is None:
+            self._kafka_lost_at = now
+            log.warning(
+                "Kafka cannot take this worker's writes (%s): /ready and HTTP ingest answer "
+                "503 until it can.",
+                problem,
+            )
+        elif problem is None and self.kafka_problem is not None:
+            since = now - (self._kafka_lost_at or now)
+            log.info("Kafka takes this worker's writes again, after %.0fs.", since)
+        self.kafka_problem = problem
+        self.metrics.kafka_available.set(0 if problem else 1)
+
+    def state_write_failed(self, exc: BaseException) -> None:
+        """A journal or snapshot did not reach the changelog: stop without committing."""
+        if self.commits_blocked:
+            return
+        self.commits_blocked = True
+        self.ready = False
+        self.metrics.ready.set(0)
+        log.error(
+            "Kafka did not take a state write within WATCHFLOOR_PRODUCER_TIMEOUT (%gs): %s. "
+            "Stopping without committing; the next start reads the uncommitted records again.",
+            self.settings.producer_timeout,
+            str(exc) or type(exc).__name__,
+        )
+        self._crashing = asyncio.ensure_future(self.app.crash(exc))
+
+    def commit_allowed(self) -> bool:
+        return not self.commits_blocked
+
     # -- construction ---------------------------------------------------------------
 
     def _make_app(self) -> WatchfloorApp:
@@ -144,6 +246,10 @@ class Watchfloor:
                 ) from None
         app = WatchfloorApp(
             s.app_id,
+            # Faust would read its own plain variables (WEB_PORT, APP_DATADIR,
+            # BROKER_SESSION_TIMEOUT, ...) over what is passed here; a Watchfloor process
+            # is configured by WATCHFLOOR_* alone (streams/settings.py).
+            env={},
             broker=[f"kafka://{server}" for server in s.bootstrap_list],
             broker_credentials=faust_credentials(s),
             store=s.store,
@@ -166,12 +272,27 @@ class Watchfloor:
             producer_linger_ms=5,
             producer_max_batch_size=512 * 1024,
             producer_max_request_size=4 * 1024 * 1024,
+            # Faust's default is 1,200 s: a record, a POST and a shutdown would wait that
+            # long for a broker that is gone.
+            producer_request_timeout=s.producer_timeout,
             web_enabled=True,
+            web_transport="tcp://",
             web_bind=s.web_host,
             web_host=s.web_host,
             web_port=s.web_port,
             canonical_url=s.web_url,
             web_in_thread=False,
+            # Faust's own views (/router, /table with its key lookups, /stats, /graph) would
+            # serve internal state without authentication; the worker's API routes
+            # between workers in-process (app.router), without them.
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_stats_enabled=False,
+            web_graph_enabled=False,
+            web_metrics_enabled=False,
+            # HTTP ingest inflates compressed bodies itself, bounded and only for a known
+            # token (streams/web.py); aiohttp would inflate on the event loop first.
+            web_application_options={"handler_args": {"auto_decompress": False}},
         )
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -396,6 +517,7 @@ class Watchfloor:
         consumer.configure_batches(frozenset(self.engine.topics), self._deliver)
         consumer.on_refetch = self.metrics.refetched_records.inc
         consumer.on_fetch_error = self.metrics.fetch_errors.inc
+        consumer.commit_allowed = self.commit_allowed
 
     async def _deliver(self, batch: Batch) -> None:
         await self.batches.send(value=batch)

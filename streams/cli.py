@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.simulator.cli",
     "streams.publish",
     "streams.dlq",
-    "streams.ingest",
+    "streams.ingest_tokens",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Handler = args.func
     try:
+        # Inside the try: an argument's type check (a duration, a time) raises
+        # Watchfloor's own errors, which argparse would let through as a traceback.
+        args = parser.parse_args(argv)
+        func: Handler = args.func
         settings = Settings.from_env()
         return func(args, settings)
     except WatchfloorError as exc:

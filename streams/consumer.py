@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Longest a rewind may wait for the broker; Faust bounds its own seeks the same way.
 SEEK_TIMEOUT_SECONDS = 30.0
+# A commit waits at most this long for Kafka (normally it takes milliseconds).
+COMMIT_TIMEOUT_SECONDS = 10.0
 #: Pause after an unexpected error in the fetch loop, so a persistent one cannot spin.
 ERROR_PAUSE_SECONDS = 1.0
 
@@ -74,6 +76,10 @@ def _no_op() -> None:
     pass
 
 
+def _yes() -> bool:
+    return True
+
+
 def _tp(tp: Any) -> TP:
     return tp if isinstance(tp, TP) else TP(tp.topic, tp.partition)
 
@@ -95,6 +101,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._fetch_epochs: dict[TP, int | None] = {}
         self.on_refetch: Callable[[int], None] = _ignore
         self.on_fetch_error: Callable[[], None] = _no_op
+        # False once a state write was lost (streams/app.py, StateWriteGuard).
+        self.commit_allowed: Callable[[], bool] = _yes
 
     def configure_batches(
         self, topics: frozenset[str], deliver: Callable[[Batch], Awaitable[None]]
@@ -160,6 +168,26 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     *(TopicPartition(tp.topic, tp.partition) for tp in never)
                 )
             self._positioned(source)
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        # Faust flushed the producer just before: let the callbacks of deliveries that
+        # failed in that flush run, then commit only if no state write was lost.
+        await asyncio.sleep(0)
+        if not self.commit_allowed():
+            return False
+        # aiokafka waits for a group coordinator for as long as Kafka is away, and Faust
+        # lets every later commit, and the stop, wait behind that one. A commit given up
+        # loses nothing: records after the last commit are read again (and skipped by the
+        # state's evidence) by whoever owns their partitions next.
+        try:
+            return bool(await asyncio.wait_for(super()._commit(offsets), COMMIT_TIMEOUT_SECONDS))
+        except TimeoutError:
+            log.warning(
+                "Could not commit offsets: Kafka did not answer in %gs; they are committed "
+                "with the next ones, or read again after a restart.",
+                COMMIT_TIMEOUT_SECONDS,
+            )
+            return False
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:

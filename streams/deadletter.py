@@ -35,8 +35,9 @@ DEAD_LETTER_HEADERS = frozenset(
 )
 
 # On a replayed copy: which dead letter it came from, when, and how many replays deep.
-# A replayed copy that fails again is dead-lettered with these among its original
-# headers, so ``dlq list`` shows it as a second failure.
+# They are for people reading the record; the tools do not trust them (a publisher can
+# set any header): ``dlq list`` knows a second failure by its source coordinates, which
+# the replay marker names.
 H_REPLAYED_FROM = "wf-replayed-from"
 H_REPLAYED_AT = "wf-replayed-at"
 H_REPLAY_COUNT = "wf-replay-count"
@@ -44,9 +45,14 @@ REPLAY_HEADERS = frozenset({H_REPLAYED_FROM, H_REPLAYED_AT, H_REPLAY_COUNT})
 
 # A marker in the dead-letter topic saying a dead letter was replayed; lets a later
 # ``dlq list`` tell pending from replayed and ``dlq replay`` skip what it already did.
+# Only ``dlq replay`` writes markers, straight to the dead-letter topic. A publisher can
+# put these headers on a record of a source topic, and a worker keeps the original's
+# headers on its dead letter, so the tools trust them only on a record without
+# ``wf-reason``: every dead letter a worker writes has one (``build_dead_letter``).
 H_MARKER = "wf-marker"
 MARKER_REPLAYED = b"replayed"
 H_MARKED = "wf-marked"  # the identity of the dead letter the marker is about
+H_REPLAYED_TO = "wf-replayed-to"  # topic/partition/offset of the replayed copy
 
 HTTP_SOURCE = "http"
 MAX_ERROR_BYTES = 1024

@@ -8,8 +8,10 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -24,6 +26,7 @@ from .deadletter import (
     H_REPLAY_COUNT,
     H_REPLAYED_AT,
     H_REPLAYED_FROM,
+    H_REPLAYED_TO,
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
@@ -39,6 +42,8 @@ from .deadletter import (
 from .errors import BrokerError, WatchfloorError
 from .events import KIND_OF_TYPE, REASONS
 from .kafka import client_kwargs
+from .progress import Progress
+from .reference import load_reference
 from .settings import Settings
 
 # --- reading the dead-letter topic ------------------------------------------------------
@@ -60,7 +65,25 @@ class StoredDeadLetter:
 
     @property
     def is_marker(self) -> bool:
-        return any(k == H_MARKER for k, _ in self.headers)
+        """A replay marker written by ``dlq replay``, never a dead letter.
+
+        A worker's dead letters always carry ``wf-reason``; one that also has marker
+        headers kept them from a publisher's original, and is a dead letter like any other.
+        """
+        return self.header(H_MARKER) == MARKER_REPLAYED.decode() and self.header(H_REASON) is None
+
+    @property
+    def replayed_to(self) -> str | None:
+        """On a marker: the ``topic/partition/offset`` of the replayed copy."""
+        target = self.header(H_REPLAYED_TO)
+        if target:
+            return target
+        try:  # markers written before the header existed say it in their body
+            body = orjson.loads(self.value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        to = body.get("to") if isinstance(body, dict) else None
+        return to if isinstance(to, str) and to.count("/") >= 2 else None
 
     @property
     def reason(self) -> str:
@@ -88,11 +111,6 @@ class StoredDeadLetter:
             return f"{topic}/{partition}/{offset}"
         return f"dlq/{self.partition}/{self.offset}"
 
-    @property
-    def replayed_from(self) -> str | None:
-        """Set when the rejected record was itself a replayed copy (a second failure)."""
-        return self.header(H_REPLAYED_FROM)
-
     def original_headers(self) -> Headers:
         return tuple(
             (k, v)
@@ -100,7 +118,7 @@ class StoredDeadLetter:
             if k not in DEAD_LETTER_HEADERS and k not in REPLAY_HEADERS
         )
 
-    def to_dict(self, replayed: bool) -> dict[str, Any]:
+    def to_dict(self, replayed: bool, second_failure_of: str | None = None) -> dict[str, Any]:
         return {
             "dlq_partition": self.partition,
             "dlq_offset": self.offset,
@@ -115,7 +133,7 @@ class StoredDeadLetter:
             "publisher": self.header(H_PUBLISHER),
             "key": None if self.key is None else self.key.decode("utf-8", "replace"),
             "replayed": replayed,
-            "second_failure_of": self.replayed_from,
+            "second_failure_of": second_failure_of,
         }
 
 
@@ -128,6 +146,10 @@ class Ledger:
     duplicates: int = 0
     letters: list[StoredDeadLetter] = field(default_factory=list)
     replayed: set[str] = field(default_factory=set)
+    # Where each replayed copy went (topic/partition/offset) -> the dead letter it copies.
+    # A dead letter whose identity (where a worker read it) is such a target is a replayed
+    # copy that failed again: known from the markers, never from a record's own headers.
+    replayed_to: dict[str, str] = field(default_factory=dict)
 
     def add(self, record: StoredDeadLetter, seen: set[str]) -> None:
         self.records += 1
@@ -135,6 +157,9 @@ class Ledger:
             marked = record.header(H_MARKED)
             if marked:
                 self.replayed.add(marked)
+                target = record.replayed_to
+                if target:
+                    self.replayed_to[target] = marked
             return
         identity = record.identity
         if identity in seen:
@@ -158,6 +183,19 @@ class Ledger:
             and (include_replayed or r.identity not in self.replayed)
         ]
 
+    def second_failure_of(self, letter: StoredDeadLetter) -> str | None:
+        """The dead letter this one is a failed replayed copy of, if it is one."""
+        return self.replayed_to.get(letter.identity)
+
+    def replays(self, letter: StoredDeadLetter) -> int:
+        """How many replays deep this dead letter is (0: an original)."""
+        depth, identity, seen = 0, letter.identity, set()
+        while identity in self.replayed_to and identity not in seen:
+            seen.add(identity)
+            identity = self.replayed_to[identity]
+            depth += 1
+        return depth
+
     def summary(self, letters: Sequence[StoredDeadLetter], limit: int) -> dict[str, Any]:
         by_reason: Counter[str] = Counter()
         by_topic: Counter[str] = Counter()
@@ -168,7 +206,7 @@ class Ledger:
             by_reason[r.reason] += 1
             by_topic[r.source_topic] += 1
             rows[(r.reason, r.source_topic, replayed)] += 1
-            second += r.replayed_from is not None
+            second += self.second_failure_of(r) is not None
         table: dict[tuple[str, str], dict[str, Any]] = {}
         for (reason, topic, replayed), n in rows.items():
             row = table.setdefault(
@@ -192,11 +230,16 @@ class Ledger:
             "table": sorted(
                 table.values(), key=lambda row: (-row["pending"] - row["replayed"], row["reason"])
             ),
-            "latest": [r.to_dict(r.identity in self.replayed) for r in reversed(latest)],
+            "latest": [
+                r.to_dict(r.identity in self.replayed, self.second_failure_of(r))
+                for r in reversed(latest)
+            ],
         }
 
 
-async def read_ledger(settings: Settings, topic: str | None = None) -> Ledger:
+async def read_ledger(
+    settings: Settings, topic: str | None = None, progress: Progress | None = None
+) -> Ledger:
     """Read the whole dead-letter topic, up to its end when we start, without a group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
@@ -221,9 +264,13 @@ async def read_ledger(settings: Settings, topic: str | None = None) -> Ledger:
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
+        remaining = {tp for tp in tps if ends[tp] > starts[tp]}
         seen: set[str] = set()
         while remaining:
+            if progress is not None:
+                progress.tick(lambda: _share("read", ledger.records, total, "records"))
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():
                 for rec in records:
@@ -247,7 +294,14 @@ async def read_ledger(settings: Settings, topic: str | None = None) -> Ledger:
         raise BrokerError(f"The dead-letter topic {name} cannot be read: {exc}.") from None
     finally:
         await consumer.stop()
+    if progress is not None:
+        progress.done(f"read {ledger.records} records")
     return ledger
+
+
+def _share(verb: str, done: int, total: int, what: str) -> str:
+    percent = f" ({100 * done / total:.0f} %)" if total else ""
+    return f"{verb} {done} of {total} {what}{percent}"
 
 
 # --- replay --------------------------------------------------------------------------
@@ -281,10 +335,10 @@ def replay_target(letter: StoredDeadLetter, settings: Settings) -> ReplayPlan:
     return ReplayPlan(letter, None, "it has no wf-source-topic header")
 
 
-def replay_headers(letter: StoredDeadLetter, replayed_at: datetime) -> Headers:
-    """The original headers plus the replay marks (the count goes up on each replay)."""
-    previous = letter.header(H_REPLAY_COUNT)
-    count = int(previous) + 1 if previous and previous.isdigit() else 1
+def replay_headers(letter: StoredDeadLetter, replayed_at: datetime, depth: int = 0) -> Headers:
+    """The original headers plus the replay marks; ``depth`` is how many replays deep the
+    dead letter already is (from the ledger's markers, not from its own headers)."""
+    count = depth + 1
     return (
         *letter.original_headers(),
         (H_REPLAYED_FROM, letter.identity.encode()),
@@ -303,7 +357,11 @@ def marker_for(letter: StoredDeadLetter, target: str, replayed_at: datetime) -> 
     return DeadLetter(
         letter.key,
         orjson.dumps(body),
-        ((H_MARKER, MARKER_REPLAYED), (H_MARKED, letter.identity.encode())),
+        (
+            (H_MARKER, MARKER_REPLAYED),
+            (H_MARKED, letter.identity.encode()),
+            (H_REPLAYED_TO, target.encode()),
+        ),
     )
 
 
@@ -346,11 +404,12 @@ async def replay(
     limit: int | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> ReplayReport:
     """Re-publish chosen dead letters' original bytes, key and headers to their topics."""
     from .kafka import kafka_producer
 
-    ledger = await read_ledger(settings)
+    ledger = await read_ledger(settings, progress=progress)
     chosen = ledger.select(reasons, source_topics, include_replayed=True)
     report = ReplayReport(dry_run)
     if not include_replayed:
@@ -388,13 +447,15 @@ async def replay(
         # letters unmarked, and replaying them again is harmless (the engine counts a
         # transition once).
         sent: list[tuple[ReplayPlan, Any]] = []
-        for plan in routable:
+        for i, plan in enumerate(routable):
+            if progress is not None:
+                progress.tick(partial(_share, "sent", i, len(routable), "dead letters"))
             try:
                 delivery = await producer.send(
                     plan.topic,
                     plan.letter.value,
                     key=plan.letter.key,
-                    headers=list(replay_headers(plan.letter, when)),
+                    headers=list(replay_headers(plan.letter, when, ledger.replays(plan.letter))),
                 )
             except Exception as exc:  # refused at once: too large, no metadata, closed
                 report.skipped.append({"identity": plan.letter.identity, "why": f"Kafka: {exc}"})
@@ -422,6 +483,8 @@ async def replay(
                 )
             )
         await asyncio.gather(*markers, return_exceptions=True)
+    if progress is not None:
+        progress.done(f"replayed {len(report.replayed)} dead letters")
     return report
 
 
@@ -450,6 +513,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--limit", type=int, default=20, help="how many of the latest to show (default 20)"
     )
     lister.add_argument("--json", action="store_true", help="print JSON")
+    _quiet(lister)
     lister.set_defaults(func=_cmd_list)
 
     replayer = sub.add_parser(
@@ -472,7 +536,16 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--include-replayed", action="store_true", help="also replay dead letters replayed before"
     )
     replayer.add_argument("--json", action="store_true", help="print JSON")
+    _quiet(replayer)
     replayer.set_defaults(func=_cmd_replay)
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines on standard error (they appear after a few seconds)",
+    )
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -502,7 +575,28 @@ def _reasons(values: Sequence[str]) -> list[str]:
     return reasons
 
 
-def render_summary(summary: Mapping[str, Any]) -> str:
+def local_time(text: str | None, tz: tzinfo | None) -> str:
+    """An RFC 3339 time shown in the city's time zone (as the docs show it)."""
+    if not text:
+        return "?"
+    if tz is None:
+        return text
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(tz).isoformat(timespec="milliseconds")
+
+
+def city_timezone(settings: Settings) -> tzinfo:
+    if settings.timezone:
+        return ZoneInfo(settings.timezone)
+    return load_reference(settings.reference_file).timezone
+
+
+def render_summary(summary: Mapping[str, Any], tz: tzinfo | None = None) -> str:
     lines = [
         f"{summary['topic']}: {summary['dead_letters']} dead letters"
         f" ({summary['records']} records read, {summary['duplicates']} written twice),"
@@ -528,20 +622,21 @@ def render_summary(summary: Mapping[str, Any]) -> str:
                 if r["second_failure_of"]
                 else ""
             )
-            when = r["rejected_at"] or "?"
+            when = local_time(r["rejected_at"], tz)
             lines.append(f"  {when}  {r['identity']}  {r['reason']}{mark}{again}: {r['error']}")
     return "\n".join(lines)
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     reasons, topics = _reasons(args.reason), _split(args.source_topic)
-    ledger = asyncio.run(read_ledger(settings))
+    progress = Progress("dlq list", enabled=not args.quiet)
+    ledger = asyncio.run(read_ledger(settings, progress=progress))
     letters = ledger.select(reasons, topics)
     summary = ledger.summary(letters, args.limit)
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render_summary(summary))
+        print(render_summary(summary, city_timezone(settings)))
     return 0
 
 
@@ -557,6 +652,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             include_replayed=args.include_replayed,
             limit=args.limit,
             dry_run=args.dry_run,
+            progress=Progress("dlq replay", enabled=not args.quiet),
         )
     )
     if args.json:

@@ -2,202 +2,114 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
 import logging
 import re
-import secrets
-import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from .clock import Clock, SystemClock
 from .deadletter import HTTP_SOURCE, DeadLetter, dead_letter_for
-from .errors import InvalidEvent, SettingsError
-from .events import CONTENT_TYPE, KIND_OF_TYPE, Event
-from .reference import Reference, load_reference
+from .errors import InvalidEvent
+from .events import CONTENT_TYPE, Event
+from .ingest_tokens import (
+    TOKEN_PREFIX,
+    IngestToken,
+    IngestTokens,
+    TokenSource,
+    hash_token,
+    new_token,
+)
 from .settings import Settings
-from .validation import EventValidator, type_matches
+from .validation import EventValidator
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+__all__ = [
+    "PATH",
+    "RETRY_AFTER_SECONDS",
+    "TOKEN_PREFIX",
+    "IngestResponse",
+    "IngestService",
+    "IngestToken",
+    "IngestTokens",
+    "TokenSource",
+    "hash_token",
+    "new_token",
+]
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/events"
-TOKEN_PREFIX = "wf_"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ENTRY_KEYS = {"name", "sha256", "districts", "types"}
 _CODE_LIKE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 RETRY_AFTER_SECONDS = 5
 
 Headers = Sequence[tuple[str, bytes]]
 Send = Callable[[str, bytes, bytes, Headers], Awaitable[None]]
 WriteDeadLetter = Callable[[DeadLetter], Awaitable[Any]]
+# Why Kafka cannot take events now (a sentence), or None when it can.
+Availability = Callable[[], str | None]
 
 
-def hash_token(token: str) -> str:
-    """The stored form of a token: sha256 of its UTF-8 bytes, lower-case hex."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+class Tokens(Protocol):
+    """A fixed set of tokens, or a source that reloads them."""
 
-
-def new_token() -> str:
-    """A fresh publisher token: 256 random bits, URL-safe."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True)
-class IngestToken:
-    """One publisher's token (by hash) and what it may send."""
-
-    name: str
-    sha256: str
-    districts: frozenset[str]
-    types: tuple[str, ...]
-
-    def allows_district(self, district: str) -> bool:
-        return "*" in self.districts or district in self.districts
-
-    def allows_type(self, event_type: str) -> bool:
-        return type_matches(event_type, self.types)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON entry for the tokens file."""
-        return {
-            "name": self.name,
-            "sha256": self.sha256,
-            "districts": sorted(self.districts),
-            "types": list(self.types),
-        }
-
-
-class IngestTokens:
-    """The configured tokens, looked up by the hash of what a caller presents.
-
-    Looking up a hash in a dict does not leak the stored hashes through timing in any
-    useful way: an attacker controls only the preimage.
-    """
-
-    def __init__(self, tokens: Iterable[IngestToken] = ()) -> None:
-        self._by_hash: dict[str, IngestToken] = {}
-        names: set[str] = set()
-        for token in tokens:
-            if token.sha256 in self._by_hash:
-                raise SettingsError(
-                    f"Ingest tokens {self._by_hash[token.sha256].name} and {token.name} "
-                    "have the same hash."
-                )
-            if token.name in names:
-                raise SettingsError(f"Two ingest tokens are named {token.name}.")
-            names.add(token.name)
-            self._by_hash[token.sha256] = token
-
-    def __len__(self) -> int:
-        return len(self._by_hash)
-
-    def __iter__(self) -> Any:
-        return iter(sorted(self._by_hash.values(), key=lambda t: t.name))
-
-    def find(self, token: str) -> IngestToken | None:
-        return self._by_hash.get(hash_token(token))
-
-    @classmethod
-    def parse(
-        cls, data: object, origin: str, reference: Reference | None = None
-    ) -> list[IngestToken]:
-        """Entries from a tokens document: ``{"tokens": [...]}`` or a bare list."""
-        entries = data.get("tokens") if isinstance(data, dict) else data
-        if isinstance(data, dict) and set(data) - {"tokens"}:
-            raise SettingsError(f"{origin}: only a 'tokens' list is allowed at the top.")
-        if not isinstance(entries, list):
-            raise SettingsError(f'{origin} must hold a list of tokens, or {{"tokens": [...]}}.')
-        return [
-            _parse_entry(e, f"{origin}, token {i + 1}", reference) for i, e in enumerate(entries)
-        ]
-
-    @classmethod
-    def from_settings(cls, settings: Settings, reference: Reference | None = None) -> IngestTokens:
-        """Tokens from ``WATCHFLOOR_INGEST_TOKENS_FILE`` and ``WATCHFLOOR_INGEST_TOKENS``."""
-        tokens: list[IngestToken] = []
-        if settings.ingest_tokens_file:
-            path = Path(settings.ingest_tokens_file)
-            try:
-                data = orjson.loads(path.read_bytes())
-            except OSError as exc:
-                raise SettingsError(
-                    f"The ingest tokens file {path} cannot be read: {exc.strerror}."
-                ) from None
-            except orjson.JSONDecodeError as exc:
-                raise SettingsError(f"The ingest tokens file {path} is not JSON: {exc}.") from None
-            tokens += cls.parse(data, str(path), reference)
-        if settings.ingest_tokens:
-            try:
-                data = orjson.loads(settings.ingest_tokens.reveal())
-            except orjson.JSONDecodeError:
-                # The message would quote the secret; say only where it is wrong.
-                raise SettingsError("WATCHFLOOR_INGEST_TOKENS is not valid JSON.") from None
-            tokens += cls.parse(data, "WATCHFLOOR_INGEST_TOKENS", reference)
-        return cls(tokens)
-
-
-def _parse_entry(entry: object, where: str, reference: Reference | None) -> IngestToken:
-    if not isinstance(entry, dict):
-        raise SettingsError(f"{where} must be a JSON object.")
-    extra = set(entry) - _ENTRY_KEYS
-    if extra:
-        raise SettingsError(f"{where} has unknown fields {', '.join(sorted(extra))}.")
-    name = entry.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SettingsError(f"{where}: name must be letters, digits, '.', '_' or '-' (at most 64).")
-    digest = entry.get("sha256")
-    if not isinstance(digest, str) or not _HEX64.match(digest):
-        raise SettingsError(f"{where} ({name}): sha256 must be 64 lower-case hex digits.")
-    districts = entry.get("districts")
-    if (
-        not isinstance(districts, list)
-        or not districts
-        or not all(isinstance(d, str) for d in districts)
-    ):
-        raise SettingsError(
-            f'{where} ({name}): districts must be a non-empty list of codes, or ["*"].'
-        )
-    if reference is not None:
-        unknown = sorted(set(districts) - reference.district_codes - {"*"})
-        if unknown:
-            raise SettingsError(
-                f"{where} ({name}): {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} "
-                "not in the reference data."
-            )
-    types = entry.get("types")
-    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
-        raise SettingsError(
-            f"{where} ({name}): types must be a non-empty list of event types or globs."
-        )
-    dead = [t for t in types if not any(type_matches(k, [t]) for k in KIND_OF_TYPE)]
-    if dead:
-        raise SettingsError(f"{where} ({name}): {', '.join(dead)} matches no event type.")
-    return IngestToken(name, digest, frozenset(districts), tuple(types))
+    def current(self) -> IngestTokens: ...
 
 
 @dataclass(frozen=True)
 class IngestResponse:
-    """What to answer: HTTP status, JSON body, extra headers."""
+    """What to answer: HTTP status, JSON body, extra headers, and a reason for the metrics.
+
+    ``reason`` is a short code from a bounded set (docs/metrics.md): the label of
+    ``watchfloor_ingest_requests_total``. Body-level faults also carry it in the body.
+    """
 
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
 
     def json(self) -> bytes:
         return orjson.dumps(self.body)
 
 
-def _problem(status: int, error: str, **extra: Any) -> IngestResponse:
-    return IngestResponse(status, {"status": status, "error": error, **extra})
+def problem(status: int, error: str, reason: str, **extra: Any) -> IngestResponse:
+    """An answer for the whole request: a sentence and a reason code."""
+    return IngestResponse(
+        status, {"status": status, "error": error, "reason": reason, **extra}, reason=reason
+    )
+
+
+def unavailable(why: str) -> IngestResponse:
+    """503 before anything was taken: Kafka cannot confirm events now."""
+    return IngestResponse(
+        503,
+        {
+            "status": 503,
+            "error": f"This worker cannot reach Kafka ({why}); nothing was taken. "
+            f"Send the events again in {RETRY_AFTER_SECONDS} seconds.",
+            "reason": "kafka_unavailable",
+        },
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        reason="kafka_unavailable",
+    )
+
+
+def too_large(limit: int) -> IngestResponse:
+    return problem(
+        413,
+        f"The body is too large: the limit is {limit} bytes (after inflating, for a "
+        "compressed body); send fewer events per request.",
+        "body_too_large",
+        limit=limit,
+    )
 
 
 @dataclass
@@ -229,19 +141,25 @@ class IngestService:
     every fault is a permission) when some were not, listing each with its index, id,
     reason and sentence; the valid ones of such a batch are still sent and listed under
     ``accepted``, because resending the whole batch after a fix is harmless (the engine
-    counts each transition once); 401 without a known token; 413 above the size or
-    batch limit; 503 when Kafka did not confirm. Bad input never yields 500.
+    counts each transition once); 401 without a known, unexpired token; 413 above the
+    size or batch limit; 503 when Kafka cannot be reached or did not confirm in
+    ``WATCHFLOOR_INGEST_TIMEOUT``. Bad input never yields 500.
+
+    The web layer calls the steps apart (``authenticate``, ``unavailable``, then
+    ``handle_body``) so that it reads a body only for a known token and a working Kafka.
     """
 
     def __init__(
         self,
         validator: EventValidator,
-        tokens: IngestTokens,
+        tokens: Tokens,
         settings: Settings,
         send: Send,
         *,
         dead_letter: WriteDeadLetter | None = None,
         clock: Clock | None = None,
+        available: Availability | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.validator = validator
         self.tokens = tokens
@@ -249,27 +167,35 @@ class IngestService:
         self.send = send
         self.dead_letter = dead_letter
         self.clock = clock or SystemClock()
+        self.available = available
+        self.metrics = metrics
 
     async def handle(self, authorization: str | None, body: bytes) -> IngestResponse:
-        token = self._authenticate(authorization)
+        token = self.authenticate(authorization)
         if isinstance(token, IngestResponse):
             return token
-        limit = self.settings.ingest_max_body_bytes
-        if len(body) > limit:
-            # The web layer reads at most limit + 1 bytes, so the true size is unknown here.
-            return _problem(
-                413,
-                f"The body is too large: the limit is {limit} bytes; send fewer events per "
-                "request.",
-                limit=limit,
-            )
+        refusal = self.unavailable()
+        if refusal is not None:
+            return refusal
+        if len(body) > self.settings.ingest_max_body_bytes:
+            return too_large(self.settings.ingest_max_body_bytes)
+        return await self.handle_body(token, body)
+
+    def unavailable(self) -> IngestResponse | None:
+        """503 at once, before the body is read, while Kafka cannot take events."""
+        why = self.available() if self.available is not None else None
+        return unavailable(why) if why else None
+
+    async def handle_body(self, token: IngestToken, body: bytes) -> IngestResponse:
+        """Decode, check, dead-letter and send a body read whole (within the limit)."""
         docs = self._decode(body)
         if isinstance(docs, IngestResponse):
             return docs
         if len(docs) > self.settings.ingest_max_batch:
-            return _problem(
+            return problem(
                 413,
                 f"The batch has {len(docs)} events; the limit is {self.settings.ingest_max_batch}.",
+                "batch_too_large",
                 limit=self.settings.ingest_max_batch,
             )
         outcomes = [self._check(i, doc, token) for i, doc in enumerate(docs)]
@@ -279,29 +205,46 @@ class IngestService:
 
     # --- steps -------------------------------------------------------------------------
 
-    def _authenticate(self, authorization: str | None) -> IngestToken | IngestResponse:
-        challenge = {"WWW-Authenticate": 'Bearer realm="watchfloor"'}
+    def authenticate(self, authorization: str | None) -> IngestToken | IngestResponse:
+        """The caller's token, or the 401 to answer (from the header alone)."""
         scheme, _, presented = (authorization or "").strip().partition(" ")
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
             return IngestResponse(
                 401,
                 {"status": 401, "error": "Send a publisher token: Authorization: Bearer <token>."},
-                challenge,
+                {"WWW-Authenticate": 'Bearer realm="watchfloor"'},
+                reason="no_token",
             )
-        token = self.tokens.find(presented)
+        token = self.tokens.current().find(presented)
         if token is None:
             return IngestResponse(
                 401,
                 {"status": 401, "error": "The token is not known; ask the operators for one."},
                 {"WWW-Authenticate": 'Bearer realm="watchfloor", error="invalid_token"'},
+                reason="unknown_token",
+            )
+        if token.expired(self.clock.now()):
+            assert token.expires is not None
+            return IngestResponse(
+                401,
+                {
+                    "status": 401,
+                    "error": f"The token expired at {token.expires.isoformat()}; ask the "
+                    "operators for a new one.",
+                },
+                {
+                    "WWW-Authenticate": 'Bearer realm="watchfloor", error="invalid_token", '
+                    'error_description="The token expired"'
+                },
+                reason="expired_token",
             )
         return token
 
     def _decode(self, body: bytes) -> list[Any] | IngestResponse:
         if not body.strip():
-            return _problem(
-                400, "The body is empty; send one event object or an array of them.", reason="empty"
+            return problem(
+                400, "The body is empty; send one event object or an array of them.", "empty"
             )
         try:
             doc = orjson.loads(body)
@@ -309,25 +252,21 @@ class IngestService:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError as bad:
-                return _problem(
-                    400,
-                    f"The body is not UTF-8: byte {bad.start} cannot be decoded.",
-                    reason="not_utf8",
+                return problem(
+                    400, f"The body is not UTF-8: byte {bad.start} cannot be decoded.", "not_utf8"
                 )
-            return _problem(
+            return problem(
                 400,
                 f"The body is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                reason="malformed_json",
+                "malformed_json",
             )
         if isinstance(doc, dict):
             return [doc]
         if isinstance(doc, list):
             if not doc:
-                return _problem(400, "The batch is empty.", reason="empty")
+                return problem(400, "The batch is empty.", "empty")
             return doc
-        return _problem(
-            400, "The body must be one event object or an array of them.", reason="schema"
-        )
+        return problem(400, "The body must be one event object or an array of them.", "schema")
 
     def _check(self, index: int, doc: Any, token: IngestToken) -> _Outcome:
         event_id = doc.get("id") if isinstance(doc, dict) else None
@@ -403,19 +342,32 @@ class IngestService:
                 publisher=token.name,
             )
             try:
-                await self.dead_letter(letter)
-            except Exception as exc:  # the caller still gets its answer; operators get a log
-                log.warning("ingest: dead letter for %s could not be written: %s", o.id, exc)
+                await asyncio.wait_for(self.dead_letter(letter), self.settings.ingest_timeout)
+            except Exception as exc:
+                # The caller still gets its answer, with the event's fault: nothing is lost
+                # for it; operators get a log line and the metric.
+                if self.metrics is not None:
+                    self.metrics.ingest_dead_letter_errors.inc()
+                log.warning(
+                    "ingest: dead letter for event %d of request %s could not be written: %s",
+                    o.index,
+                    request_id,
+                    _describe(exc),
+                )
 
     async def _send(self, outcomes: list[_Outcome], request_id: str) -> IngestResponse:
         good = [o for o in outcomes if o.status == 0 and o.event is not None]
+        timeout = self.settings.ingest_timeout
         results = await asyncio.gather(
             *(
-                self.send(
-                    self.settings.topic_for_kind(o.event.kind),
-                    o.event.district.encode(),
-                    o.value,
-                    [CONTENT_TYPE],
+                asyncio.wait_for(
+                    self.send(
+                        self.settings.topic_for_kind(o.event.kind),
+                        o.event.district.encode(),
+                        o.value,
+                        [CONTENT_TYPE],
+                    ),
+                    timeout,
                 )
                 for o in good
                 if o.event is not None
@@ -426,11 +378,10 @@ class IngestService:
         not_sent: list[dict[str, Any]] = []
         for o, result in zip(good, results, strict=True):
             if isinstance(result, BaseException):
-                not_sent.append(
-                    {"index": o.index, "id": o.id, "error": str(result) or type(result).__name__}
-                )
+                not_sent.append({"index": o.index, "id": o.id, "error": _describe(result)})
             else:
                 accepted.append(o.id or "")
+        self._count(outcomes, len(accepted), len(not_sent))
         errors = [o.to_dict() for o in outcomes if o.status]
         body: dict[str, Any] = {
             "request": request_id,
@@ -445,13 +396,16 @@ class IngestService:
             )
             body.update(
                 status=503,
-                error="Kafka did not confirm some events; send them again later.",
+                error=f"Kafka did not confirm {len(not_sent)} of the events within "
+                f"{timeout:g} seconds; send the batch again in {RETRY_AFTER_SECONDS} seconds.",
                 not_sent=not_sent,
             )
-            return IngestResponse(503, body, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return IngestResponse(
+                503, body, {"Retry-After": str(RETRY_AFTER_SECONDS)}, reason="not_confirmed"
+            )
         if not errors:
             body["status"] = 202
-            return IngestResponse(202, body)
+            return IngestResponse(202, body, reason="accepted")
         status = 403 if all(e["status"] == 403 for e in errors) else 400
         first = errors[0]
         body["status"] = status
@@ -459,7 +413,24 @@ class IngestService:
             f"{len(errors)} of {len(outcomes)} events were not accepted; the first "
             f"(index {first['index']}): {first['error']}"
         )
-        return IngestResponse(status, body)
+        return IngestResponse(
+            status, body, reason="not_allowed" if status == 403 else "events_rejected"
+        )
+
+    def _count(self, outcomes: list[_Outcome], accepted: int, not_sent: int) -> None:
+        if self.metrics is None:
+            return
+        events = self.metrics.ingest_events
+        events["accepted"].inc(accepted)
+        events["not_sent"].inc(not_sent)
+        events["rejected"].inc(sum(1 for o in outcomes if o.status == 400))
+        events["not_allowed"].inc(sum(1 for o in outcomes if o.status == 403))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "not confirmed in time"
+    return str(exc) or type(exc).__name__
 
 
 def _shown(value: str) -> str:
@@ -474,87 +445,3 @@ def _district_of(value: bytes) -> str | None:
         return None
     district = doc.get("district") if isinstance(doc, dict) else None
     return district if isinstance(district, str) and len(district) <= 64 else None
-
-
-# --- command line --------------------------------------------------------------------
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "ingest-token",
-        help="make and inspect HTTP ingest tokens",
-        description="Publisher tokens for POST /api/v1/events; only their sha256 is stored.",
-    )
-    sub = parser.add_subparsers(dest="token_command", metavar="ACTION")
-    sub.required = True
-    new = sub.add_parser(
-        "new",
-        help="make a token: print it once, and the entry for the tokens file",
-        description=(
-            "Print a fresh token (give it to the publisher; it is not stored anywhere) and the "
-            "JSON entry, with its sha256, to add to WATCHFLOOR_INGEST_TOKENS_FILE."
-        ),
-    )
-    new.add_argument("--name", required=True, help="who publishes with it, e.g. jinshui-grid-app")
-    new.add_argument(
-        "--districts", required=True, help="comma-separated district codes, or '*' for all"
-    )
-    new.add_argument(
-        "--types",
-        required=True,
-        help="comma-separated event types or globs, e.g. 'watchfloor.hazard.*'",
-    )
-    new.add_argument("--json", action="store_true", help="print JSON {token, entry}")
-    new.set_defaults(func=_cmd_new)
-    lister = sub.add_parser("list", help="the configured tokens (names and rights, no secrets)")
-    lister.add_argument("--json", action="store_true", help="print JSON")
-    lister.set_defaults(func=_cmd_list)
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _cmd_new(args: argparse.Namespace, settings: Settings) -> int:
-    reference = load_reference(settings.reference_file)
-    token = new_token()
-    entry = {
-        "name": args.name,
-        "sha256": hash_token(token),
-        "districts": sorted(set(_csv(args.districts))),
-        "types": _csv(args.types),
-    }
-    parsed = _parse_entry(entry, "the new token", reference)  # same checks as at start-up
-    if args.json:
-        sys.stdout.write(orjson.dumps({"token": token, "entry": parsed.to_dict()}).decode() + "\n")
-        return 0
-    print(f"token for {parsed.name} (shown once; give it to the publisher, store it nowhere else):")
-    print(f"  {token}")
-    print('add this entry to the "tokens" list of the tokens file (WATCHFLOOR_INGEST_TOKENS_FILE):')
-    print(f"  {orjson.dumps(parsed.to_dict()).decode()}")
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    tokens = IngestTokens.from_settings(settings, load_reference(settings.reference_file))
-    rows = [
-        {
-            "name": t.name,
-            "sha256": t.sha256[:12] + "...",
-            "districts": sorted(t.districts),
-            "types": list(t.types),
-        }
-        for t in tokens
-    ]
-    if args.json:
-        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
-    elif not rows:
-        print(
-            "no ingest tokens configured (WATCHFLOOR_INGEST_TOKENS_FILE, WATCHFLOOR_INGEST_TOKENS)"
-        )
-    else:
-        for r in rows:
-            print(
-                f"{r['name']}: districts {','.join(r['districts'])}; types {','.join(r['types'])}"
-            )
-    return 0

@@ -8,19 +8,143 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .errors import BrokerError
+from .errors import BrokerError, SettingsError
 from .settings import Settings
+
+# After a failed metadata update, wait this long at first, doubling up to the maximum.
+METADATA_BACKOFF_MAX_SECONDS = 2.0
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context the settings describe; a file that cannot be used is one sentence."""
     if not settings.tls_enabled:
         return None
-    context = ssl.create_default_context(
-        purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None
-    )
+    try:
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(
+            _pem_problem("WATCHFLOOR_SSL_CAFILE", settings.ssl_cafile, "a CA certificate", exc)
+        ) from None
     if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+        try:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(_cert_problem(settings, exc)) from None
+    elif settings.ssl_keyfile:
+        raise SettingsError(
+            "WATCHFLOOR_SSL_KEYFILE is set without WATCHFLOOR_SSL_CERTFILE; set both for "
+            "mutual TLS, or neither."
+        )
     return context
+
+
+def _pem_problem(variable: str, path: str, what: str, exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"{variable}={path} does not exist; it must be a PEM file with {what}."
+    if isinstance(exc, PermissionError):
+        return f"{variable}={path} cannot be read by this user (permission denied)."
+    if isinstance(exc, IsADirectoryError):
+        return f"{variable}={path} is a directory; it must be a PEM file with {what}."
+    if isinstance(exc, ssl.SSLError):
+        return f"{variable}={path} is not a PEM file with {what} ({exc.reason or exc})."
+    return f"{variable}={path} cannot be read: {getattr(exc, 'strerror', None) or exc}."
+
+
+def _cert_problem(settings: Settings, exc: BaseException) -> str:
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+        # Which of the two files is missing or unreadable?
+        for variable, path in (("WATCHFLOOR_SSL_CERTFILE", cert), ("WATCHFLOOR_SSL_KEYFILE", key)):
+            if path:
+                try:
+                    with open(path, "rb"):
+                        pass
+                except OSError as missing:
+                    return _pem_problem(variable, path, "a client certificate or key", missing)
+        return _pem_problem("WATCHFLOOR_SSL_CERTFILE", cert, "a client certificate", exc)
+    reason = getattr(exc, "reason", None) or str(exc)
+    if reason == "KEY_VALUES_MISMATCH":
+        return (
+            f"The key in {key or cert} does not belong to the certificate in {cert} "
+            "(WATCHFLOOR_SSL_KEYFILE, WATCHFLOOR_SSL_CERTFILE)."
+        )
+    return (
+        f"WATCHFLOOR_SSL_CERTFILE={cert}"
+        + (f" with WATCHFLOOR_SSL_KEYFILE={key}" if key else "")
+        + f" is not a PEM client certificate and unencrypted key ({reason})."
+    )
+
+
+def install_aiokafka_fixes() -> None:
+    """Two faults of aiokafka 0.14 (pinned) that a Kafka outage brings out; once per process.
+
+    - A failed metadata update (every broker gone) is answered at once, and the
+      producer's sender and the fetcher ask again at once: a busy loop that pins a core
+      and writes thousands of ERROR lines a second (kafka-python had the same fault:
+      dpkp/kafka-python#733). After a failure an update now returns only after a pause
+      that starts at the client's ``retry_backoff_ms`` and doubles up to
+      ``METADATA_BACKOFF_MAX_SECONDS``, as the Java client waits; a success resets it.
+    - A fetch that failed sleeps its retry backoff outside the handler that turns a
+      cancel into "no result", so stopping the consumer while Kafka is away raises
+      CancelledError out of ``Fetcher.close`` and kills Faust's consumer thread: the
+      worker then never finishes stopping. The cancel now ends the fetch as aiokafka's
+      own handler does.
+    """
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.consumer.fetcher import Fetcher
+
+    update = AIOKafkaClient._metadata_update
+    if getattr(update, "watchfloor_fix", False):
+        return
+
+    async def _metadata_update(self: Any, cluster_metadata: Any, topics: Any) -> bool:
+        updated = bool(await update(self, cluster_metadata, topics))
+        failures: int = getattr(self, "_watchfloor_md_failures", 0)
+        if updated:
+            self._watchfloor_md_failures = 0
+        else:
+            self._watchfloor_md_failures = failures + 1
+            pause = self._retry_backoff * (2 ** min(failures, 10))
+            await asyncio.sleep(min(METADATA_BACKOFF_MAX_SECONDS, pause))
+        return updated
+
+    fetch = Fetcher._proc_fetch_request
+
+    async def _proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
+        try:
+            return await fetch(self, assignment, node_id, request)
+        except asyncio.CancelledError:
+            return False  # what aiokafka returns for a cancel during the request itself
+
+    _metadata_update.watchfloor_fix = True  # type: ignore[attr-defined]
+    AIOKafkaClient._metadata_update = _metadata_update
+    Fetcher._proc_fetch_request = _proc_fetch_request
+
+
+async def delivery_problem(client: Any, topics: Iterable[str], timeout: float) -> str | None:
+    """Why a producer on ``client`` cannot deliver to ``topics`` now, or None when it can.
+
+    Asks a broker for the cluster's metadata (every topic: naming a missing one could
+    make a broker create it) and checks that each partition of ``topics`` has a leader.
+    """
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+
+    try:
+        cluster = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+    except (KafkaError, OSError, TimeoutError):
+        return "no Kafka broker answers"
+    for topic in topics:
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            return f"topic {topic} is missing"
+        for p in sorted(partitions):
+            leader = cluster.leader_for_partition(TopicPartition(topic, p))
+            if leader is None or leader < 0:
+                return f"partition {p} of {topic} has no leader"
+    return None
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -95,7 +219,7 @@ async def check_connection(settings: Settings, timeout: float = 15.0) -> str:
                 f"({exc.verify_message}); set WATCHFLOOR_SSL_CAFILE to the CA that signed it."
             ) from None
         except (OSError, KafkaError, TimeoutError) as exc:
-            problems.append(f"{server}: {exc or type(exc).__name__}")
+            problems.append(f"{server}: {_connection_problem(settings, exc)}")
             continue
         conn.close()
         return server
@@ -103,6 +227,26 @@ async def check_connection(settings: Settings, timeout: float = 15.0) -> str:
         f"No Kafka broker answers ({'; '.join(problems)}); check WATCHFLOOR_BOOTSTRAP_SERVERS "
         f"and WATCHFLOOR_SECURITY_PROTOCOL ({settings.security_protocol})."
     )
+
+
+def _connection_problem(settings: Settings, exc: BaseException) -> str:
+    """What went wrong opening a connection, in words (some errors have no message)."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, ssl.SSLError) or (
+        settings.tls_enabled and isinstance(exc, (ConnectionResetError, ConnectionAbortedError))
+    ):
+        return (
+            "the connection was closed during the TLS handshake; is this port a TLS listener "
+            f"({settings.security_protocol})? A plain-text port closes TLS connections like this"
+        )
+    text = str(exc) or type(exc).__name__
+    if not settings.tls_enabled and "closed" in text.lower():
+        return (
+            f"{text} right after connecting; if this port is a TLS listener, set "
+            "WATCHFLOOR_SECURITY_PROTOCOL to SSL or SASL_SSL"
+        )
+    return text
 
 
 @asynccontextmanager

@@ -32,6 +32,31 @@ from .rates import RATES
 from .state import DistrictState
 from .windows import WINDOWS, Measure
 
+# Every answer HTTP ingest gives, as (status, reason): the labels of
+# watchfloor_ingest_requests_total, all created at 0 (docs/metrics.md).
+INGEST_ANSWERS: tuple[tuple[int, str], ...] = (
+    (202, "accepted"),
+    (400, "empty"),
+    (400, "not_utf8"),
+    (400, "malformed_json"),
+    (400, "schema"),
+    (400, "bad_encoding"),
+    (400, "body_incomplete"),
+    (400, "events_rejected"),
+    (401, "no_token"),
+    (401, "unknown_token"),
+    (401, "expired_token"),
+    (403, "not_allowed"),
+    (408, "body_timeout"),
+    (413, "body_too_large"),
+    (413, "batch_too_large"),
+    (415, "unsupported_encoding"),
+    (503, "kafka_unavailable"),
+    (503, "not_confirmed"),
+)
+# What became of each event in an ingest request.
+INGEST_EVENT_RESULTS = ("accepted", "rejected", "not_allowed", "not_sent")
+
 # ``*_created`` series double the exposition and no dashboard or rule reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -236,6 +261,40 @@ class Metrics:
         self.ready = Gauge(
             "watchfloor_ready", "1 when this worker serves correct figures", registry=r
         )
+        self.kafka_available = Gauge(
+            "watchfloor_kafka_available",
+            "1 while this worker's producer reaches a leader for every partition it writes",
+            registry=r,
+        )
+        self.kafka_available.set(1)
+        self.ingest_requests = Counter(
+            "watchfloor_ingest_requests",
+            "HTTP ingest answers (POST /api/v1/events) by status code and reason",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.ingest_events_by_result = Counter(
+            "watchfloor_ingest_events",
+            "Events posted over HTTP by what became of them: accepted, rejected (400, "
+            "dead-lettered), not_allowed (403), not_sent (503)",
+            ["result"],
+            registry=r,
+        )
+        self.ingest_dead_letter_errors = Counter(
+            "watchfloor_ingest_dead_letter_errors",
+            "Events rejected over HTTP whose dead letter could not be written (the client "
+            "was still told the event's fault)",
+            registry=r,
+        )
+        self.ingest_tokens = Gauge(
+            "watchfloor_ingest_tokens", "HTTP ingest tokens in force", registry=r
+        )
+        self.ingest_token_reload_errors = Counter(
+            "watchfloor_ingest_token_reload_errors",
+            "Changes of the ingest tokens file that could not be read; the previous tokens "
+            "stayed in force",
+            registry=r,
+        )
         self.build_info = Gauge(
             "watchfloor_build_info",
             "Watchfloor version and runtime; always 1",
@@ -252,6 +311,20 @@ class Metrics:
             (t, why): self.events_rejected.labels(t, why) for t in topics for why in REASONS
         }
         self.last_event_by_topic = {t: self.last_event.labels(t) for t in topics}
+        self.ingest_answers = {
+            (status, why): self.ingest_requests.labels(str(status), why)
+            for status, why in INGEST_ANSWERS
+        }
+        self.ingest_events = {
+            why: self.ingest_events_by_result.labels(why) for why in INGEST_EVENT_RESULTS
+        }
+
+    def ingest_answer(self, status: int, reason: str) -> None:
+        """Count one ingest answer (an unlisted pair still counts, as its own series)."""
+        child = self.ingest_answers.get((status, reason))
+        if child is None:
+            child = self.ingest_requests.labels(str(status), reason or "other")
+        child.inc()
 
 
 def _aiokafka_version() -> str:

@@ -8,6 +8,12 @@ from zoneinfo import ZoneInfo
 
 from .errors import QueryError
 
+# Calendar periods the API accepts: from the Unix epoch to the year before the calendar
+# ends (a period's end is the next midnight, which must exist too). Events before
+# 2000-01-01 are never accepted, so earlier periods are empty anyway.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
 
 @dataclass(frozen=True)
 class Period:
@@ -74,23 +80,46 @@ def parse_period(spec: str, tz: ZoneInfo) -> Period:
     or ``2026-04-01..2026-06-30`` (dates, both included)."""
     spec = spec.strip()
     try:
-        if ".." in spec:
-            a, b = spec.split("..", 1)
-            return range_period(date.fromisoformat(a), date.fromisoformat(b), tz)
-        if "-W" in spec:
-            y, w = spec.split("-W", 1)
-            return week_period(int(y), int(w), tz)
-        parts = spec.split("-")
-        if len(parts) == 1:
-            return year_period(int(parts[0]), tz)
-        if len(parts) == 2:
-            return month_period(int(parts[0]), int(parts[1]), tz)
-        return day_period(date.fromisoformat(spec), tz)
+        period = _parse(spec, tz)
+    except OverflowError:  # the calendar ends in 9999
+        raise QueryError(_outside(_echo(spec))) from None
     except ValueError:
         raise QueryError(
-            f"Period {spec!r} is not a day (2026-04-12), ISO week (2026-W15), month (2026-04), "
-            f"year (2026) or date range (2026-04-01..2026-06-30)."
+            f"Period {_echo(spec)} is not a day (2026-04-12), ISO week (2026-W15), month "
+            "(2026-04), year (2026) or date range (2026-04-01..2026-06-30)."
         ) from None
+    if period.start.date() < FIRST_DAY or period.end.date() > LAST_DAY + timedelta(days=1):
+        raise QueryError(_outside(period.label))
+    return period
+
+
+def _outside(label: str) -> str:
+    return (
+        f"Period {label} is outside the calendar this API answers for: "
+        f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}."
+    )
+
+
+def _parse(spec: str, tz: ZoneInfo) -> Period:
+    if ".." in spec:
+        a, b = spec.split("..", 1)
+        return range_period(date.fromisoformat(a), date.fromisoformat(b), tz)
+    if "-W" in spec:
+        y, w = spec.split("-W", 1)
+        return week_period(int(y), int(w), tz)
+    parts = spec.split("-")
+    if len(parts) == 1:
+        return year_period(int(parts[0]), tz)
+    if len(parts) == 2:
+        return month_period(int(parts[0]), int(parts[1]), tz)
+    return day_period(date.fromisoformat(spec), tz)
+
+
+def _echo(spec: str) -> str:
+    """The spec, quoted, when it is short and plain (answers end up in logs)."""
+    if len(spec) <= 40 and all(c.isalnum() or c in "-.W" for c in spec):
+        return repr(spec)
+    return "(as given)"
 
 
 @dataclass(frozen=True)

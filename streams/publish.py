@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import gzip
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -16,11 +20,13 @@ from .clock import SystemClock
 from .errors import BrokerError, InvalidEvent, WatchfloorError
 from .events import CONTENT_TYPE
 from .kafka import existing_topics, kafka_producer
+from .progress import Progress
 from .reference import load_reference
 from .settings import Settings
 from .validation import EventValidator
 
 BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 # Sends awaited together: enough to keep the producer's batches full, few enough that a
 # broken broker is noticed after a second's worth of lines, not after the whole file.
 MAX_IN_FLIGHT = 2000
@@ -76,6 +82,7 @@ class PublishReport:
     rejected: list[Rejected] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     dry_run: bool = False
+    simulator_lines: int = 0  # lines of a `simulate --output` file, read as their records
 
     @property
     def ok(self) -> bool:
@@ -91,6 +98,7 @@ class PublishReport:
             "sent": self.sent,
             "by_topic": dict(sorted(self.by_topic.items())),
             "blank_lines": self.blank,
+            "simulator_lines": self.simulator_lines,
             "rejected_count": len(self.rejected),
             "rejected_by_reason": dict(sorted(reasons.items())),
             "rejected": [r.to_dict() for r in self.rejected],
@@ -102,6 +110,11 @@ class PublishReport:
         topics = ", ".join(f"{t} {n}" for t, n in sorted(self.by_topic.items()))
         lines = [f"{verb} {self.sent} event{'s' if self.sent != 1 else ''}"
                  + (f" ({topics})" if topics else "")]  # fmt: skip
+        if self.simulator_lines:
+            lines.append(
+                f"read {self.simulator_lines} lines as simulator records (watchfloor simulate "
+                "--output); records it made invalid on purpose are rejected below"
+            )
         if self.rejected:
             lines.append(
                 f"rejected {len(self.rejected)} line{'s' if len(self.rejected) != 1 else ''}:"
@@ -130,6 +143,35 @@ def _event_id(raw: bytes) -> str | None:
     return None
 
 
+# The files ``watchfloor simulate ... --output`` writes wrap each record's value in a line
+# of its own (streams/simulator/lines.py, record_to_line): these keys, and the value under
+# "event" (a JSON object), "value" (text) or "value_b64".
+_SIM_KEYS = frozenset({"at", "stream", "key", "intent"})
+_SIM_VALUES = ("event", "value", "value_b64")
+
+
+def unwrap_simulator_line(raw: bytes) -> bytes | None:
+    """The record value of a simulator output line, or None when ``raw`` is not one."""
+    if not raw.startswith(b"{") or b'"intent"' not in raw:
+        return None  # the cheap test: events never get past it
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not doc.keys() >= _SIM_KEYS or "specversion" in doc:
+        return None
+    if isinstance(doc.get("event"), dict):
+        return orjson.dumps(doc["event"])  # the simulator's bytes: it wrote them this way
+    if isinstance(doc.get("value"), str):
+        return str(doc["value"]).encode("utf-8", "surrogatepass")
+    if isinstance(doc.get("value_b64"), str):
+        try:
+            return base64.b64decode(doc["value_b64"], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return None
+
+
 def read_lines(stream: IO[bytes]) -> Iterable[tuple[int, bytes]]:
     """(line number, stripped bytes) for every line; a UTF-8 byte-order mark is dropped."""
     for number, line in enumerate(stream, start=1):
@@ -145,10 +187,12 @@ async def publish_lines(
     enqueue: Enqueue | None,
     *,
     max_in_flight: int = MAX_IN_FLIGHT,
+    progress: Progress | None = None,
 ) -> PublishReport:
     """Validate every line and send the valid ones, keyed by district, with confirmation.
 
     ``enqueue`` hands a record to the producer (``None``: dry run, nothing is sent).
+    Lines of a simulator output file are read as the records they hold.
     """
     report = PublishReport(dry_run=enqueue is None)
     in_flight: list[tuple[int, str, str, Awaitable[Any]]] = []
@@ -164,9 +208,15 @@ async def publish_lines(
         in_flight.clear()
 
     for number, raw in lines:
+        if progress is not None:
+            progress.tick(partial(_progress_line, number, report))
         if not raw:
             report.blank += 1
             continue
+        inner = unwrap_simulator_line(raw)
+        if inner is not None:
+            report.simulator_lines += 1
+            raw = inner
         try:
             event = validator.validate(raw)
         except InvalidEvent as exc:
@@ -189,7 +239,13 @@ async def publish_lines(
             await settle()
     if in_flight:
         await settle()
+    if progress is not None:
+        progress.done(f"{report.sent} sent, {len(report.rejected)} rejected")
     return report
+
+
+def _progress_line(number: int, report: PublishReport) -> str:
+    return f"{number} lines read, {report.sent} sent, {len(report.rejected)} rejected"
 
 
 def _describe(exc: BaseException) -> str:
@@ -218,13 +274,17 @@ def producer_send(producer: Any) -> Callable[[str, bytes, bytes, Headers], Await
 
 
 async def publish_stream(
-    stream: IO[bytes], settings: Settings, *, dry_run: bool = False
+    stream: IO[bytes],
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> PublishReport:
     """Validate and publish every line of ``stream`` as the settings say."""
     validator = settings.validator(load_reference(settings.reference_file), SystemClock())
     lines = read_lines(stream)
     if dry_run:
-        return await publish_lines(lines, validator, settings, None)
+        return await publish_lines(lines, validator, settings, None, progress=progress)
     missing = [t for t in settings.source_topics if t not in await existing_topics(settings)]
     if missing:
         # Producing to a missing topic would let the broker auto-create it with the wrong
@@ -235,7 +295,9 @@ async def publish_stream(
             f"{'them' if len(missing) > 1 else 'it'} with {settings.partitions} partitions first."
         )
     async with kafka_producer(settings) as producer:
-        return await publish_lines(lines, validator, settings, producer_enqueue(producer))
+        return await publish_lines(
+            lines, validator, settings, producer_enqueue(producer), progress=progress
+        )
 
 
 # --- command line --------------------------------------------------------------------
@@ -258,20 +320,40 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     parser.add_argument(
         "--dry-run", action="store_true", help="validate only; send nothing to Kafka"
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines on standard error (they appear after a few seconds)",
+    )
     parser.set_defaults(func=_cmd_publish)
 
 
+def _open_lines(path: Path) -> IO[bytes]:
+    """The file, inflated when it is gzip (``simulate --output x.jsonl.gz`` writes those)."""
+    handle = path.open("rb")
+    if handle.read(2) == GZIP_MAGIC:
+        handle.close()
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    handle.seek(0)
+    return handle
+
+
 def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    progress = Progress("publish", enabled=not args.quiet)
     if args.file == "-":
-        report = asyncio.run(publish_stream(sys.stdin.buffer, settings, dry_run=args.dry_run))
+        report = asyncio.run(
+            publish_stream(sys.stdin.buffer, settings, dry_run=args.dry_run, progress=progress)
+        )
     else:
         path = Path(args.file)
         try:
-            handle = path.open("rb")
+            handle = _open_lines(path)
         except OSError as exc:
-            raise WatchfloorError(f"{path} cannot be read: {exc.strerror}.") from None
+            raise WatchfloorError(f"{path} cannot be read: {exc.strerror or exc}.") from None
         with handle:
-            report = asyncio.run(publish_stream(handle, settings, dry_run=args.dry_run))
+            report = asyncio.run(
+                publish_stream(handle, settings, dry_run=args.dry_run, progress=progress)
+            )
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

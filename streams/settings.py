@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SettingsError
 from .events import STREAM_OF_KIND, Kind, Stream
@@ -46,6 +48,14 @@ def _bool(raw: str, name: str) -> bool:
 
 NO_SECRET = Secret("")
 
+# Kafka's legal topic and group names; an installation's namespace has no dot, so that
+# its source topics (``<namespace>.incidents``) and Faust's internal ones
+# (``<namespace>-state-changelog``) stay apart (docs/security.md, ACLs).
+_KAFKA_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+# Fields an installation's namespace names unless they are set themselves.
+_NAMESPACED = ("app_id", "topic_incidents", "topic_disputes", "topic_patrols", "topic_deadletter")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -53,11 +63,15 @@ class Settings:
 
     # Kafka
     bootstrap_servers: str = "127.0.0.1:9092"
-    app_id: str = "watchfloor"
-    topic_incidents: str = "watchfloor.incidents"
-    topic_disputes: str = "watchfloor.disputes"
-    topic_patrols: str = "watchfloor.patrols"
-    topic_deadletter: str = "watchfloor.deadletter"
+    # One name for an installation: the app id (consumer group, internal topics) and the
+    # four topics below derive from it unless set themselves, so a second installation
+    # on the same cluster needs this one variable.
+    namespace: str = "watchfloor"
+    app_id: str = ""  # empty: the namespace
+    topic_incidents: str = ""  # empty: <namespace>.incidents
+    topic_disputes: str = ""  # empty: <namespace>.disputes
+    topic_patrols: str = ""  # empty: <namespace>.patrols
+    topic_deadletter: str = ""  # empty: <namespace>.deadletter
     # A valid record read outside its district's partition (librdkafka's CRC32
     # partitioner, a keyless CloudEvents producer) is forwarded once through
     # "<app id>-forward" to its district's partition; off: dead-lettered as wrong_partition.
@@ -91,6 +105,18 @@ class Settings:
     group_instance_id: str = ""
     log_level: str = "info"
     log_json: bool = False
+    # How long the worker's producer keeps trying to deliver a record (state, dead
+    # letters, HTTP events) while Kafka is away. A state write that runs out of it stops
+    # the worker without committing: the next start reads those records again.
+    producer_timeout: float = 60.0
+    # On SIGTERM: /ready answers 503 this long first, while the server still serves, so
+    # load balancers stop sending before the listener goes away.
+    shutdown_drain_seconds: float = 5.0
+    # Then the worker stops; if Kafka keeps it from stopping cleanly it exits anyway
+    # this long after the drain (drain + this should stay below the orchestrator's
+    # grace period: 90 s in deploy/kubernetes). Nothing is lost: what was not committed
+    # is read again by the partitions' next owner.
+    shutdown_timeout: float = 60.0
     # Counting
     reference_file: str = str(PROJECT_ROOT / "seeds" / "reference" / "city.json")
     timezone: str = ""  # empty: the reference city's timezone
@@ -105,8 +131,16 @@ class Settings:
     # HTTP ingest
     ingest_tokens_file: str = ""
     ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file
-    ingest_max_body_bytes: int = 1024 * 1024
+    ingest_max_body_bytes: int = 1024 * 1024  # also the limit after inflating gzip
     ingest_max_batch: int = 500
+    # How long a POST waits for Kafka to confirm its events before answering 503.
+    ingest_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        derived = _derived_names(self.namespace)
+        for name in _NAMESPACED:
+            if not getattr(self, name):
+                object.__setattr__(self, name, derived[name])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -159,6 +193,35 @@ class Settings:
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(
                 f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}."
+            )
+        if not _NAMESPACE.match(self.namespace):
+            raise SettingsError(
+                f"{PREFIX}NAMESPACE must be letters, digits, '_' or '-' (no dot, at most 100), "
+                f"not {self.namespace!r}."
+            )
+        for name in _NAMESPACED:
+            value = getattr(self, name)
+            if not _KAFKA_NAME.match(value) or value in {".", ".."}:
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} must be a Kafka name (letters, digits, '.', '_' "
+                    f"or '-', at most 200), not {value!r}."
+                )
+        if self.timezone:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise SettingsError(
+                    f"{PREFIX}TIMEZONE must be an IANA time zone such as Asia/Shanghai, "
+                    f"not {self.timezone!r}; leave it empty for the reference city's."
+                ) from None
+        for name in ("producer_timeout", "ingest_timeout", "shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be more than 0 seconds.")
+        if self.shutdown_drain_seconds < 0:
+            raise SettingsError(f"{PREFIX}SHUTDOWN_DRAIN_SECONDS cannot be negative.")
+        if self.ingest_max_body_bytes < 1 or self.ingest_max_batch < 1:
+            raise SettingsError(
+                f"{PREFIX}INGEST_MAX_BODY_BYTES and {PREFIX}INGEST_MAX_BATCH must be at least 1."
             )
 
     # Derived values -----------------------------------------------------------------
@@ -229,6 +292,13 @@ class Settings:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
     def replace(self, **changes: Any) -> Settings:
+        if "namespace" in changes:
+            # Names derived from the old namespace follow the new one; names set
+            # explicitly stay.
+            old = _derived_names(self.namespace)
+            for name in _NAMESPACED:
+                if name not in changes and getattr(self, name) == old[name]:
+                    changes[name] = ""
         new = dataclasses.replace(self, **changes)
         new.check()
         return new
@@ -246,6 +316,34 @@ class Settings:
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.public().items())
         return f"Settings({inner})"
+
+
+def _derived_names(namespace: str) -> dict[str, str]:
+    return {
+        "app_id": namespace,
+        "topic_incidents": f"{namespace}.incidents",
+        "topic_disputes": f"{namespace}.disputes",
+        "topic_patrols": f"{namespace}.patrols",
+        "topic_deadletter": f"{namespace}.deadletter",
+    }
+
+
+def variables_set(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Which of ``names`` the environment sets (names only: values may be secrets)."""
+    env = os.environ if environ is None else environ
+    return sorted({n for n in names if n in env})
+
+
+def drop_variables(names: Iterable[str]) -> list[str]:
+    """Remove ``names`` from this process's environment; return those that were set.
+
+    For libraries that read variables of their own at import time (Faust's ``F_*`` and
+    ``FAUST_*``): a Watchfloor process is configured by ``WATCHFLOOR_*`` alone.
+    """
+    dropped = variables_set(names)
+    for name in dropped:
+        del os.environ[name]
+    return dropped
 
 
 def _convert(f: dataclasses.Field[Any], raw: str, name: str) -> Any:

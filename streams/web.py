@@ -1,30 +1,44 @@
-"""HTTP views on the worker's web server: metrics, health, readiness and the query API."""
+"""HTTP views on the worker's web server: metrics, health, readiness, ingest and the query API."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import zlib
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
 from aiohttp import ClientError, ClientTimeout
 from aiohttp import web as aioweb
+from aiohttp.http_exceptions import HttpProcessingError
 from faust.exceptions import SameNode
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import query
 from .deadletter import DeadLetter
 from .errors import QueryError
-from .ingest import IngestService, IngestTokens
+from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
 from .metrics import exposition
 from .periods import parse_period
 
 if TYPE_CHECKING:
     from .app import Watchfloor
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+# Bodies are read a chunk at a time; compressed ones are inflated at most this much per
+# step, yielding to the event loop between steps, so no body can hold the loop for long.
+READ_CHUNK = 64 * 1024
+INFLATE_STEP = 64 * 1024
+# A compressed body may exceed the (inflated) limit by gzip's overhead on data that
+# does not compress; more than this cannot inflate to within the limit.
+COMPRESSED_SLACK = 4096
+# A client that trickles its body is cut off after this long (408).
+BODY_READ_SECONDS = 30.0
+ENCODINGS = {"identity": None, "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
 
 def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:
@@ -33,7 +47,7 @@ def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any
 
 def register(wf: Watchfloor) -> None:
     app = wf.app
-    ingest = _ingest_service(wf)
+    wf.ingest = _ingest_service(wf)
     body_limit = wf.settings.ingest_max_body_bytes
 
     @app.page("/metrics")
@@ -53,24 +67,31 @@ def register(wf: Watchfloor) -> None:
 
     @app.page("/ready")
     class Ready(faust.web.View):
-        """Readiness: state recovered for the partitions this worker owns."""
+        """Readiness: state recovered, Kafka takes our writes, and not shutting down."""
 
         async def get(self, request: Any) -> Any:
-            body = {
-                "ready": wf.ready,
+            serving = wf.serving
+            body: dict[str, Any] = {
+                "ready": serving,
+                "recovered": wf.ready,
+                "kafka": wf.kafka_problem is None,
+                "draining": wf.draining,
                 "partitions": sorted(wf.assigned),
                 "districts": len(wf.engine.states),
             }
-            return self.web.json(body, status=200 if wf.ready else 503)
+            why = wf.not_ready_reason()
+            if why is not None:
+                body["reason"] = why
+            return self.web.json(body, status=200 if serving else 503)
 
     @app.page(f"{API}/events")
     class Events(faust.web.View):
         """HTTP ingest for publishers that cannot speak Kafka (docs/publishing.md)."""
 
         async def post(self, request: Any) -> Any:
-            # One byte over the limit is enough to answer 413 without reading it all.
-            body = await request.content.read(body_limit + 1)
-            answer = await ingest.handle(request.headers.get("Authorization"), body)
+            assert wf.ingest is not None
+            answer = await ingest_answer(wf.ingest, request, body_limit)
+            wf.metrics.ingest_answer(answer.status, answer.reason)
             return self.web.bytes(
                 answer.json(),
                 content_type="application/json",
@@ -138,6 +159,125 @@ def register(wf: Watchfloor) -> None:
             return self.web.json(query.detail(st, wf.clock.now(), wf.tz, period))
 
 
+async def ingest_answer(ingest: IngestService, request: Any, limit: int) -> IngestResponse:
+    """The answer to one POST: token first (from the header), then Kafka, then the body.
+
+    Nothing of the body is read for a caller without a valid token, nor while Kafka
+    cannot take events; aiohttp drains what the client still sends after the answer.
+    """
+    token = ingest.authenticate(request.headers.get("Authorization"))
+    if isinstance(token, IngestResponse):
+        return token
+    refusal = ingest.unavailable()
+    if refusal is not None:
+        return refusal
+    try:
+        body = await asyncio.wait_for(
+            read_body(
+                request.content.iter_chunked(READ_CHUNK),
+                encoding=request.headers.get("Content-Encoding"),
+                length=request.content_length,
+                limit=limit,
+            ),
+            BODY_READ_SECONDS,
+        )
+    except TimeoutError:
+        return problem(
+            408,
+            f"The body did not arrive within {BODY_READ_SECONDS:g} seconds; send it again.",
+            "body_timeout",
+        )
+    except (ConnectionError, HttpProcessingError):
+        # The client went away or broke the framing mid-body: the client's fault, and
+        # most likely nobody is left to read this answer.
+        return problem(
+            400, "The body ended before it was complete; send it again whole.", "body_incomplete"
+        )
+    if isinstance(body, IngestResponse):
+        if body.reason == "bad_encoding":
+            log.warning("ingest: a body from token %s could not be inflated", token.name)
+        return body
+    return await ingest.handle_body(token, body)
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], *, encoding: str | None, length: int | None, limit: int
+) -> bytes | IngestResponse:
+    """A request body read whole, inflated when compressed, or the answer that refuses it.
+
+    ``limit`` bounds the body after inflating (413 beyond it); a declared length over
+    the limit is refused before reading. Inflating goes ``INFLATE_STEP`` bytes at a time
+    with the event loop free in between, and stops at the limit: a small gzip bomb
+    costs at most ``limit`` bytes of work.
+    """
+    name = (encoding or "identity").strip().lower()
+    if name not in ENCODINGS:
+        return problem(
+            415,
+            "Content-Encoding must be gzip, deflate or identity (none).",
+            "unsupported_encoding",
+        )
+    kind = ENCODINGS[name]
+    raw_limit = limit if kind is None else limit + COMPRESSED_SLACK
+    if length is not None and length > raw_limit:
+        return too_large(limit)
+    out = bytearray()
+    raw = 0
+    inflater: Any = None
+    try:
+        async for chunk in chunks:
+            raw += len(chunk)
+            if raw > raw_limit:
+                return too_large(limit)
+            if kind is None:
+                out += chunk
+                if len(out) > limit:
+                    return too_large(limit)
+                continue
+            data = chunk
+            while True:
+                if inflater is None or inflater.eof:
+                    if not data:
+                        break
+                    # A new stream, or the next member of a multi-member gzip body.
+                    inflater = _inflater(kind, data)
+                piece = inflater.decompress(data, INFLATE_STEP)
+                out += piece
+                if len(out) > limit:
+                    return too_large(limit)
+                if inflater.eof:
+                    data = inflater.unused_data
+                    continue
+                data = inflater.unconsumed_tail
+                if not data and not piece:
+                    break  # wants more input
+                # Output may still be pending with the input used up: ask again (b"").
+                await asyncio.sleep(0)
+    except zlib.error:
+        return _bad_encoding(name)
+    if kind is not None and (inflater is None or not inflater.eof):
+        return _bad_encoding(name)
+    return bytes(out)
+
+
+def _inflater(kind: str, first: bytes) -> Any:
+    if kind == "gzip":
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    # HTTP's "deflate" is the zlib format, but some clients send raw deflate: a zlib
+    # stream's first byte says method 8.
+    raw = bool(first) and first[0] & 0x0F != 8
+    return zlib.decompressobj(wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+
+
+def _bad_encoding(name: str) -> IngestResponse:
+    return problem(
+        400,
+        f"The body is not valid {name} data (Content-Encoding: {name}); send it compressed "
+        "whole, or without Content-Encoding.",
+        "bad_encoding",
+    )
+
+
 def _ingest_service(wf: Watchfloor) -> IngestService:
     """The ingest logic with Faust's producer behind it; a bad tokens file stops start-up."""
     producer = wf.app.producer
@@ -146,17 +286,32 @@ def _ingest_service(wf: Watchfloor) -> IngestService:
         topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> None:
         delivered = await producer.send(topic, key, value, None, None, list(headers))
-        await delivered
+        # Shielded: a POST that stops waiting (503) must not cancel the delivery itself.
+        await asyncio.shield(delivered)
 
     async def dead_letter(letter: DeadLetter) -> None:
         delivered = await wf.deadletter.send(
             key=letter.key, value=letter.value, headers=letter.kafka_headers()
         )
-        await delivered
+        await asyncio.shield(delivered)
 
-    tokens = IngestTokens.from_settings(wf.settings, wf.reference)
+    metrics: Metrics = wf.metrics
+    tokens = TokenSource(
+        wf.settings,
+        wf.reference,
+        on_reload=lambda t: metrics.ingest_tokens.set(len(t)),
+        on_reload_error=metrics.ingest_token_reload_errors.inc,
+    )
+    metrics.ingest_tokens.set(len(tokens.current()))
     return IngestService(
-        wf.validator, tokens, wf.settings, send, dead_letter=dead_letter, clock=wf.clock
+        wf.validator,
+        tokens,
+        wf.settings,
+        send,
+        dead_letter=dead_letter,
+        clock=wf.clock,
+        available=lambda: wf.kafka_problem,
+        metrics=metrics,
     )
 
 

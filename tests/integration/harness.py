@@ -73,6 +73,8 @@ class Cluster:
             "WATCHFLOOR_COMMIT_INTERVAL": "0.5",
             "WATCHFLOOR_SESSION_TIMEOUT": "6",
             "WATCHFLOOR_LOG_LEVEL": "info",
+            # Tests stop workers all the time; the drain before a stop has its own test.
+            "WATCHFLOOR_SHUTDOWN_DRAIN_SECONDS": "0",
         }
         env.update(self.extra)
         env.update(extra)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
+import socket
+import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,9 +51,18 @@ class Node:
     cluster: Cluster
     worker: WorkerProcess
     tokens: dict[str, str]  # token name -> the secret a publisher sends
+    tokens_file: Path
+    entries: list[dict[str, Any]]  # what the tokens file holds at the start
 
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+    def write_tokens(self, entries: list[dict[str, Any]] | bytes) -> None:
+        raw = entries if isinstance(entries, bytes) else orjson.dumps({"tokens": entries})
+        # Written aside and renamed into place, as a careful operator or Kubernetes does.
+        part = self.tokens_file.with_suffix(".part")
+        part.write_bytes(raw)
+        part.replace(self.tokens_file)
 
 
 TOKEN_RIGHTS = {
@@ -69,18 +82,20 @@ def node(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         for name, (d, t) in TOKEN_RIGHTS.items()
     ]
     tmp: Path = tmp_path_factory.mktemp("ingest")
+    tokens_file = tmp / "tokens.json"
+    tokens_file.write_bytes(orjson.dumps({"tokens": entries}))
     w = WorkerProcess(
         cluster,
         tmp,
         "w1",
-        WATCHFLOOR_INGEST_TOKENS=orjson.dumps({"tokens": entries}).decode(),
+        WATCHFLOOR_INGEST_TOKENS_FILE=str(tokens_file),
         WATCHFLOOR_INGEST_MAX_BODY_BYTES=str(BODY_LIMIT),
         WATCHFLOOR_INGEST_MAX_BATCH=str(BATCH_LIMIT),
         WATCHFLOOR_MAX_RECORD_BYTES=str(RECORD_LIMIT),
     ).start()
     try:
         w.wait_ready()
-        yield Node(cluster, w, secrets)
+        yield Node(cluster, w, secrets, tokens_file, entries)
     finally:
         w.stop()
 
@@ -120,6 +135,74 @@ def post(
     assert resp.status != 500, payload
     assert resp.getheader("Content-Type", "").startswith("application/json"), payload
     return resp.status, resp, orjson.loads(payload)
+
+
+def raw_post(
+    node: Node,
+    headers: Mapping[str, str],
+    pieces: list[bytes],
+    *,
+    pause: float = 0.15,
+    expect_continue: bool = False,
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, str], Any]:
+    """POST over a bare socket, the body in ``pieces`` with pauses between them, as a
+    client on a slow or busy network sends it (one TCP segment per piece)."""
+    sock = socket.create_connection(("127.0.0.1", node.worker.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = [
+        "POST /api/v1/events HTTP/1.1",
+        f"Host: 127.0.0.1:{node.worker.port}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    received = b""
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        if expect_continue:
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            assert received.startswith(b"HTTP/1.1 100"), received[:80]
+            received = received.split(b"\r\n\r\n", 1)[1]
+        for piece in pieces:
+            time.sleep(pause)
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server answered early and stopped reading
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+    finally:
+        sock.close()
+    while received.startswith(b"HTTP/1.1 100"):
+        received = received.split(b"\r\n\r\n", 1)[1]
+    head_raw, _, body = received.partition(b"\r\n\r\n")
+    lines = head_raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    answer_headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    assert status != 500, body
+    return status, answer_headers, orjson.loads(body)
+
+
+def chunked(parts: list[bytes]) -> list[bytes]:
+    """The parts as HTTP/1.1 chunks, then the last chunk."""
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p] + [b"0\r\n\r\n"]
+
+
+def split(data: bytes, n: int) -> list[bytes]:
+    step = max(1, -(-len(data) // n))
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def ingest_count(node: Node, status: int, reason: str) -> float:
+    m = node.worker.metrics()
+    return sample(m, "watchfloor_ingest_requests_total", status=str(status), reason=reason) or 0.0
 
 
 def now() -> datetime:
@@ -628,3 +711,324 @@ def test_property_any_body_gets_a_json_answer_never_500(
     status, _, answer = post(node, body, node.auth(token))
     assert status in {202, 400, 403, 413}, (status, answer)
     assert answer["status"] == status
+
+
+# --- bodies as networks deliver them (issue 12, item 1) ---------------------------------
+
+
+def batch_near_the_limit(district: str) -> tuple[list[dict[str, Any]], bytes]:
+    # An extension attribute pads each event, so the batch is most of the body limit.
+    docs = [{**case(district), "padding": "p" * 200} for _ in range(BATCH_LIMIT)]
+    raw = orjson.dumps(docs)
+    assert BODY_LIMIT // 2 < len(raw) <= BODY_LIMIT
+    return docs, raw
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(node: Node) -> None:
+    auth = node.auth("city-all")
+    before = received(node)
+    filed = total(node, "watchfloor_cases_filed_total", "jingkai")
+
+    # Content-Length, the body in six TCP segments.
+    docs, raw = batch_near_the_limit("jingkai")
+    status, _, body = raw_post(
+        node,
+        {**auth, "Content-Type": "application/json", "Content-Length": str(len(raw))},
+        split(raw, 6),
+    )
+    assert status == 202, body
+    assert body["accepted"] == [d["id"] for d in docs]
+
+    # Chunked transfer encoding, no length.
+    docs, raw = batch_near_the_limit("jingkai")
+    status, _, body = raw_post(
+        node,
+        {**auth, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        chunked(split(raw, 5)),
+    )
+    assert status == 202, body
+
+    # What curl does with a large body: Expect: 100-continue, then the body.
+    docs, raw = batch_near_the_limit("jingkai")
+    status, _, body = raw_post(
+        node,
+        {**auth, "Content-Length": str(len(raw)), "Expect": "100-continue"},
+        split(raw, 4),
+        expect_continue=True,
+    )
+    assert status == 202, body
+
+    settle(node, before, 3 * BATCH_LIMIT)
+    assert total(node, "watchfloor_cases_filed_total", "jingkai") == filed + 3 * BATCH_LIMIT
+
+
+def test_large_bodies_are_413_however_they_arrive(node: Node) -> None:
+    auth = node.auth("city-all")
+    before = received(node)
+    # 10 MB announced: 413 before the body is read, though its first piece is small.
+    ten_mb = b"[" + b" " * (10 * 1024 * 1024 - 2) + b"]"
+    started = time.monotonic()
+    status, _, body = raw_post(
+        node,
+        {**auth, "Content-Length": str(len(ten_mb))},
+        [ten_mb[:100], ten_mb[100:]],
+    )
+    assert (status, body["limit"]) == (413, BODY_LIMIT), body
+    # 100 MB chunked: no length to go by, so read up to the limit, then 413.
+    piece = b" " * (1024 * 1024)
+    status, _, body = raw_post(
+        node, {**auth, "Transfer-Encoding": "chunked"}, chunked([b"[", *[piece] * 100]), pause=0
+    )
+    assert (status, body["limit"]) == (413, BODY_LIMIT), body
+    assert time.monotonic() - started < 60
+    time.sleep(1)
+    assert received(node) == before, "nothing of a refused body reaches Kafka"
+
+
+# --- compressed bodies and unauthenticated load (item 3) -------------------------------
+
+
+def test_compressed_bodies_are_inflated_and_bounded(node: Node) -> None:
+    auth = node.auth("city-all")
+    before = received(node)
+    filed = total(node, "watchfloor_cases_filed_total", "xinzheng")
+    _, raw = batch_near_the_limit("xinzheng")
+    status, _, body = post(node, gzip.compress(raw), {**auth, "Content-Encoding": "gzip"})
+    assert status == 202, body
+    status, _, body = post(
+        node, zlib.compress(orjson.dumps(case("xinzheng"))), {**auth, "Content-Encoding": "deflate"}
+    )
+    assert status == 202, body
+    # Inflated, the body is over the limit: 413, however small it travelled.
+    status, _, body = post(
+        node, gzip.compress(b" " * (BODY_LIMIT + 1)), {**auth, "Content-Encoding": "gzip"}
+    )
+    assert status == 413 and body["limit"] == BODY_LIMIT, body
+    status, _, body = post(node, b"{}", {**auth, "Content-Encoding": "br"})
+    assert status == 415 and body["reason"] == "unsupported_encoding", body
+    settle(node, before, BATCH_LIMIT + 1)
+    assert total(node, "watchfloor_cases_filed_total", "xinzheng") == filed + BATCH_LIMIT + 1
+
+
+def test_corrupt_gzip_is_400_with_one_warning_and_no_traceback(node: Node) -> None:
+    log = node.worker.log_path
+    lines_before = len(log.read_text(errors="replace").splitlines())
+    corrupt = [
+        b"\x1f\x8b\x08\x00" + b"\xde\xad\xbe\xef" * 40,
+        gzip.compress(orjson.dumps(case("baihe")))[:-10],
+        b"plainly not gzip",
+    ]
+    for raw in corrupt:
+        status, _, body = post(
+            node, raw, {**node.auth("city-all"), "Content-Encoding": "gzip"}
+        )
+        assert status == 400 and body["reason"] == "bad_encoding", body
+        assert "gzip" in body["error"] and body["error"].endswith(".")
+        # Without a token: 401, and the body is never looked at.
+        status, _, body = post(node, raw, {"Content-Encoding": "gzip"})
+        assert status == 401, body
+    new = log.read_text(errors="replace").splitlines()[lines_before:]
+    warnings = [ln for ln in new if "[WARNING]" in ln or "[ERROR]" in ln]
+    assert len(warnings) <= len(corrupt), warnings
+    assert not any("[ERROR]" in ln for ln in new), new
+
+
+def test_gzip_bombs_without_a_token_do_not_stall_the_worker(node: Node) -> None:
+    bomb = gzip.compress(b" " * (100 * 1024 * 1024), 9)  # 100 MB of spaces, ~100 KB sent
+    assert len(bomb) < 200_000
+    stop = threading.Event()
+    health: list[float] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            status, _ = node.worker.get("/health", timeout=30)
+            health.append(time.monotonic() - t0 if status == 200 else 99.0)
+            time.sleep(0.05)
+
+    answers: list[int] = []
+
+    def attack() -> None:
+        status, _, _ = post(node, bomb, {"Content-Encoding": "gzip"})
+        answers.append(status)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    attackers = [threading.Thread(target=attack) for _ in range(20)]
+    for t in attackers:
+        t.start()
+    for t in attackers:
+        t.join(timeout=60)
+    spent = time.monotonic() - started
+    time.sleep(0.5)
+    stop.set()
+    watcher.join(timeout=30)
+    assert answers == [401] * 20
+    assert max(health) < 1.0, f"/health took up to {max(health):.2f}s during the bombs"
+    assert spent < 20, f"20 unauthenticated bombs took {spent:.1f}s to answer"
+    # With a token, a bomb is inflated only up to the limit: 413.
+    status, _, body = post(node, bomb, {**node.auth("city-all"), "Content-Encoding": "gzip"})
+    assert status == 413, body
+
+
+# --- tokens change without a restart, and expire (item 5) -------------------------------
+
+
+def poll_status(node: Node, doc: dict[str, Any], headers: Mapping[str, str], want: int) -> Any:
+    def attempt() -> Any:
+        status, _, body = post(node, doc, headers)
+        return body if status == want else None
+
+    return wait_for(attempt, timeout=10, interval=0.2, what=f"answer {want}")
+
+
+def test_the_tokens_file_is_read_again_when_it_changes(node: Node) -> None:
+    late, expired, later = new_token(), new_token(), new_token()
+    now_ = now()
+
+    def entry(name: str, secret: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "sha256": hash_token(secret), "districts": ["*"],
+                "types": ["*"], **extra}
+
+    before = received(node)
+    reloads = ingest_reload_errors(node)
+    try:
+        # A new publisher is let in without a restart.
+        node.write_tokens([*node.entries, entry("late-comer", late)])
+        poll_status(node, case("baihe"), {"Authorization": f"Bearer {late}"}, 202)
+        # Revoked: its entry deleted, it is refused at once.
+        node.write_tokens(node.entries)
+        body = poll_status(node, case("baihe"), {"Authorization": f"Bearer {late}"}, 401)
+        assert "not known" in body["error"]
+        # Expiry: one that has passed, one that has not.
+        node.write_tokens([
+            *node.entries,
+            entry("gone", expired, expires=(now_ - timedelta(minutes=1)).isoformat()),
+            entry("still", later, expires=(now_ + timedelta(days=1)).isoformat()),
+        ])
+        poll_status(node, case("baihe"), {"Authorization": f"Bearer {later}"}, 202)
+        status, resp, body = post(node, case("baihe"), {"Authorization": f"Bearer {expired}"})
+        assert status == 401 and "expired" in body["error"], body
+        assert "invalid_token" in resp.getheader("WWW-Authenticate", "")
+        # A broken file changes nothing: the tokens in force stay (the next request finds
+        # the change, logs it once and counts it).
+        node.write_tokens(b'{"tokens": [ half a file')
+        status, _, body = post(node, case("baihe"), {"Authorization": f"Bearer {later}"})
+        assert status == 202, body
+        assert ingest_reload_errors(node) == reloads + 1
+        status, _, _ = post(node, case("baihe"), node.auth("city-all"))
+        assert status == 202
+    finally:
+        node.write_tokens(node.entries)
+    poll_status(node, case("baihe"), {"Authorization": f"Bearer {later}"}, 401)
+    quiesce(node, before)
+
+
+def quiesce(node: Node, before: int) -> None:
+    """Wait until the worker has read everything sent (a number not known in advance)."""
+    last: list[int] = [-1]
+
+    def still() -> bool:
+        now_ = received(node)
+        done = now_ == last[0] and now_ > before
+        last[0] = now_
+        return done
+
+    wait_for(still, timeout=30, interval=1.0, what="the worker to read what was sent")
+
+
+def ingest_reload_errors(node: Node) -> float:
+    return sample(node.worker.metrics(), "watchfloor_ingest_token_reload_errors_total") or 0.0
+
+
+# --- what on-call sees (item 9) ------------------------------------------------------------
+
+
+def test_every_answer_is_counted_by_status_and_reason(node: Node) -> None:
+    auth = node.auth("city-all")
+    answers = [
+        ((202, "accepted"), lambda: post(node, case("huiji"), auth)),
+        ((400, "malformed_json"), lambda: post(node, b"{", auth)),
+        ((400, "events_rejected"), lambda: post(node, case("atlantis"), auth)),
+        ((401, "no_token"), lambda: post(node, case("huiji"))),
+        ((401, "unknown_token"), lambda: post(node, case("huiji"), {"Authorization": "Bearer x"})),
+        ((403, "not_allowed"), lambda: post(node, case("huiji"), node.auth("jinshui-grid"))),
+        ((413, "body_too_large"), lambda: post(node, b" " * (BODY_LIMIT + 1), auth)),
+        ((413, "batch_too_large"),
+         lambda: post(node, [case("huiji") for _ in range(BATCH_LIMIT + 1)], auth)),
+    ]
+    m = node.worker.metrics()
+    before = received(node)
+    events = {r: sample(m, "watchfloor_ingest_events_total", result=r) or 0.0
+              for r in ("accepted", "rejected", "not_allowed", "not_sent")}
+    for (status, reason), send in answers:
+        count = ingest_count(node, status, reason)
+        got, _, body = send()
+        assert got == status, body
+        assert ingest_count(node, status, reason) == count + 1, (status, reason)
+    m = node.worker.metrics()
+    after = {r: sample(m, "watchfloor_ingest_events_total", result=r) or 0.0 for r in events}
+    assert after["accepted"] == events["accepted"] + 1
+    assert after["rejected"] == events["rejected"] + 1
+    assert after["not_allowed"] == events["not_allowed"] + 1
+    assert sample(m, "watchfloor_kafka_available") == 1
+    assert sample(m, "watchfloor_ingest_tokens") == len(TOKEN_RIGHTS)
+    settle(node, before, 1)
+
+
+def test_a_dead_letter_kafka_refuses_is_counted(node: Node) -> None:
+    """The dead-letter topic refuses records over 200 bytes for a moment."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    topic = node.cluster.topic("deadletter")
+    admin = KafkaAdminClient(bootstrap_servers=node.cluster.bootstrap)
+
+    def limit(value: str | None) -> None:
+        configs = {"max.message.bytes": value} if value else {"max.message.bytes": "1048588"}
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+
+    errors = sample(node.worker.metrics(), "watchfloor_ingest_dead_letter_errors_total") or 0.0
+    try:
+        limit("200")
+        time.sleep(1)
+        status, _, body = post(node, case("atlantis"), node.auth("city-all"))
+        # The caller still hears what is wrong with its event; on-call sees the loss.
+        assert status == 400 and body["errors"][0]["reason"] == "unknown_district", body
+        wait_for(
+            lambda: (sample(node.worker.metrics(), "watchfloor_ingest_dead_letter_errors_total")
+                     or 0.0) == errors + 1,
+            timeout=15,
+            what="the dead-letter error counted",
+        )
+    finally:
+        limit(None)
+        admin.close()
+
+
+def test_malformed_http_is_400_and_one_line_without_a_traceback(node: Node) -> None:
+    """A broken chunked body, a cut-off upload: the client's fault, never an ERROR."""
+    log = node.worker.log_path
+    lines_before = len(log.read_text(errors="replace").splitlines())
+    sock = socket.create_connection(("127.0.0.1", node.worker.port), timeout=10)
+    sock.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    )
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
+    # An upload cut short by the client: nothing to answer, nothing to log.
+    sock = socket.create_connection(("127.0.0.1", node.worker.port), timeout=10)
+    sock.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+        + f"Authorization: Bearer {node.tokens['city-all']}\r\n\r\n[ ".encode()
+    )
+    sock.close()
+    time.sleep(1)
+    new = log.read_text(errors="replace").splitlines()[lines_before:]
+    assert not any("[ERROR]" in ln or "Traceback" in ln for ln in new), new
+    assert sum("[WARNING]" in ln for ln in new) <= 1, new

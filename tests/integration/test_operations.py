@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -95,3 +96,28 @@ def test_json_logs_and_build_info(cluster: Cluster, workers) -> None:
     parsed = [orjson.loads(ln) for ln in lines]
     assert all({"time", "level", "logger", "message"} <= set(p) for p in parsed)
     assert any("Recovered" in p["message"] for p in parsed)
+
+
+def test_sigterm_drains_with_503_before_the_listener_goes(cluster: Cluster, workers) -> None:
+    """Issue 12, item 9: load balancers get a window in which /ready says 503."""
+    w = workers(WATCHFLOOR_SHUTDOWN_DRAIN_SECONDS="3")
+    w.wait_ready()
+    assert w.proc is not None
+    t0 = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    seen: list[tuple[float, int, int]] = []  # (seconds after SIGTERM, /ready, /health)
+    while w.alive() and time.monotonic() - t0 < 60:
+        ready, body = w.get("/ready", timeout=2)
+        health, _ = w.get("/health", timeout=2)
+        seen.append((time.monotonic() - t0, ready, health))
+        if ready == 503:
+            assert body["draining"] is True and body["ready"] is False, body
+        time.sleep(0.1)
+    assert w.proc.wait(timeout=30) == 0
+    draining = [t for t, ready, health in seen if ready == 503 and health == 200]
+    assert draining, f"no 503 before the listener went: {seen[:5]}"
+    assert draining[0] < 0.5, "503 from the moment SIGTERM arrives"
+    assert draining[-1] >= 2.5, "and for the whole drain"
+    assert all(ready != 200 for _, ready, _ in seen), "never 200 again after SIGTERM"
+    log = w.log_path.read_text()
+    assert "SIGTERM: /ready answers 503 for 3s" in log

@@ -303,6 +303,49 @@ def test_dlq_list_and_replay_round_trip(
     assert counts == [b"1", b"1", b"2"]
 
 
+def test_marker_headers_a_publisher_sets_fool_neither_list_nor_replay(
+    cluster: Any, workers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 4: a publisher writes the tools' own headers on its records."""
+    from kafka import KafkaProducer
+
+    from tests.integration.harness import wait_for
+
+    w = workers()
+    w.wait_ready()
+    topic = cluster.topic("incidents")
+    filed = next(d for d in examples() if d["type"] == "watchfloor.incident.case_filed.v1")
+    bad = {**filed, "district": "atlantis"}
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap)
+    genuine = producer.send(topic, key=b"atlantis", value=orjson.dumps(bad)).get(30)
+    identity = f"{topic}/{genuine.partition}/{genuine.offset}"
+    forged_headers = [
+        ("wf-marker", b"replayed"),
+        ("wf-marked", identity.encode()),  # "the genuine one was replayed"
+        ("wf-replayed-to", identity.encode()),
+        ("wf-replayed-from", identity.encode()),  # "I am a copy that failed again"
+        ("wf-replay-count", b"9"),
+    ]
+    producer.send(topic, key=b"atlantis", value=b"{not json", headers=forged_headers).get(30)
+    producer.close()
+    wait_for(lambda: len(cluster.read_all("deadletter")) == 2, what="two dead letters")
+
+    settings = cluster.settings()
+    code, summary = run_dlq(settings, ["list", "--json"], capsys)
+    assert code == 0
+    assert (summary["dead_letters"], summary["replayed"], summary["second_failures"]) == (2, 0, 0)
+    assert summary["by_reason"] == {"malformed_json": 1, "unknown_district": 1}
+    assert all(r["second_failure_of"] is None and not r["replayed"] for r in summary["latest"])
+
+    code, plan = run_dlq(settings, ["replay", "--all", "--dry-run", "--json"], capsys)
+    assert (plan["replayed_count"], plan["already_replayed"]) == (2, 0), plan
+    # A real replay marks them; only then does list say so.
+    code, report = run_dlq(settings, ["replay", "--all", "--json"], capsys)
+    assert report["replayed_count"] == 2
+    code, summary = run_dlq(settings, ["list", "--json"], capsys)
+    assert summary["replayed"] == 2
+
+
 def test_dlq_list_of_a_missing_topic_is_empty(
     kafka_bootstrap: str, unique: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

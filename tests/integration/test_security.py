@@ -44,6 +44,9 @@ def test_worker_with_the_right_credentials_counts(
                                 district="jinshui") == 25, what="25 cases over SASL_SSL")
         log = w.log_path.read_text()
         assert kafka_sasl["password"] not in log, "the password must never be logged"
+        # The start-up line security.md promises, with the secret masked.
+        assert "Starting worker with Settings(" in log
+        assert "sasl_password='********'" in log
     finally:
         w.stop()
 

@@ -411,6 +411,9 @@ def test_compose_dependencies_wait_for_health_and_topics() -> None:
         assert services[name]["command"] == ["worker"]
         grace = services[name]["stop_grace_period"]
         assert int(grace.rstrip("s")) >= 30
+        # The worker ends by itself (drain, then its stop deadline) before Docker kills it.
+        s = settings_from({k: str(v) for k, v in services[name]["environment"].items()})
+        assert int(grace.rstrip("s")) > s.shutdown_drain_seconds + s.shutdown_timeout
     assert services["simulator"]["command"][0] == "simulate"
 
 
@@ -649,6 +652,8 @@ def test_worker_probes_ports_and_volumes() -> None:
     # Graceful shutdown: several commit intervals and batches, and more than the default 30 s.
     grace = pod["spec"]["terminationGracePeriodSeconds"]
     assert grace > 30 and grace >= 10 * settings.commit_interval
+    # Even with Kafka gone the worker ends by itself: drain, then its stop deadline.
+    assert grace > settings.shutdown_drain_seconds + settings.shutdown_timeout
 
 
 def test_worker_is_locked_down() -> None:

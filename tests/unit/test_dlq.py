@@ -88,7 +88,8 @@ def test_summary_by_reason_topic_and_state() -> None:
         headers=[("wf-replayed-from", b"watchfloor.incidents/2/0")],
     )
     letters.append(stored(replayed_copy, 1, 1))
-    marker = stored(dlq.marker_for(letters[0], "x/0/1", REJECTED_AT), 1, 2)
+    # letters[0] was replayed to watchfloor.incidents/2/50, and that copy failed again.
+    marker = stored(dlq.marker_for(letters[0], "watchfloor.incidents/2/50", REJECTED_AT), 1, 2)
     ledger = ledger_of(*letters, letters[1], marker)
     summary = ledger.summary(ledger.letters, limit=2)
     assert summary["records"] == 7
@@ -112,6 +113,52 @@ def test_summary_by_reason_topic_and_state() -> None:
     text = dlq.render_summary(summary)
     assert "5 dead letters" in text and "1 written twice" in text
     assert "failed again" in text
+
+
+def test_marker_headers_from_a_publisher_are_a_dead_letter_not_a_marker() -> None:
+    genuine = stored(letter(offset=1), 0, 1)
+    # A publisher put the tools' headers on a record of a source topic; the worker kept
+    # them on its dead letter, under its own wf-reason and source coordinates.
+    forged_headers: list[tuple[str, bytes | None]] = [
+        ("wf-marker", b"replayed"),
+        ("wf-marked", genuine.identity.encode()),
+        ("wf-replayed-to", b"watchfloor.patrols/2/2"),
+        ("wf-replayed-from", genuine.identity.encode()),
+        ("wf-replay-count", b"7"),
+    ]
+    forged = stored(letter(offset=2, headers=forged_headers), 0, 2)
+    ledger = ledger_of(genuine, forged)
+    assert not forged.is_marker
+    assert [r.identity for r in ledger.letters] == [genuine.identity, forged.identity]
+    assert ledger.replayed == set()
+    assert ledger.select(include_replayed=False) == [genuine, forged]
+    summary = ledger.summary(ledger.letters, limit=5)
+    assert summary["replayed"] == 0 and summary["second_failures"] == 0
+    assert all(r["second_failure_of"] is None for r in summary["latest"])
+    assert ledger.replays(forged) == 0
+    assert dl.header_text(dlq.replay_headers(forged, REJECTED_AT), "wf-replay-count") == "1"
+
+
+def test_a_real_marker_has_no_reason_and_names_where_the_copy_went() -> None:
+    a = stored(letter(), 0, 1)
+    marker = stored(dlq.marker_for(a, "watchfloor.patrols/2/77", REJECTED_AT), 0, 2)
+    assert marker.is_marker and marker.replayed_to == "watchfloor.patrols/2/77"
+    # Markers written before the header existed: the target is in the body.
+    old = dlq.StoredDeadLetter(
+        0, 3, 0, a.key, marker.value, tuple(h for h in marker.headers if h[0] != "wf-replayed-to")
+    )
+    assert old.is_marker and old.replayed_to == "watchfloor.patrols/2/77"
+
+
+def test_dlq_list_shows_rejection_times_in_the_city_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Asia/Shanghai")
+    assert dlq.local_time("2026-04-12T01:41:07.532+00:00", tz) == "2026-04-12T09:41:07.532+08:00"
+    assert dlq.local_time(None, tz) == "?" and dlq.local_time("garbage", tz) == "garbage"
+    summary = ledger_of(stored(letter(), 0, 1)).summary([stored(letter(), 0, 1)], limit=1)
+    assert "2026-04-12T17:30:01.250+08:00" in dlq.render_summary(summary, tz)
+    assert dlq.city_timezone(SETTINGS) == tz  # the reference city's, unless set
 
 
 # --- replay -----------------------------------------------------------------------------
@@ -143,9 +190,10 @@ def test_replay_headers_keep_the_originals_and_count_replays() -> None:
     assert not any(k in dl.DEAD_LETTER_HEADERS for k, _ in headers)
     assert dl.header_text(headers, "wf-replayed-from") == "watchfloor.patrols/2/1543"
     assert dl.header_text(headers, "wf-replay-count") == "1"
-    # The replayed copy fails again and is dead-lettered with these headers: count goes up.
+    # The replayed copy fails again and is dead-lettered with these headers; the ledger
+    # knows it is one replay deep (from the marker), and the count goes up.
     second = stored(letter(topic="watchfloor.patrols", offset=9000, headers=list(headers)))
-    again = dlq.replay_headers(second, REJECTED_AT)
+    again = dlq.replay_headers(second, REJECTED_AT, depth=1)
     assert dl.header_text(again, "wf-replay-count") == "2"
     assert dl.header_text(again, "wf-replayed-from") == "watchfloor.patrols/2/9000"
     assert [k for k, _ in again].count("wf-replayed-from") == 1

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import ingest
+from streams import ingest, ingest_tokens
 from streams.clock import FixedClock
 from streams.deadletter import DeadLetter
 from streams.errors import SettingsError
@@ -408,7 +408,7 @@ def test_bad_input_never_gives_500(validator: EventValidator, body: bytes, auth:
 
 def cli(argv: list[str], settings_: Settings | None = None) -> int:
     p = argparse.ArgumentParser(prog="watchfloor")
-    ingest.register_cli(p.add_subparsers(dest="command"))
+    ingest_tokens.register_cli(p.add_subparsers(dest="command"))
     args = p.parse_args(argv)
     return int(args.func(args, settings_ or Settings()))
 
@@ -478,3 +478,110 @@ def test_refusals_do_not_echo_what_is_not_a_code(validator: EventValidator) -> N
     resp = post(service(validator, kafka), GRID_TOKEN, doc)
     assert resp.status == 403
     assert "Zhang" not in resp.body["errors"][0]["error"]
+
+
+# --- expiry and reloading (issue 12, item 5) ----------------------------------------------
+
+
+def test_an_expired_token_is_401_and_says_so(validator: EventValidator) -> None:
+    doc = {"tokens": [
+        {**entry("old", GRID_TOKEN, ["*"], ["*"]), "expires": "2026-05-31T23:59:59+00:00"},
+        {**entry("new", POLICE_TOKEN, ["*"], ["*"]), "expires": "2026-06-01T00:00:01+00:00"},
+    ]}
+    kafka = Kafka()
+    s = Settings(ingest_tokens=Secret(json.dumps(doc)))
+    svc = ingest.IngestService(validator, ingest.IngestTokens.from_settings(s), s, kafka.send,
+                               clock=FixedClock(NOW))
+    resp = post(svc, GRID_TOKEN, ex(validator, FILED))
+    assert (resp.status, resp.reason) == (401, "expired_token")
+    assert "expired at 2026-05-31T23:59:59+00:00" in resp.body["error"]
+    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+    assert post(svc, POLICE_TOKEN, ex(validator, FILED)).status == 202
+
+
+@pytest.mark.parametrize("expires", ["2026-12-31", "2026-12-31T00:00:00", "tomorrow", 5])
+def test_expiry_needs_a_time_with_an_offset(expires: object) -> None:
+    doc = {"tokens": [{**entry("t", GRID_TOKEN, ["*"], ["*"]), "expires": expires}]}
+    with pytest.raises(SettingsError, match="expires must be"):
+        ingest.IngestTokens.from_settings(Settings(ingest_tokens=Secret(json.dumps(doc))))
+
+
+def test_the_tokens_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"tokens": [entry("a", GRID_TOKEN, ["*"], ["*"])]}))
+    reloads: list[int] = []
+    errors: list[int] = []
+    source = ingest.TokenSource(
+        Settings(ingest_tokens_file=str(path)),
+        on_reload=lambda t: reloads.append(len(t)),
+        on_reload_error=lambda: errors.append(1),
+    )
+    assert source.current().find(GRID_TOKEN) is not None
+    assert source.current() is source.current(), "unchanged: nothing is read again"
+
+    def rewrite(text: str) -> None:
+        part = tmp_path / "tokens.part"
+        part.write_text(text)
+        part.replace(path)  # a new inode, as an editor or a Kubernetes volume update makes
+
+    rewrite(json.dumps({"tokens": [entry("b", POLICE_TOKEN, ["*"], ["*"])]}))
+    assert source.current().find(GRID_TOKEN) is None, "revoked at once"
+    assert source.current().find(POLICE_TOKEN) is not None
+    rewrite('{"tokens": [')
+    assert source.current().find(POLICE_TOKEN) is not None, "a broken file changes nothing"
+    assert source.current().find(POLICE_TOKEN) is not None
+    path.unlink()
+    assert source.current().find(POLICE_TOKEN) is not None
+    assert (reloads, len(errors)) == ([1], 2)
+    rewrite(json.dumps({"tokens": []}))
+    assert len(source.current()) == 0, "an empty list revokes every token"
+
+
+def test_cli_new_token_with_an_expiry(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["ingest-token", "new", "--name", "temp", "--districts", "*", "--types", "*",
+            "--expires", "2027-01-01T00:00:00+08:00", "--json"]
+    assert cli(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["entry"]["expires"] == "2027-01-01T00:00:00+08:00"
+    with pytest.raises(SettingsError, match="expires must be"):
+        cli(["ingest-token", "new", "--name", "t", "--districts", "*", "--types", "*",
+             "--expires", "next week"])
+
+
+def test_answers_carry_a_reason_for_the_metrics(validator: EventValidator) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import INGEST_ANSWERS, Metrics
+
+    metrics = Metrics(CollectorRegistry(), ["t"])
+    kafka = Kafka()
+    s = Settings(ingest_tokens=Secret(json.dumps(TOKENS_DOC)))
+    svc = ingest.IngestService(validator, ingest.IngestTokens.from_settings(s), s, kafka.send,
+                               clock=FixedClock(NOW), metrics=metrics)
+    answers = [
+        post(svc, POLICE_TOKEN, ex(validator, FILED)),
+        post(svc, POLICE_TOKEN, b"{"),
+        post(svc, None, b"{}"),
+        post(svc, GRID_TOKEN, ex(validator, FILED)),
+        post(svc, POLICE_TOKEN, [ex(validator, FILED)] * 501),
+    ]
+    assert [(a.status, a.reason) for a in answers] == [
+        (202, "accepted"), (400, "malformed_json"), (401, "no_token"), (403, "not_allowed"),
+        (413, "batch_too_large"),
+    ]
+    assert all((a.status, a.reason) in INGEST_ANSWERS for a in answers)
+    assert metrics.ingest_events["accepted"]._value.get() == 1
+    assert metrics.ingest_events["not_allowed"]._value.get() == 1
+
+
+def test_a_send_that_kafka_does_not_confirm_in_time_is_503(validator: EventValidator) -> None:
+    async def slow(topic: str, key: bytes, value: bytes, headers: Sequence[Any]) -> None:
+        await asyncio.sleep(5)
+
+    s = Settings(ingest_tokens=Secret(json.dumps(TOKENS_DOC)), ingest_timeout=0.05)
+    svc = ingest.IngestService(validator, ingest.IngestTokens.from_settings(s), s, slow,
+                               clock=FixedClock(NOW))
+    resp = post(svc, POLICE_TOKEN, ex(validator, FILED))
+    assert (resp.status, resp.reason) == (503, "not_confirmed")
+    assert resp.body["not_sent"][0]["error"] == "not confirmed in time"
+    assert resp.headers["Retry-After"] == str(ingest.RETRY_AFTER_SECONDS)

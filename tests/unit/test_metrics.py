@@ -153,3 +153,17 @@ def test_exposition_serves_both_parts_once() -> None:
     names = [f.name for f in text_string_to_metric_families(text)]
     assert len(names) == len(set(names))
     assert "watchfloor_events_received" in names and "watchfloor_open_cases" in names
+
+
+def test_a_fresh_worker_exports_the_series_count_the_docs_give() -> None:
+    import re
+    from pathlib import Path
+
+    reg = CollectorRegistry()
+    Metrics(reg, ["t1", "t2", "t3", "forward"])  # the three sources and the forward topic
+    count = sum(len(f.samples) for f in text_string_to_metric_families(
+        generate_latest(reg).decode()))
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    stated = re.search(r"\| \*\*fresh worker\*\* \| \*\*(\d+)\*\* \|", doc)
+    assert stated is not None and int(stated.group(1)) == count
+    assert f"registry exports {count} series" in doc

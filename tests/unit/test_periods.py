@@ -9,6 +9,7 @@ import pytest
 
 from streams.errors import QueryError
 from streams.periods import comparisons, parse_period
+from tests.support import EPOCH
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -52,3 +53,31 @@ def test_comparisons_line_up_equal_stretches() -> None:
     ytd = comp["ytd"]
     assert ytd.previous.start.isoformat() == "2025-01-01T00:00:00+08:00"
     assert ytd.previous.end.isoformat() == "2025-06-30T15:00:00+08:00"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("9999-W52", "outside the calendar this API answers for: 1970-01-01 to 9998-12-31"),
+        ("9999-12-31", "outside the calendar"),
+        ("0001-01-01", "Period 0001-01-01 is outside the calendar"),
+        ("1969-12-31..2026-01-01", "outside the calendar"),
+        ("9999", "is not a day"),
+        ("x" * 200, "Period (as given) is not a day"),
+    ],
+)
+def test_periods_the_calendar_cannot_hold_are_sentences(spec: str, words: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse_period(spec, TZ)
+    assert words in str(caught.value)
+
+
+def test_the_first_and_last_accepted_periods_work_in_every_time_zone() -> None:
+    from streams import query
+    from streams.state import DistrictState
+
+    for name in ("Asia/Shanghai", "Pacific/Kiritimati", "America/Los_Angeles"):
+        tz = ZoneInfo(name)
+        st = DistrictState("jinshui", tz)
+        for spec in ("1970", "1970-01-01", "9998", "9998-12-31", "1970-01-01..9998-12-31"):
+            query.detail(st, EPOCH, tz, parse_period(spec, tz))

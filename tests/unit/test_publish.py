@@ -166,3 +166,68 @@ def test_cli_dry_run_exit_codes(
 def test_cli_missing_file(tmp_path: Path) -> None:
     with pytest.raises(WatchfloorError, match="cannot be read"):
         run_cli(["publish", str(tmp_path / "absent.jsonl")])
+
+
+# --- simulator files and progress (issue 12, "Also") --------------------------------------
+
+
+def test_simulator_output_lines_are_read_as_their_records(
+    validator: EventValidator, tmp_path: Path
+) -> None:
+    import base64
+
+    from streams.simulator.files import read_records, write_records  # the format's own code
+
+    docs = examples(validator)[:3]
+    lines = [
+        orjson.dumps({"at": "2026-06-01T00:00:00.000Z", "stream": "incidents", "key": "k",
+                      "intent": "valid", "event": docs[0]}),
+        orjson.dumps({"at": "2026-06-01T00:00:01.000Z", "stream": "incidents", "key": "k",
+                      "intent": "malformed", "reason": "malformed_json", "value": "{oops"}),
+        orjson.dumps({"at": "2026-06-01T00:00:02.000Z", "stream": "incidents", "key": "k",
+                      "intent": "valid",
+                      "value_b64": base64.b64encode(orjson.dumps(docs[1])).decode()}),
+        orjson.dumps(docs[2]),  # an ordinary event in the same file
+    ]
+    producer = Producer()
+    report = asyncio.run(publish.publish_lines(
+        list(enumerate(lines, start=1)), validator, SETTINGS, producer.enqueue
+    ))
+    assert report.simulator_lines == 3
+    assert [v for _, _, v, _ in producer.records] == [orjson.dumps(d) for d in docs]
+    assert [(r.line, r.reason) for r in report.rejected] == [(2, "malformed_json")]
+    assert "simulator records" in report.text()
+    # And what write_records itself writes, gzip included, reads back the same way.
+    plain = tmp_path / "records.jsonl"
+    plain.write_bytes(b"\n".join(lines[:3]) + b"\n")
+    path = tmp_path / "records.jsonl.gz"
+    write_records(read_records(plain), path)
+    with publish._open_lines(path) as handle:
+        unwrapped = [publish.unwrap_simulator_line(raw) for _, raw in publish.read_lines(handle)]
+    assert unwrapped == [orjson.dumps(docs[0]), b"{oops", orjson.dumps(docs[1])]
+
+
+def test_events_are_never_taken_for_simulator_lines(validator: EventValidator) -> None:
+    doc = {**examples(validator)[0], "intent": "valid", "at": "x", "stream": "s", "key": "k"}
+    assert publish.unwrap_simulator_line(orjson.dumps(doc)) is None  # it has specversion
+    assert publish.unwrap_simulator_line(b'{"intent": 1') is None
+
+
+def test_progress_appears_only_for_long_runs() -> None:
+    from streams.progress import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress("publish", stream=out, clock=lambda: now[0], first_after=2, every=5)
+    progress.tick(lambda: "early")
+    progress.done("finished")
+    assert out.getvalue() == "", "a short run prints nothing"
+    for t in (1.0, 2.5, 3.0, 7.4, 7.6):
+        now[0] = t
+        progress.tick(lambda t=t: f"at {t}")
+    assert out.getvalue().splitlines() == ["publish: at 2.5 after 2s", "publish: at 7.6 after 8s"]
+    progress.done("1000 sent")
+    assert out.getvalue().splitlines()[-1] == "publish: 1000 sent in 8s"
+    quiet = Progress("x", stream=out, enabled=False, clock=lambda: 100.0, first_after=0)
+    quiet.tick(lambda: "never")
+    assert "never" not in out.getvalue()

@@ -77,3 +77,53 @@ def test_defaults_come_from_the_core_once() -> None:
         load_reference(Settings().reference_file), FixedClock(EPOCH)
     )
     assert v.max_record_bytes == 1000
+
+
+# --- issue 12: one namespace, checks that name the variable, Faust's variables ------------
+
+
+def test_one_namespace_names_the_app_id_and_every_topic() -> None:
+    s = Settings.from_env({"WATCHFLOOR_NAMESPACE": "city-b"})
+    assert s.app_id == "city-b"
+    assert s.source_topics == ("city-b.incidents", "city-b.disputes", "city-b.patrols")
+    assert s.topic_deadletter == "city-b.deadletter"
+    # Defaults are the namespace "watchfloor"; a name set on its own wins.
+    assert Settings().app_id == "watchfloor" and Settings().topic_patrols == "watchfloor.patrols"
+    s = Settings.from_env({"WATCHFLOOR_NAMESPACE": "b", "WATCHFLOOR_TOPIC_PATROLS": "legacy"})
+    assert (s.topic_patrols, s.topic_incidents) == ("legacy", "b.incidents")
+    # replace() moves the derived names with the namespace, not the ones set.
+    moved = s.replace(namespace="c")
+    assert (moved.app_id, moved.topic_incidents, moved.topic_patrols) == ("c", "c.incidents",
+                                                                          "legacy")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("NAMESPACE", "city.b", "no dot"),
+        ("NAMESPACE", "", "WATCHFLOOR_NAMESPACE"),
+        ("TOPIC_PATROLS", "has space", "WATCHFLOOR_TOPIC_PATROLS must be a Kafka name"),
+        ("TIMEZONE", "Mars/Olympus", "WATCHFLOOR_TIMEZONE must be an IANA time zone"),
+        ("TIMEZONE", "../../etc/passwd", "WATCHFLOOR_TIMEZONE"),
+        ("PRODUCER_TIMEOUT", "0", "WATCHFLOOR_PRODUCER_TIMEOUT must be more than 0"),
+        ("INGEST_TIMEOUT", "-1", "WATCHFLOOR_INGEST_TIMEOUT"),
+        ("SHUTDOWN_DRAIN_SECONDS", "-1", "cannot be negative"),
+    ],
+)
+def test_more_malformed_values_are_one_sentence(name: str, value: str, words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        Settings.from_env({f"WATCHFLOOR_{name}": value})
+
+
+def test_variables_of_other_programs_are_named_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams import settings as settings_module
+
+    env = {"WEB_PORT": "7777", "PATH": "/bin"}
+    assert settings_module.variables_set(["WEB_PORT", "APP_DATADIR"], env) == ["WEB_PORT"]
+    monkeypatch.setenv("F_WEB_PORT", "1")
+    monkeypatch.setenv("FAUST_LOOP", "eventlet")
+    dropped = settings_module.drop_variables(["F_WEB_PORT", "FAUST_LOOP", "F_DEBUG"])
+    assert dropped == ["FAUST_LOOP", "F_WEB_PORT"]
+    import os
+
+    assert "F_WEB_PORT" not in os.environ and "FAUST_LOOP" not in os.environ

@@ -1,0 +1,72 @@
+"""One worker's parts without Kafka: readiness, the state-write guard, Faust's settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.consumer import batch_consumer
+from streams.settings import Settings
+from streams.worker import build_worker
+
+
+def worker(tmp_path: Path, **overrides: Any) -> Any:
+    return build_worker(Settings(data_dir=str(tmp_path), **overrides))
+
+
+def test_a_lost_state_write_stops_commits_and_the_worker(tmp_path: Path) -> None:
+    wf = worker(tmp_path)
+    wf.ready = True
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    wf.app.crash = crash
+    guard = next(s for s in wf.app.sensors if type(s).__name__ == "StateWriteGuard")
+    consumer = batch_consumer(wf.app)
+
+    async def main() -> bool:
+        # A dead letter or an ingested event that fails is handled where it is awaited.
+        guard.on_send_error(None, TimeoutError("x"), guard.on_send_initiated(
+            None, wf.settings.topic_deadletter, None, 0, 0))
+        assert wf.commit_allowed() and wf.ready
+        state = guard.on_send_initiated(None, wf.changelog_topic, None, 0, 0)
+        guard.on_send_error(None, TimeoutError("no leader"), state)
+        await asyncio.sleep(0)
+        return bool(await consumer._commit({}))  # refused before reaching Kafka
+
+    assert asyncio.run(main()) is False
+    assert not wf.commit_allowed() and not wf.ready and not wf.serving
+    assert [str(e) for e in crashed] == ["no leader"]
+
+
+def test_fausts_settings_come_from_watchfloors_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"WEB_PORT": "7777", "APP_DATADIR": "/nowhere",
+                        "BROKER_SESSION_TIMEOUT": "1", "PRODUCER_REQUEST_TIMEOUT": "5",
+                        "APP_WEB_ROUTER_ENABLED": "true", "TOPIC_PARTITIONS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    wf = worker(tmp_path, web_port=6123, producer_timeout=42.0, partitions=4)
+    conf = wf.app.conf
+    assert conf.web_port == 6123 and str(conf.datadir).startswith(str(tmp_path))
+    assert conf.broker_session_timeout == wf.settings.session_timeout
+    assert conf.producer_request_timeout == 42.0
+    assert conf.topic_partitions == 4
+    assert conf.web_router_enabled is False and conf.web_tables_enabled is False
+
+
+def test_serving_needs_recovery_kafka_and_no_drain(tmp_path: Path) -> None:
+    wf = worker(tmp_path)
+    assert not wf.serving and wf.not_ready_reason() == "The worker is recovering its state."
+    wf.ready = True
+    assert wf.serving and wf.not_ready_reason() is None
+    wf.set_kafka_problem("partition 2 of x has no leader")
+    assert not wf.serving and "partition 2 of x has no leader" in str(wf.not_ready_reason())
+    wf.set_kafka_problem(None)
+    wf.begin_drain()
+    assert not wf.serving and wf.not_ready_reason() == "The worker is shutting down."
