@@ -195,7 +195,7 @@ class Watchfloor:
         producer = getattr(self.app.producer, "_producer", None)  # Faust's aiokafka producer
         if producer is None or self.app.should_stop:
             return
-        topics = [*self.topics, self.settings.topic_deadletter, self.changelog_topic]
+        topics = [*self.engine.topics, self.settings.topic_deadletter, self.changelog_topic]
         problem = await delivery_problem(producer.client, topics, KAFKA_CHECK_TIMEOUT_SECONDS)
         self.set_kafka_problem(problem)
 
@@ -434,6 +434,9 @@ class Watchfloor:
         for tp, records in batch.parts:
             consumer.ack_batch(tp, records)
             self._last_offset[tp] = records[-1].offset
+        # Hazards found already past their deadline (a backlog) are overdue once counted,
+        # not only at the next tick of the overdue timer.
+        self.engine.tick()
         self._observe(result)
         self.metrics.owned_districts.set(len(self.engine.states))
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
