@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .bulletin import DEFAULT_WEIGHTS, parse_cutoff, parse_weights
 from .errors import SettingsError
 from .events import STREAM_OF_KIND, Kind, Stream
 from .state import Limits
@@ -103,6 +104,20 @@ class Settings:
     ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file
     ingest_max_body_bytes: int = 1024 * 1024
     ingest_max_batch: int = 500
+    # Command centre (docs/centre.md): bulletins cut at this local time for the day
+    # before (weekly on Mondays, monthly on the 1st), ranked by these weights.
+    topic_bulletins: str = "watchfloor.bulletins"
+    bulletin_cutoff: str = "08:00"
+    bulletin_weights: str = DEFAULT_WEIGHTS
+    bulletin_named: int = 3  # leaders and laggards named (at most half the ranked)
+    # Scheduled cuts start this long after a worker is ready, so a restart's backlog is
+    # counted before a period is frozen.
+    bulletin_start_delay_seconds: float = 60.0
+    lang: str = "zh"  # labels of the page and documents: zh or en
+    # Links for people: the page's public URL (empty: this worker's /centre/) and the
+    # base of the runbooks (an air-gapped centre points it at its own copy).
+    page_url: str = ""
+    runbook_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -152,6 +167,12 @@ class Settings:
                 "least the de-duplication horizon: a lifecycle must outlive the retries of "
                 "its own events."
             )
+        parse_cutoff(self.bulletin_cutoff)
+        parse_weights(self.bulletin_weights)
+        if self.lang not in ("zh", "en"):
+            raise SettingsError(f"{PREFIX}LANG must be zh or en, not {self.lang!r}.")
+        if self.bulletin_named < 0:
+            raise SettingsError(f"{PREFIX}BULLETIN_NAMED cannot be negative.")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(
                 f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}."
@@ -214,6 +235,11 @@ class Settings:
     @property
     def web_url(self) -> str:
         return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def centre_url(self) -> str:
+        """Where people open the command-centre page."""
+        return self.page_url or f"{self.web_url.rstrip('/')}/centre/"
 
     @property
     def bootstrap_list(self) -> list[str]:
