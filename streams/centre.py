@@ -380,10 +380,11 @@ def _bad(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:
 
 
 def _document(view: faust.web.View, body: bytes, ctype: str, name: str | None = None) -> Any:
-    headers = {}
+    # The type goes in the headers: aiohttp refuses a charset in ``content_type``.
+    headers = {"Content-Type": ctype}
     if name:
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return view.web.bytes(body, content_type=ctype, headers=headers)
+    return view.web.bytes(body, headers=headers)
 
 
 def register(wf: Watchfloor) -> Centre:
@@ -529,5 +530,5 @@ def _static(view: faust.web.View, name: str) -> Any:
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if ctype.startswith("text/") or ctype.endswith("javascript"):
         ctype += "; charset=utf-8"
-    return view.web.bytes(path.read_bytes(), content_type=ctype,
-                          headers={"Cache-Control": "no-cache"})
+    return view.web.bytes(path.read_bytes(),
+                          headers={"Content-Type": ctype, "Cache-Control": "no-cache"})

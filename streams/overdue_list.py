@@ -193,3 +193,38 @@ def merge(answers: Sequence[tuple[Sequence[str], Sequence[dict[str, Any]]]],
         items.extend(it for it in its if it["district"] in fresh)
     missing = sorted(set(wanted) - covered)
     return Gathered(items, covered, missing)
+
+
+def open_page(
+    st: DistrictState, now: float, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None, int]:
+    """One page of a district's open hazards, earliest deadline first (so the overdue ones
+    lead, longest overdue first); the next page's cursor; how many are open."""
+    after = decode_cursor(cursor) if cursor else None
+    keyed: list[tuple[tuple[float, str, str], str, Subject]] = []
+    for sid, s in st.open_hazard_items():
+        key = (s.deadline if s.deadline is not None else 1e18, st.district, sid)
+        if after is None or key > after:
+            keyed.append((key, sid, s))
+    total = st.open_hazards
+    keyed.sort(key=lambda p: p[0])
+    chosen = keyed[:limit]
+    nxt = encode_cursor(chosen[-1][0]) if len(keyed) > limit else None
+    items = []
+    for _, sid, s in chosen:
+        overdue = sid in st.overdue
+        items.append({
+            "id": sid,
+            "category": s.category,
+            "major": s.major,
+            "community": s.community,
+            "responsible_unit": s.unit,
+            "found": _iso(s.opened, st.tz),
+            "deadline": _iso(s.deadline, st.tz),
+            "overdue": overdue,
+            "overdue_seconds": (
+                round(now - s.deadline, 3) if s.deadline is not None and overdue else None
+            ),
+            "failed_visits": s.round,
+        })
+    return items, nxt, total

@@ -69,6 +69,7 @@ class Cluster:
             "WATCHFLOOR_TOPIC_DISPUTES": self.topic("disputes"),
             "WATCHFLOOR_TOPIC_PATROLS": self.topic("patrols"),
             "WATCHFLOOR_TOPIC_DEADLETTER": self.topic("deadletter"),
+            "WATCHFLOOR_TOPIC_BULLETINS": self.topic("bulletins"),
             "WATCHFLOOR_PARTITIONS": str(self.partitions),
             "WATCHFLOOR_COMMIT_INTERVAL": "0.5",
             "WATCHFLOOR_SESSION_TIMEOUT": "6",
