@@ -100,6 +100,16 @@ class Archive:
                     if rec.key is not None and rec.value is not None:
                         self.items[rec.key.decode()] = rec.value
 
+    async def end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """End offsets of any partitions, asked with this reader's own client (not the
+        worker's consumer, whose thread and positions stay untouched)."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None:
+            await self.refresh()
+        ends = await self._consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
@@ -242,16 +252,18 @@ class Centre:
         is counted (its offset acked), so a section includes what came before the cut."""
         wf = self.wf
         consumer: Any = wf.app.consumer
-        tps = [TP(t, p) for t in wf.topics for p in sorted(wf.assigned)]
+        tps = [(t, p) for t in wf.topics for p in sorted(wf.assigned)]
         if not tps:
             return True
-        ends = await consumer.highwaters(*tps)
-        for tp in tps:
+        ends = await self.archive.end_offsets(tps)
+        for t, p in tps:
+            tp = TP(t, p)
+            # Faust's own books: the next offset committed, and offsets acked since.
             done = consumer._committed_offset.get(tp) or 0
             acked = consumer._acked.get(tp)
             if acked:
                 done = max(done, max(acked) + 1)
-            if done < ends.get(tp, 0):
+            if done < ends.get((t, p), 0):
                 return False
         return True
 
