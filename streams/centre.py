@@ -492,6 +492,11 @@ def register(wf: Watchfloor) -> Centre:
             body["caught_up"] = wf.ready and await centre.caught_up()
             return self.web.json(body)
 
+    @app.page("/centre")
+    class PageBare(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return _static(self, "index.html")
+
     @app.page("/centre/")
     class Page(faust.web.View):
         """The command-centre page: one HTML file, its script and stylesheet, no CDN."""

@@ -289,7 +289,8 @@ def bulletin_html(bulletin: Mapping[str, Any], names: Names, city: str) -> bytes
     majors = table_rows(bulletin, "overdue_major", names)
     parts = [
         f'<!doctype html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head>'
-        f'<meta charset="utf-8"><title>{escape(head)}</title><style>{PRINT_CSS}</style>'
+        f'<meta charset="utf-8"><link rel="icon" href="data:,"><title>{escape(head)}</title>'
+        f"<style>{PRINT_CSS}</style>"
         "</head><body>",
         f"<h1>{escape(head)}</h1>",
         f'<p class="meta">{escape(label("period", lang))}: {escape(p["from"])} / '

@@ -2,10 +2,11 @@
 # Installs what a fresh Debian machine lacks for Watchfloor's demo and tests:
 # Java 17 and Maven (the local Kafka broker), a Java compiler (tests: the benchmark's
 # Kafka Streams peer is built from source), Prometheus and promtool (alert rules,
-# end-to-end alert tests). Uses apt-get when root (or sudo without a password);
+# end-to-end alert tests), chromium and a CJK font (tests: the command-centre page in a
+# real browser). Uses apt-get when root (or sudo without a password);
 # otherwise says what to install. Idempotent and quick when everything is there.
 #   deploy/local/setup.sh demo   Java + Maven (Prometheus if it can)
-#   deploy/local/setup.sh test   JDK + Maven + Prometheus (all required)
+#   deploy/local/setup.sh test   JDK + Maven + Prometheus + chromium (all required)
 set -euo pipefail
 purpose="${1:-test}"
 
@@ -21,6 +22,12 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
 fi
 # amtool checks the example Alertmanager routes in the tests.
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The command-centre page is tested in a real browser (Playwright drives Debian's
+# chromium by path); Chinese labels need a CJK font to render and print.
+if [ "$purpose" = test ]; then
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
+fi
 
 # The compose file is checked by the real Compose parser (no engine needed). Debian has
 # only Compose v1, so v2 is built once from the Go module proxy (about 4 minutes).

@@ -43,7 +43,7 @@ def hazards(now: datetime) -> tuple[list[dict[str, Any]], dict[str, dict[str, An
                 found = now - timedelta(days=1, hours=i)
             deadline = found + (timedelta(days=5) if i >= 24 else timedelta(days=2))
             sid = f"{d}-hz-{i}"
-            unit = f"{d}-unit-{i % 3}"
+            unit = f"{d}-{('fire-brigade', 'work-safety-bureau', 'housing-bureau')[i % 3]}"
             data = {"category": ("fire", "gas", "construction")[i % 3], "major": i % 5 == 0,
                     "deadline": deadline.isoformat(), "responsible_unit": unit,
                     "community": f"{d}-s1-c0{1 + i % 2}"}
@@ -108,10 +108,10 @@ def test_overdue_list_and_bulletins_while_workers_come_and_go(
     for w in ws:
         items, complete = full_list(w, 7)
         assert complete and [it["subject"] for it in items] == want_order
-    items, _ = full_list(ws[0], 50, "&major=true&unit=jinshui-unit-0,erqi-unit-0")
-    assert {it["subject"] for it in items} == {
-        s for s, t in truth.items() if t["major"] and t["unit"] in ("jinshui-unit-0",
-                                                                   "erqi-unit-0")}
+    units = ("jinshui-fire-brigade", "erqi-fire-brigade")
+    items, _ = full_list(ws[0], 50, f"&major=true&unit={','.join(units)}")
+    assert items and {it["subject"] for it in items} == {
+        s for s, t in truth.items() if t["major"] and t["unit"] in units}
 
     # Churn: while workers leave and join, every answer is free of duplicates and, when
     # it does not say it is incomplete, complete.
