@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from .documents import (
 )
 from .errors import BrokerError, QueryError
 from .kafka import admin_client, client_kwargs
+from .settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from .app import Watchfloor
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 API = "/api/v1"
 PAGE_DIR = Path(__file__).resolve().parent / "page"
+RUNBOOK_DIR = PROJECT_ROOT / "docs" / "runbooks"
 SCHEDULE_SECONDS = 15.0
 GATHER_TIMEOUT = 10.0
 CUT_TIMEOUT = 120.0  # how long a cut waits for every district's worker to catch up
@@ -509,6 +512,17 @@ def register(wf: Watchfloor) -> Centre:
         async def get(self, request: Any, name: str) -> Any:
             return _static(self, name)
 
+    @app.page("/runbooks/{name}")
+    class Runbook(faust.web.View):
+        """The runbooks, for an air-gapped centre: by file name or by alert name
+        (``WatchfloorOverdueMajorHazard`` is ``overdue-major-hazard.md``)."""
+
+        async def get(self, request: Any, name: str) -> Any:
+            path = runbook_path(name)
+            if path is None:
+                return _bad(self, 404, f"There is no runbook {name!r}.")
+            return _document(self, path.read_bytes(), "text/plain; charset=utf-8")
+
     @app.page(f"{API}/centre")
     class Config(faust.web.View):
         """What the page needs to label and link things: names, settings, districts."""
@@ -524,7 +538,7 @@ def register(wf: Watchfloor) -> Centre:
                 "names": {k: list(v) for k, v in ref.names.items()},
                 "districts": sorted(ref.districts),
                 "hazard_categories": list(ref.categories.get("hazard", ())),
-                "runbook_url": wf.settings.runbook_url,
+                "runbook_url": wf.settings.runbooks_url,
                 "weights": centre.weights,
                 "formula": bl.FORMULA,
                 "cutoff": wf.settings.bulletin_cutoff,
@@ -538,6 +552,17 @@ def register(wf: Watchfloor) -> Centre:
             log.warning("Bulletin schedule: %s", exc)
 
     return centre
+
+
+def runbook_path(name: str) -> Path | None:
+    """The runbook file of a file name or an alert name, if the docs are installed."""
+    if not name.endswith(".md"):
+        stem = name.removeprefix("Watchfloor")
+        name = re.sub(r"(?<!^)(?=[A-Z])", "-", stem).lower() + ".md"
+    path = RUNBOOK_DIR / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        return None
+    return path
 
 
 def _static(view: faust.web.View, name: str) -> Any:

@@ -242,6 +242,11 @@ class Settings:
         return self.page_url or f"{self.web_url.rstrip('/')}/centre/"
 
     @property
+    def runbooks_url(self) -> str:
+        """Where people open the runbooks (empty setting: this worker's /runbooks/)."""
+        return self.runbook_url or f"{self.web_url.rstrip('/')}/runbooks/"
+
+    @property
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 

@@ -201,8 +201,6 @@ def test_command_centre_page(served: tuple[WorkerProcess, list[str]], browser: A
         top_name = _district_name(top["district"], first)
         assert heading.replace(" ", "") in compact, text[:300]
         assert f"1{top_name}{top['score']:.2f}".replace(" ", "") in compact, text[:600]
-        if lang == "zh":
-            (out / "bulletin.pdf.txt").write_text(text)
     printed.close()
     page.close()
     assert errors == [], errors
