@@ -27,7 +27,7 @@ from .documents import (
     overdue_csv,
 )
 from .errors import BrokerError, QueryError
-from .kafka import admin_client, client_kwargs
+from .kafka import admin_client, client_kwargs, kafka_producer
 from .settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -81,6 +81,15 @@ class Archive:
 
     async def refresh(self) -> None:
         """Read the topic up to its current end."""
+        from aiokafka.errors import KafkaError
+
+        try:
+            await self._refresh()
+        except KafkaError as exc:
+            raise BrokerError(f"The bulletins topic {self.topic} cannot be read ({exc}); "
+                              "retry when Kafka answers.") from None
+
+    async def _refresh(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         async with self._lock:
@@ -103,14 +112,34 @@ class Archive:
                     if rec.key is not None and rec.value is not None:
                         self.items[rec.key.decode()] = rec.value
 
+    async def publish(self, key: str, raw: bytes) -> None:
+        """Write one bulletin and wait until Kafka has it (acks=all).
+
+        With a producer of its own: Faust's producer, sent a topic it did not know at
+        start, would track only that topic's metadata from then on and lose the state
+        changelog's, which stops the worker at its next state write.
+        """
+        from aiokafka.errors import KafkaError
+
+        try:
+            async with kafka_producer(self.wf.settings) as producer:
+                await producer.send_and_wait(self.topic, raw, key=key.encode(), partition=0)
+        except KafkaError as exc:
+            raise BrokerError(f"The bulletin {key} could not be written ({exc}).") from None
+        self.items[key] = raw
+
     async def end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """End offsets of any partitions, asked with this reader's own client (not the
         worker's consumer, whose thread and positions stay untouched)."""
         from aiokafka import TopicPartition
+        from aiokafka.errors import KafkaError
 
         if self._consumer is None:
             await self.refresh()
-        ends = await self._consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
+        try:
+            ends = await self._consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
+        except KafkaError as exc:
+            raise BrokerError(f"Kafka does not tell the end offsets ({exc}).") from None
         return {(tp.topic, tp.partition): off for tp, off in ends.items()}
 
     async def stop(self) -> None:
@@ -258,7 +287,10 @@ class Centre:
         tps = [(t, p) for t in wf.topics for p in sorted(wf.assigned)]
         if not tps:
             return True
-        ends = await self.archive.end_offsets(tps)
+        try:
+            ends = await self.archive.end_offsets(tps)
+        except BrokerError:
+            return False
         for t, p in tps:
             tp = TP(t, p)
             # Faust's own books: the next offset committed, and offsets acked since.
@@ -304,6 +336,10 @@ class Centre:
         when it was already, or an error status with a sentence."""
         kind, period = bl.bulletin_period(label, self.wf.tz)
         label = period.label
+        cut_off = bl.cut_off_of(period, self.cutoff, self.wf.tz)
+        if self.wf.clock.now() < cut_off:
+            return 409, {"error": f"The bulletin of {label} is cut at {cut_off.isoformat()}; "
+                         "it is not due yet."}
         await self.archive.refresh()
         existing = self.archive.get(label)
         if existing is not None:
@@ -334,11 +370,7 @@ class Centre:
             raw = bl.to_bytes(bulletin)
             if generation != self.wf.app.consumer_generation_id or not self.is_publisher():
                 return 503, {"error": "A rebalance came while cutting; retry."}
-            delivered = await self.wf.app.producer.send(
-                self.archive.topic, label.encode(), raw, 0, None, None
-            )
-            await delivered
-            self.archive.items[label] = raw
+            await self.archive.publish(label, raw)
         log.info("Published the %s bulletin %s (%d bytes)", kind, label, len(raw))
         return 201, bulletin
 
@@ -449,7 +481,10 @@ def register(wf: Watchfloor) -> Centre:
                 names = centre.names(q)
             except QueryError as exc:
                 return _bad(self, 400, str(exc))
-            await centre.archive.refresh()
+            try:
+                await centre.archive.refresh()
+            except BrokerError as exc:
+                return _bad(self, 503, str(exc))
             b = centre.archive.get(period.label)
             if b is None:
                 return _bad(self, 404, f"No bulletin of {period.label} was published; POST "

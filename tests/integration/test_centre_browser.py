@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from streams.bulletin import due, parse_cutoff
 from tests.conftest import ROOT, need
 
 from .harness import Cluster, WorkerProcess, scripted_stream, wait_for
@@ -51,10 +52,11 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     try:
         worker.wait_ready()
         now = datetime.now(TZ)
-        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        # The latest day whose bulletin is due (its cut-off passed) and the day before.
+        last = next(p for kind, p in due(now, TZ, parse_cutoff("08:00")) if kind == "daily")
         docs, _ = hazards(now)
-        for back in (0, 1):  # the two days before today, 20 hours each
-            more, _ = scripted_stream(DISTRICTS, 120, today - timedelta(days=back),
+        for back in (0, 1):  # 20 hours of each of the two days
+            more, _ = scripted_stream(DISTRICTS, 120, last.end - timedelta(days=back),
                                       seed=7 + back, tag=f"-d{back}")
             docs += more
         docs.sort(key=lambda d: d["time"])
@@ -68,7 +70,7 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
             return seen >= n
 
         wait_for(counted, timeout=120, what="the page's figures counted")
-        keys = [(today - timedelta(days=back)).date().isoformat() for back in (2, 1)]
+        keys = [(last.start - timedelta(days=back)).date().isoformat() for back in (1, 0)]
         for key in keys:
             status, body = worker.post(f"/api/v1/bulletins/{key}", b"", timeout=180)
             assert status == 201, body
