@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -39,6 +40,7 @@ from .deadletter import (
 from .errors import BrokerError, WatchfloorError
 from .events import KIND_OF_TYPE, REASONS
 from .kafka import client_kwargs
+from .reference import load_reference
 from .settings import Settings
 
 # --- reading the dead-letter topic ------------------------------------------------------
@@ -502,7 +504,19 @@ def _reasons(values: Sequence[str]) -> list[str]:
     return reasons
 
 
-def render_summary(summary: Mapping[str, Any]) -> str:
+def _local(stamp: str | None, tz: ZoneInfo | None) -> str:
+    """A header's RFC 3339 time in the city's zone, like every other time people read."""
+    if not stamp:
+        return "?"
+    if tz is None:
+        return stamp
+    try:
+        return datetime.fromisoformat(stamp).astimezone(tz).isoformat()
+    except ValueError:
+        return stamp
+
+
+def render_summary(summary: Mapping[str, Any], tz: ZoneInfo | None = None) -> str:
     lines = [
         f"{summary['topic']}: {summary['dead_letters']} dead letters"
         f" ({summary['records']} records read, {summary['duplicates']} written twice),"
@@ -528,7 +542,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
                 if r["second_failure_of"]
                 else ""
             )
-            when = r["rejected_at"] or "?"
+            when = _local(r["rejected_at"], tz)
             lines.append(f"  {when}  {r['identity']}  {r['reason']}{mark}{again}: {r['error']}")
     return "\n".join(lines)
 
@@ -541,7 +555,10 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render_summary(summary))
+        tz = ZoneInfo(settings.timezone) if settings.timezone else load_reference(
+            settings.reference_file
+        ).timezone
+        print(render_summary(summary, tz))
     return 0
 
 

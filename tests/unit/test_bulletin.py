@@ -151,3 +151,18 @@ def test_ranking_follows_the_published_formula(reference: Reference) -> None:
     assert "| 1 | Erqi District | 77.14 | 4 | ▲3 |" in md
     rows = bulletin_csv(b, "overdue_major", zh).decode().splitlines()
     assert len(rows) == 1 + 1 + 3 and rows[1].startswith("高新区") and "惠济区" in rows[2]
+
+
+def test_centre_settings_are_checked_once_at_start() -> None:
+    from streams.settings import Settings
+
+    s = Settings.from_env({})
+    assert (s.bulletin_cutoff, s.lang, s.topic_bulletins) == ("08:00", "zh", "watchfloor.bulletins")
+    assert s.centre_url == "http://127.0.0.1:6066/centre/"
+    assert s.runbooks_url == "http://127.0.0.1:6066/runbooks/"
+    assert Settings.from_env({"WATCHFLOOR_RUNBOOK_URL": "https://wiki.local/rb/"}).runbooks_url == (
+        "https://wiki.local/rb/")
+    for env in ({"WATCHFLOOR_BULLETIN_WEIGHTS": "clearance_rate=x"},
+                {"WATCHFLOOR_BULLETIN_CUTOFF": "25"}, {"WATCHFLOOR_LANG": "fr"}):
+        with pytest.raises(SettingsError):
+            Settings.from_env(env)

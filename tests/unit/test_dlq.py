@@ -179,3 +179,17 @@ def test_unknown_reason_on_the_command_line() -> None:
     args = parser().parse_args(["dlq", "list", "--reason", "nope"])
     with pytest.raises(WatchfloorError, match="Unknown reason nope"):
         args.func(args, SETTINGS)
+
+
+def test_list_shows_rejection_times_in_the_city_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from streams.dlq import render_summary
+
+    summary = {"topic": "t", "dead_letters": 1, "records": 1, "duplicates": 0, "replayed": 0,
+               "second_failures": 0, "table": [], "latest": [{
+                   "replayed": False, "second_failure_of": None, "identity": "x",
+                   "reason": "schema", "error": "e",
+                   "rejected_at": "2026-04-12T01:30:01.250000+00:00"}]}
+    text = render_summary(summary, ZoneInfo("Asia/Shanghai"))
+    assert "2026-04-12T09:30:01.250000+08:00" in text
