@@ -102,7 +102,7 @@ def shots() -> Path:
     return out
 
 
-def test_command_centre_page(served: tuple[WorkerProcess, list[str]], browser: Any) -> None:
+def test_command_centre_page(browser: Any, served: tuple[WorkerProcess, list[str]]) -> None:
     worker, keys = served
     latest = keys[-1]
     errors: list[str] = []
