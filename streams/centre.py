@@ -585,6 +585,10 @@ def register(wf: Watchfloor) -> Centre:
             await centre.schedule()
         except (BrokerError, QueryError, ClientError, TimeoutError) as exc:
             log.warning("Bulletin schedule: %s", exc)
+        except Exception:
+            # A fault in cutting a bulletin must not stop the worker's counting (a
+            # timer's exception would); the next tick tries again.
+            log.exception("Bulletin schedule failed; trying again at the next tick.")
 
     return centre
 
