@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -169,6 +172,15 @@ def test_monthly_bulletins_of_the_seed_scenarios(seeded: tuple[Cluster, WorkerPr
         result = asyncio.run(recompute(cluster.settings(), month))
         assert result.differences == []
         assert result.same, month
+    # The same from the command line, and the Markdown for a messaging group.
+    env = {**os.environ, **cluster.env()}
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "bulletin", "recompute",
+                           "2025-05"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "the same" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "bulletin", "show", "2025-06",
+                           "--lang", "en"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "| 1 | Jinshui District | 88.10 |" in done.stdout
 
 
 def processed(worker: WorkerProcess) -> float:
