@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.publish",
     "streams.dlq",
     "streams.ingest_tokens",
+    "streams.bulletins",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,12 +13,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from .bulletin import due, parse_cutoff
 from .errors import BrokerError
 from .kafka import ensure_topics
 from .localbroker import kafkactl, local_broker_port, missing_tools
+from .reference import load_reference
 from .settings import PROJECT_ROOT, Settings
 
 PROMETHEUS_PORT = 9090
@@ -56,10 +63,50 @@ def ensure_broker(settings: Settings) -> bool:
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it)
+    env = dict(os.environ)
+    # The demo cuts the first bulletin itself once the backfill is counted; the worker's
+    # schedule waits longer, so it never freezes a half-read history.
+    env.setdefault("WATCHFLOOR_BULLETIN_START_DELAY_SECONDS", "600")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],
-        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
     )
+
+
+def _get_json(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=150) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def cut_first_bulletin(settings: Settings, started: float) -> str | None:
+    """Once every district has counted the backfill (its watermark reached the demo's
+    start), publish the latest due daily bulletin; return a line for the console."""
+    url = settings.web_url.rstrip("/")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status, body = _get_json(f"{url}/api/v1/districts")
+        marks = [d.get("watermark") for d in body.get("districts", [])] if status == 200 else []
+        if marks and all(
+            m and datetime.fromisoformat(m).timestamp() >= started - 120 for m in marks
+        ):
+            break
+        time.sleep(2)
+    tz = ZoneInfo(settings.timezone) if settings.timezone else load_reference(
+        settings.reference_file).timezone
+    label = next(p.label for kind, p in due(datetime.now(UTC), tz,
+                                            parse_cutoff(settings.bulletin_cutoff))
+                 if kind == "daily")
+    status, body = _get_json(f"{url}/api/v1/bulletins/{label}", method="POST")
+    if status in (200, 201):
+        top = ", ".join(f"{r['rank']}. {r['district']}" for r in body["ranking"][:3])
+        return f"Bulletin {label} published ({top}, ...): {settings.centre_url}#/bulletin/{label}"
+    return f"Bulletin {label} not cut yet ({status}: {body.get('error', '')})."
 
 
 def start_prometheus(settings: Settings, workdir: Path) -> subprocess.Popen[bytes] | None:
@@ -107,6 +154,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"""
 Watchfloor demo is running. Look at:
   district figures   {url}/metrics   (e.g. watchfloor_rolling_cases_filed)
+  command centre     {settings.centre_url}   (ranking, overdue list, bulletins)
   query API          {url}/api/v1/districts   and   {url}/api/v1/districts/jinshui
   readiness          {url}/ready""")
         if prometheus is not None:
@@ -115,7 +163,7 @@ Watchfloor demo is running. Look at:
         print(f"  worker log         {workdir / 'worker.log'}")
         print("The simulator publishes recent history now, then live events. Ctrl-C stops.\n",
               flush=True)
-        return asyncio.run(_simulate(settings, args))
+        return asyncio.run(_simulate(settings, args, started=time.time()))
     finally:
         _terminate(worker)
         if prometheus is not None:
@@ -127,14 +175,22 @@ Watchfloor demo is running. Look at:
                     kafkactl("stop", port)
 
 
-async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+async def _simulate(settings: Settings, args: argparse.Namespace, started: float) -> int:
     from .simulator.live import run_demo_stream
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    async def first_bulletin() -> None:
+        line = await asyncio.to_thread(cut_first_bulletin, settings, started)
+        if line:
+            print(line, flush=True)
+
+    bulletin = asyncio.create_task(first_bulletin())
     summary = await run_demo_stream(settings, rate=args.rate, seed=args.seed, stop_event=stop)
+    bulletin.cancel()
     print(f"\nSimulator stopped: {summary}")
     return 0
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from . import overdue_list
 from .periods import Period, comparisons
 from .rates import RATES
 from .state import DistrictState
@@ -126,18 +127,33 @@ def hazards(st: DistrictState, now: float, tz: ZoneInfo) -> list[dict[str, Any]]
 
 
 def detail(
-    st: DistrictState, now: datetime, tz: ZoneInfo, period: Period | None = None
+    st: DistrictState,
+    now: datetime,
+    tz: ZoneInfo,
+    period: Period | None = None,
+    *,
+    limit: int = overdue_list.DEFAULT_LIMIT,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
-    """What ``GET /api/v1/districts/{district}`` shows."""
+    """What ``GET /api/v1/districts/{district}`` shows; open hazards one page at a time."""
     ts = now.timestamp()
     out = summary(st, ts, tz)
-    open_items = hazards(st, ts, tz)
     out["comparisons"] = comparison_figures(st, now, tz)
-    out["open_hazards"] = open_items
-    out["overdue_hazards"] = [h for h in open_items if h["overdue"]]
+    items, nxt, total = overdue_list.open_page(st, ts, limit, cursor)
+    out["open_hazards"] = items
+    out["open_hazards_page"] = {"total": total, "limit": limit, "next_cursor": nxt}
+    overdue = overdue_list.district_items(st, ts, overdue_list.OverdueFilter())
+    first, more = overdue_list.page(overdue, None, limit)
+    out["overdue_hazards"] = first
+    out["overdue_hazards_page"] = {
+        "total": len(overdue),
+        "limit": limit,
+        "next": None if more is None
+        else f"/api/v1/overdue?district={st.district}&limit={limit}&cursor={more}",
+    }
     out["open_hazards_by_category"] = st.open_hazards_by_category()
     if period is not None:
         out["period"] = period_figures(st, period)
     out["definitions"] = DEFINITIONS
-    out["as_of"] = now.astimezone(UTC).isoformat()
+    out["as_of"] = now.astimezone(tz).isoformat()
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,10 +32,18 @@ class Reference:
     timezone: ZoneInfo
     districts: dict[str, District]
     categories: dict[str, tuple[str, ...]]
+    # "<kind>:<code>" -> (English name, Chinese name), for districts ("district:"),
+    # communities, units and each kind of category ("hazard:fire"): what people read.
+    names: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def district_codes(self) -> frozenset[str]:
         return frozenset(self.districts)
+
+    def name(self, kind: str, code: str, lang: str = "en") -> str:
+        """The name of a code for people (``lang`` "zh" or "en"); the code when unnamed."""
+        en, zh = self.names.get(f"{kind}:{code}", ("", ""))
+        return (zh or en or code) if lang == "zh" else (en or zh or code)
 
 
 def load_reference(city_file: str | Path, categories_file: str | Path | None = None) -> Reference:
@@ -52,6 +60,7 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
     except ZoneInfoNotFoundError as exc:
         raise ReferenceDataError(f"{city_path}: unknown timezone {tz_name!r}.") from exc
     districts: dict[str, District] = {}
+    names: dict[str, tuple[str, str]] = {}
     for raw in city.get("districts", []):
         try:
             code = raw["code"]
@@ -64,6 +73,12 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
             districts[code] = District(
                 code, raw["name"], raw.get("name_zh", ""), communities, teams
             )
+            names[f"district:{code}"] = (raw["name"], raw.get("name_zh", ""))
+            for street in raw.get("streets", []):
+                for c in street.get("communities", []):
+                    names[f"community:{c['code']}"] = (c.get("name", ""), c.get("name_zh", ""))
+            for unit in raw.get("units", []):
+                names[f"unit:{unit['code']}"] = (unit.get("name", ""), unit.get("name_zh", ""))
         except (KeyError, TypeError) as exc:
             raise ReferenceDataError(f"{city_path}: a district lacks {exc}.") from exc
     if not districts:
@@ -72,12 +87,20 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
         kind: tuple(c["code"] for c in cats.get(kind, []))
         for kind in CATEGORY_GROUPS
     }
+    city_info = city["city"]
+    names[f"city:{city_info.get('code', '')}"] = (
+        city_info.get("name", ""), city_info.get("name_zh", "")
+    )
+    for kind in CATEGORY_GROUPS:
+        for c in cats.get(kind, []):
+            names[f"{kind}:{c['code']}"] = (c.get("name", ""), c.get("name_zh", ""))
     return Reference(
         city_code=city["city"].get("code", ""),
         city_name=city["city"].get("name", ""),
         timezone=timezone,
         districts=districts,
         categories=categories,
+        names=names,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .bulletin import DEFAULT_WEIGHTS, parse_cutoff, parse_weights
 from .errors import SettingsError
 from .events import STREAM_OF_KIND, Kind, Stream
 from .state import Limits
@@ -54,7 +55,14 @@ NO_SECRET = Secret("")
 _KAFKA_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 # Fields an installation's namespace names unless they are set themselves.
-_NAMESPACED = ("app_id", "topic_incidents", "topic_disputes", "topic_patrols", "topic_deadletter")
+_NAMESPACED = (
+    "app_id",
+    "topic_incidents",
+    "topic_disputes",
+    "topic_patrols",
+    "topic_deadletter",
+    "topic_bulletins",
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,21 @@ class Settings:
     ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file
     ingest_max_body_bytes: int = 1024 * 1024  # also the limit after inflating gzip
     ingest_max_batch: int = 500
+    # Command centre (docs/centre.md): bulletins cut at this local time for the day
+    # before (weekly on Mondays, monthly on the 1st), ranked by these weights.
+    topic_bulletins: str = ""  # empty: <namespace>.bulletins
+    bulletin_cutoff: str = "08:00"
+    bulletin_weights: str = DEFAULT_WEIGHTS
+    bulletin_named: int = 3  # leaders and laggards named (at most half the ranked)
+    # Scheduled cuts start this long after a worker is ready, so a restart's backlog is
+    # counted before a period is frozen.
+    bulletin_start_delay_seconds: float = 60.0
+    lang: str = "zh"  # labels of the page and documents: zh or en
+    # Links for people: the page's public URL (empty: this worker's /centre/) and the
+    # base of the runbooks (an air-gapped centre points it at its own copy).
+    page_url: str = ""
+    runbook_url: str = ""
+
     # How long a POST waits for Kafka to confirm its events before answering 503.
     ingest_timeout: float = 5.0
 
@@ -190,6 +213,12 @@ class Settings:
                 "least the de-duplication horizon: a lifecycle must outlive the retries of "
                 "its own events."
             )
+        parse_cutoff(self.bulletin_cutoff)
+        parse_weights(self.bulletin_weights)
+        if self.lang not in ("zh", "en"):
+            raise SettingsError(f"{PREFIX}LANG must be zh or en, not {self.lang!r}.")
+        if self.bulletin_named < 0:
+            raise SettingsError(f"{PREFIX}BULLETIN_NAMED cannot be negative.")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(
                 f"{PREFIX}STORE must be memory:// or rocksdb://, not {self.store!r}."
@@ -288,6 +317,16 @@ class Settings:
         return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
 
     @property
+    def centre_url(self) -> str:
+        """Where people open the command-centre page."""
+        return self.page_url or f"{self.web_url.rstrip('/')}/centre/"
+
+    @property
+    def runbooks_url(self) -> str:
+        """Where people open the runbooks (empty setting: this worker's /runbooks/)."""
+        return self.runbook_url or f"{self.web_url.rstrip('/')}/runbooks/"
+
+    @property
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
@@ -325,6 +364,7 @@ def _derived_names(namespace: str) -> dict[str, str]:
         "topic_disputes": f"{namespace}.disputes",
         "topic_patrols": f"{namespace}.patrols",
         "topic_deadletter": f"{namespace}.deadletter",
+        "topic_bulletins": f"{namespace}.bulletins",
     }
 
 

@@ -20,6 +20,7 @@ from .deadletter import DeadLetter
 from .errors import QueryError
 from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
 from .metrics import exposition
+from .overdue_list import parse_limit
 from .periods import parse_period
 
 if TYPE_CHECKING:
@@ -156,7 +157,13 @@ def register(wf: Watchfloor) -> None:
                         f"The worker that holds {district!r} does not answer; retry shortly.",
                     )
             st = wf.engine.states.get(district) or wf.engine.new_state(district)
-            return self.web.json(query.detail(st, wf.clock.now(), wf.tz, period))
+            try:
+                limit = parse_limit(request.query.get("limit"))
+                body = query.detail(st, wf.clock.now(), wf.tz, period, limit=limit,
+                                    cursor=request.query.get("cursor") or None)
+            except QueryError as exc:
+                return _error(self, 400, str(exc))
+            return self.web.json(body)
 
 
 async def ingest_answer(ingest: IngestService, request: Any, limit: int) -> IngestResponse:

@@ -51,12 +51,13 @@ def build_worker(
     registry: CollectorRegistry | None = None,
 ) -> Watchfloor:
     """A worker with its agents, timers and web views registered, ready for Faust to run."""
-    from . import agents, web
+    from . import agents, centre, web
     from .app import Watchfloor
 
     wf = Watchfloor(settings, clock=clock, registry=registry)
     agents.register(wf)
     web.register(wf)
+    centre.register(wf)
     return wf
 
 

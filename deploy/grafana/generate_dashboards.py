@@ -24,7 +24,19 @@ SCHEMA_VERSION = 39  # Grafana 10.4 / 11.x
 # as provisioned and can be imported into a Grafana whose Prometheus has another uid.
 DATASOURCE_UID = "watchfloor-prometheus"
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
-RUNBOOKS = "https://github.com/watchfloor/watchfloor/blob/main/docs/runbooks/"
+# Where people's browsers find the command-centre page and the runbooks. Both default to
+# a worker (it serves /centre/ and /runbooks/); an air-gapped centre points them at its
+# own copies with --centre-url and --runbook-url, or edits the two dashboard variables.
+LINKS: dict[str, str] = {
+    "centre_url": "http://localhost:6066/centre/",
+    "runbook_url": "http://localhost:6066/runbooks/",
+}
+DISTRICT_LINKS: list[dict[str, Any]] = [
+    {"title": "District drill-down (command centre)",
+     "url": "${centre_url}#/district/${__field.labels.district}", "targetBlank": True},
+    {"title": "Overdue list of the district (督办清单)",
+     "url": "${centre_url}#/overdue?district=${__field.labels.district}", "targetBlank": True},
+]
 
 Json = dict[str, Any]
 
@@ -103,6 +115,10 @@ def panel(
         defaults["custom"] = custom
     if mappings:
         defaults["mappings"] = mappings
+    if links is None and kind in ("bargauge", "timeseries") and any(
+        str(t.get("legendFormat", "")).startswith("{{district}}") for t in targets
+    ):
+        links = DISTRICT_LINKS
     if links:
         defaults["links"] = links
     p: Json = {
@@ -237,6 +253,13 @@ def table(
     }
     if sort_by:
         options["sortBy"] = [{"displayName": sort_by[0], "desc": sort_by[1]}]
+    if "District" in rename.values():
+        overrides = [*(overrides or []), column("District", ("links", [
+            {"title": "District drill-down (command centre)",
+             "url": "${centre_url}#/district/${__value.raw}", "targetBlank": True},
+            {"title": "Overdue list of the district (督办清单)",
+             "url": "${centre_url}#/overdue?district=${__value.raw}", "targetBlank": True},
+        ]))]
     return panel(
         "table",
         title,
@@ -316,6 +339,29 @@ def query_variable(
     elif default:
         v["current"] = {"selected": True, "text": default, "value": default}
     return v
+
+
+def link_variables() -> list[Json]:
+    """The two base URLs of links, as text boxes an operator can change."""
+    described = {
+        "centre_url": ("Command centre", "Base URL of the command-centre page (a worker's "
+                       "/centre/, or your own copy); district links open its drill-down."),
+        "runbook_url": ("Runbooks", "Base URL of the runbooks (a worker's /runbooks/, or "
+                        "your own copy); alert names are appended."),
+    }
+    return [
+        {
+            "name": name,
+            "label": label,
+            "description": text,
+            "type": "textbox",
+            "query": LINKS[name],
+            "current": {"selected": False, "text": LINKS[name], "value": LINKS[name]},
+            "options": [{"selected": True, "text": LINKS[name], "value": LINKS[name]}],
+            "hide": 2,
+        }
+        for name, (label, text) in described.items()
+    ]
 
 
 DATASOURCE_VARIABLE: Json = {
@@ -400,7 +446,7 @@ def dashboard(
                 }
             ]
         },
-        "templating": {"list": [DATASOURCE_VARIABLE, *variables]},
+        "templating": {"list": [DATASOURCE_VARIABLE, *variables, *link_variables()]},
         "panels": layout(panels),
     }
 
@@ -412,6 +458,9 @@ DW = 'window="$window",district=~"$district"'
 
 
 def firing_alerts_table(team: str, columns: dict[str, str], description: str, h: int = 6) -> Json:
+    runbook = column("Alert", ("links", [
+        {"title": "Runbook", "url": "${runbook_url}${__value.raw}", "targetBlank": True}
+    ]))
     return table(
         "Firing alerts" + (" (operators)" if team == "operators" else " (on-call)"),
         [target(f'ALERTS{{alertstate="firing",team="{team}"}}', instant=True, table=True)],
@@ -419,6 +468,7 @@ def firing_alerts_table(team: str, columns: dict[str, str], description: str, h:
         rename=columns,
         exclude=("Time", "Value", "__name__", "alertstate", "team"),
         sort_by=("Severity", False),
+        overrides=[runbook],
         h=h,
     )
 
@@ -499,7 +549,7 @@ def command_centre() -> Json:
                 "severity": "Severity",
                 "window": "Window",
             },
-            "Operator alerts firing now (Prometheus' ALERTS series). Each alert's runbook is linked from the alert notification.",
+            "Operator alerts firing now (Prometheus' ALERTS series). Each alert's name links to its runbook (base URL: the hidden runbook_url variable).",
         ),
         row("District ranking"),
         table(
@@ -1202,7 +1252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if the JSON files are out of date"
     )
+    parser.add_argument("--centre-url", default=LINKS["centre_url"],
+                        help="base URL of the command-centre page, for district links")
+    parser.add_argument("--runbook-url", default=LINKS["runbook_url"],
+                        help="base URL of the runbooks, for alert links")
     args = parser.parse_args(argv)
+    LINKS.update(centre_url=args.centre_url, runbook_url=args.runbook_url)
     stale = []
     for name, text in render().items():
         path = OUT_DIR / name

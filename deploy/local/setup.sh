@@ -2,11 +2,12 @@
 # Installs what a fresh Debian machine lacks for Watchfloor's demo and tests:
 # Java 17 and Maven (the local Kafka broker), a Java compiler (tests: the benchmark's
 # Kafka Streams peer is built from source), Prometheus and promtool (alert rules,
-# end-to-end alert tests), kcat (a librdkafka producer the tests publish with). Uses
-# apt-get when root (or sudo without a password); otherwise says what to install.
-# Idempotent and quick when everything is there.
+# end-to-end alert tests), kcat (a librdkafka producer the tests publish with), chromium
+# and a CJK font (tests: the command-centre page in a real browser). Uses apt-get when
+# root (or sudo without a password); otherwise says what to install. Idempotent and quick
+# when everything is there.
 #   deploy/local/setup.sh demo   Java + Maven (Prometheus if it can)
-#   deploy/local/setup.sh test   JDK + Maven + Prometheus + kcat (all required)
+#   deploy/local/setup.sh test   JDK + Maven + Prometheus + kcat + chromium (all required)
 set -euo pipefail
 purpose="${1:-test}"
 
@@ -23,8 +24,12 @@ fi
 # amtool checks the example Alertmanager routes in the tests.
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # kcat publishes half of the lifecycle crash test's records, as a librdkafka client would.
+# The command-centre page is tested in a real browser (Playwright drives Debian's
+# chromium by path); Chinese labels need a CJK font to render and print.
 if [ "$purpose" = test ]; then
     command -v kcat >/dev/null 2>&1 || need+=(kcat)
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
 fi
 
 # The compose file is checked by the real Compose parser (no engine needed). Debian has

@@ -69,6 +69,9 @@ class Cluster:
             "WATCHFLOOR_TOPIC_DISPUTES": self.topic("disputes"),
             "WATCHFLOOR_TOPIC_PATROLS": self.topic("patrols"),
             "WATCHFLOOR_TOPIC_DEADLETTER": self.topic("deadletter"),
+            "WATCHFLOOR_TOPIC_BULLETINS": self.topic("bulletins"),
+            # Scheduled bulletins only where a test asks for them (test_centre_*).
+            "WATCHFLOOR_BULLETIN_START_DELAY_SECONDS": "3600",
             "WATCHFLOOR_PARTITIONS": str(self.partitions),
             "WATCHFLOOR_COMMIT_INTERVAL": "0.5",
             "WATCHFLOOR_SESSION_TIMEOUT": "6",

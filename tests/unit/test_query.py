@@ -48,8 +48,22 @@ def test_summary_and_detail_of_one_district() -> None:
     assert s["rolling"]["24h"]["hazards_found"] == 5
     assert s["rolling"]["24h"]["rectification_rate"] == 0.4
     d = query.detail(st, EPOCH, TZ, parse_period("2026-04-12", TZ))
-    assert d["overdue_hazards"][0]["id"] == "h0", "major first"
+    # Longest overdue first: h4 was due first (4.5 h before now), h0 last.
+    assert [h["subject"] for h in d["overdue_hazards"]] == ["h4", "h3", "h0"]
+    assert [h["overdue_seconds"] for h in d["overdue_hazards"]] == [4.5 * H, 3.5 * H, 0.5 * H]
+    assert d["overdue_hazards_page"] == {"total": 3, "limit": 50, "next": None}
     assert {h["id"] for h in d["open_hazards"]} == {"h0", "h3", "h4"}
+    assert d["as_of"] == "2026-04-12T12:00:00+08:00"
+    # One page at a time: two, then the third, then none.
+    first = query.detail(st, EPOCH, TZ, limit=2)
+    assert [h["id"] for h in first["open_hazards"]] == ["h4", "h3"]
+    assert first["open_hazards_page"]["total"] == 3
+    cursor = first["open_hazards_page"]["next_cursor"]
+    second = query.detail(st, EPOCH, TZ, limit=2, cursor=cursor)
+    assert [h["id"] for h in second["open_hazards"]] == ["h0"]
+    assert second["open_hazards_page"]["next_cursor"] is None
+    assert first["overdue_hazards_page"]["next"].startswith(
+        "/api/v1/overdue?district=jinshui&limit=2&cursor=")
     assert d["period"]["figures"]["cases_filed"] == 1
     assert d["period"]["by_category"]["hazards_found"] == {"gas": 5}
     assert set(d["definitions"]) >= {"rectification_rate", "clearance_rate", "overdue"}
