@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import BrokerError, SettingsError
 from .settings import Settings
+
+T = TypeVar("T")
 
 # After a failed metadata update, wait this long at first, doubling up to the maximum.
 METADATA_BACKOFF_MAX_SECONDS = 2.0
@@ -384,4 +387,15 @@ def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
                 )
         return [name for name in names if name not in before]
 
-    return asyncio.run(run())
+    return run_sync(run())
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code, even where an event loop already
+    runs in this thread (a notebook, a browser driver): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

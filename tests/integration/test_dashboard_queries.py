@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from streams.reference import load_reference
+from streams.settings import Settings
 from tests.conftest import need
 
 from .harness import Cluster, Truth, WorkerProcess, event, sample, scripted_stream
@@ -31,6 +33,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.slow]
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISTRICTS = ["jinshui", "erqi", "zhongyuan", "guancheng", "huiji"]
+# Every district of the city is listed, with zeros where no event came (docs/api.md).
+CITY = sorted(load_reference(Settings().reference_file).districts)
 # Districts with hazards past their deadline (the first of each is major) and with a
 # cohort of hazards found 10 days ago, for the matured-cohort rectification rate.
 OVERDUE = {"jinshui": 3, "erqi": 2}
@@ -269,7 +273,7 @@ def label_values(prom: PrometheusServer, metric: str, label: str) -> list[str]:
 def test_variables_offer_the_live_districts_windows_workers_and_topics(live: Live) -> None:
     prom = live.prom
     # Records of unknown districts were rejected: they never become a district series.
-    assert label_values(prom, "watchfloor_open_hazards", "district") == sorted(DISTRICTS)
+    assert label_values(prom, "watchfloor_open_hazards", "district") == CITY
     assert label_values(prom, "watchfloor_rolling_cases_filed", "window") == sorted(
         ["1h", "24h", "7d", "28d"]
     )
@@ -316,8 +320,8 @@ def test_every_panel_query_returns_live_series(live: Live, selection: str) -> No
                 empty.append(where)
                 continue
         named = {s["district"] for s in series if "district" in s}
-        if named - set(DISTRICTS):
-            strangers.append(f"{where}: {sorted(named - set(DISTRICTS))}")
+        if named - set(CITY):
+            strangers.append(f"{where}: {sorted(named - set(CITY))}")
         if selection == "some" and "$district" in q.expr:
             outside = named - set(variables["district"].strip("()").split("|"))
             if outside:
@@ -363,7 +367,7 @@ def test_panels_show_the_true_figures(live: Live) -> None:
     assert value(prom, "Dispute resolution, city ($window)") == pytest.approx(resolved / reported)
     assert value(prom, "Workers up") == 1
     assert value(prom, "Workers ready") == 1
-    assert value(prom, "Owned districts") == len(DISTRICTS)
+    assert value(prom, "Owned districts") == len(CITY)
     # Partition numbers: one covers that partition of all three co-partitioned topics.
     assert value(prom, "Assigned partitions") == live.cluster.partitions
     assert value(prom, "Dead letters lost (1 h)") == 0

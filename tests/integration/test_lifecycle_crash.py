@@ -808,7 +808,8 @@ def observe(w: WorkerProcess, truth: Model, first: str, last: str) -> Observatio
         assert status == 200, listing
         details = {}
         for d in DISTRICTS:
-            status, details[d] = w.get(f"/api/v1/districts/{d}?period={first}..{last}")
+            status, details[d] = w.get(
+                f"/api/v1/districts/{d}?period={first}..{last}&limit=1000")
             assert status == 200, details[d]
         t_hi = time.time()
         moved = any(truth.district(d).rolling(t_lo) != truth.district(d).rolling(t_hi)
@@ -980,8 +981,9 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
         majors = [not h["major"] for h in detail["open_hazards"] if h["overdue"]]
         if firsts != sorted(firsts, reverse=True) or majors != sorted(majors):
             bad.append(f"{d}: open_hazards not overdue-first, major-first among them")
-        check("overdue_hazards", [h["id"] for h in detail["overdue_hazards"]],
-              [h["id"] for h in detail["open_hazards"] if h["overdue"]])
+        # The first page of the district's overdue list (longest overdue first).
+        check("overdue_hazards", sorted(h["subject"] for h in detail["overdue_hazards"]),
+              sorted(h["id"] for h in detail["open_hazards"] if h["overdue"]))
         check("open_hazards_by_category", detail["open_hazards_by_category"], dict(open_by_cat))
         period = detail["period"]
         lo, hi = ts(period["from"]), ts(period["to"])
