@@ -82,7 +82,7 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
     assert "seconds_total" in report["runs"]["watchfloor"][0]["gc"]
     assert {r["how"] for r in wf["restarts"]} == {"term", "kill"}
     for r in wf["restarts"]:
-        assert r["districts"] == DISTRICTS
+        assert r["districts"] == DISTRICTS + 1  # the latency markers' district too
         assert r["ready_seconds"] <= r["correct_seconds"]
     assert wf["scrape"]["count"] == 3 and wf["scrape"]["series"] > DISTRICTS
     (phase,) = wf["latency"]

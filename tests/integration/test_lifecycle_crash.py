@@ -977,10 +977,10 @@ def compare(obs: Observation, truth: Model, t0: float) -> list[str]:
                           now - h.deadline)
             elif g["overdue_seconds"] is not None:
                 check(f"open hazard {sid} overdue_seconds", g["overdue_seconds"], None)
-        firsts = [h["overdue"] for h in detail["open_hazards"]]
-        majors = [not h["major"] for h in detail["open_hazards"] if h["overdue"]]
-        if firsts != sorted(firsts, reverse=True) or majors != sorted(majors):
-            bad.append(f"{d}: open_hazards not overdue-first, major-first among them")
+        # docs/api.md: earliest deadline first, so the overdue ones lead.
+        deadlines = [ts(h["deadline"]) for h in detail["open_hazards"]]
+        if deadlines != sorted(deadlines):
+            bad.append(f"{d}: open_hazards not earliest deadline first")
         # The first page of the district's overdue list (longest overdue first).
         check("overdue_hazards", sorted(h["subject"] for h in detail["overdue_hazards"]),
               sorted(h["id"] for h in detail["open_hazards"] if h["overdue"]))
