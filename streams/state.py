@@ -23,7 +23,9 @@ from .windows import (
 )
 
 SNAPSHOT_VERSION = 2
-EXPIRY_EVERY = 6 * HOUR_SECONDS
+EXPIRY_EVERY = 6 * HOUR_SECONDS  # buckets: five-minute slots are kept only 26 h
+# Memories (identities, lifecycles) span days to months: a daily sweep is plenty.
+MEMORY_SWEEP_EVERY = DAY_SECONDS
 OPEN_SWEEP_EVERY = 7 * DAY_SECONDS
 _NEVER = float("-inf")
 
@@ -235,8 +237,10 @@ class DistrictState:
         self.hazards: dict[str, Subject] = {}
         self.patrols: dict[str, Subject] = {}
         self.accidents: dict[str, Subject] = {}
-        # Per stream, the identities of the events applied, by UTC day of their time.
-        self.identities: list[dict[int, set[int]]] = [{}, {}, {}]
+        # Per stream, the identities of the events applied: identity -> UTC day of its
+        # event time (one lookup per event), and the same by day (for expiry).
+        self.identity_day: list[dict[int, int]] = [{}, {}, {}]
+        self.identities: list[dict[int, list[int]]] = [{}, {}, {}]  # day -> [day, ids...]
         self.open_cases = 0
         self.open_disputes = 0
         self.open_hazards = 0
@@ -305,10 +309,12 @@ class DistrictState:
                 return Outcome.TOO_LATE
         if ev.identity:
             day = int(ev.ts // DAY_SECONDS)
-            ids = self.identities[stream].get(day)
+            by_day = self.identities[stream]
+            ids = by_day.get(day)
             if ids is None:
-                ids = self.identities[stream][day] = set()
-            ids.add(ev.identity)
+                ids = by_day[day] = [day]  # the day first: one int object for its ids
+            ids.append(ev.identity)
+            self.identity_day[stream][ev.identity] = ids[0]
         self.version += 1
         if outcome is Outcome.COUNTED and ev.ts > w:
             self.stream_watermarks[route] = ev.ts
@@ -327,11 +333,10 @@ class DistrictState:
         return max(w[stream], w[stream + 3])
 
     def _seen(self, stream: int, identity: int, w: float) -> bool:
-        first = int((w - self.limits.dedup_horizon) // DAY_SECONDS) if w > _NEVER else None
-        for day, ids in self.identities[stream].items():
-            if (first is None or day >= first) and identity in ids:
-                return True
-        return False
+        day = self.identity_day[stream].get(identity)
+        if day is None:
+            return False
+        return w == _NEVER or day >= (w - self.limits.dedup_horizon) // DAY_SECONDS
 
     def _count(self, measure: Measure, ts: float, category: str | None, n: int = 1) -> None:
         self.totals[measure] += n
@@ -673,9 +678,12 @@ class DistrictState:
         w = self._memory_watermark(stream)
         lim = self.limits
         ids = self.identities[stream]
+        days_of = self.identity_day[stream]
         first_day = int((w - lim.dedup_horizon) // DAY_SECONDS)
         for day in [d for d in ids if d < first_day]:
-            del ids[day]
+            for identity in ids.pop(day)[1:]:
+                if days_of.get(identity) == day:
+                    del days_of[identity]
         dropped_open = False
         for group, subjects in enumerate(self._groups):
             if _GROUP_STREAM[group] != stream:
@@ -718,7 +726,7 @@ class DistrictState:
                 if _hazard_open(s.flags) and s.deadline is not None
             ]
             heapq.heapify(self._due)
-        self.next_expiry[stream] = w + EXPIRY_EVERY
+        self.next_expiry[stream] = w + MEMORY_SWEEP_EVERY
         if w >= self.next_open_sweep[stream]:
             self.next_open_sweep[stream] = w + OPEN_SWEEP_EVERY
 
@@ -818,7 +826,7 @@ class DistrictState:
             "hazards": [s.to_row(k) for k, s in self.hazards.items()],
             "patrols": [s.to_row(k) for k, s in self.patrols.items()],
             "accidents": [s.to_row(k) for k, s in self.accidents.items()],
-            "ids": [[[day, sorted(ids)] for day, ids in per.items()] for per in self.identities],
+            "ids": [[[day, sorted(ids[1:])] for day, ids in per.items()] for per in self.identities],
             "late": self.late_total,
             "dup": self.duplicate_total,
             "last_patrol_end": self.last_patrol_end,
@@ -851,7 +859,11 @@ class DistrictState:
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
         if version == SNAPSHOT_VERSION:
-            st.identities = [{day: set(ids) for day, ids in per} for per in snap["ids"]]
+            st.identities = [{day: [day, *ids] for day, ids in per} for per in snap["ids"]]
+            st.identity_day = [
+                {identity: ids[0] for ids in per.values() for identity in ids[1:]}
+                for per in st.identities
+            ]
             st.next_expiry = [_infinite(t) for t in snap["next_expiry"]]
             st.next_open_sweep = [_infinite(t) for t in snap["next_open_sweep"]]
             st.next_bucket_expiry = _infinite(snap["next_bucket_expiry"])
