@@ -826,7 +826,9 @@ class DistrictState:
             "hazards": [s.to_row(k) for k, s in self.hazards.items()],
             "patrols": [s.to_row(k) for k, s in self.patrols.items()],
             "accidents": [s.to_row(k) for k, s in self.accidents.items()],
-            "ids": [[[day, sorted(ids[1:])] for day, ids in per.items()] for per in self.identities],
+            "ids": [
+                [[day, sorted(ids[1:])] for day, ids in per.items()] for per in self.identities
+            ],
             "late": self.late_total,
             "dup": self.duplicate_total,
             "last_patrol_end": self.last_patrol_end,
