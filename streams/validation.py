@@ -352,17 +352,14 @@ def _timestamp(doc_part: Mapping[str, Any], key: str, field: str) -> float:
         ) from None
 
 
-def _event(kind: Kind, d: dict[str, Any], ts: float, **fields: Any) -> Event:
-    return Event(
-        kind=kind,
-        id=d["id"],
-        source=d["source"],
-        district=d["district"],
-        subject=d["subject"],
-        ts=ts,
-        identity=event_identity(d["source"], d["id"]),
-        **fields,
-    )
+def _event(kind: Kind, d: dict[str, Any], ts: float) -> Event:
+    """The event's envelope part. Builders set the optional fields before handing the
+    event on: keyword construction through ``**fields`` costs three times as much, once
+    per event."""
+    source, eid = d["source"], d["id"]
+    ev = Event(kind, eid, source, d["district"], d["subject"], ts)
+    ev.identity = event_identity(source, eid)
+    return ev
 
 
 def _code(data: dict[str, Any], key: str) -> str | None:
@@ -372,40 +369,33 @@ def _code(data: dict[str, Any], key: str) -> str | None:
 
 
 def _b_case_filed(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return _event(
-        Kind.CASE_FILED,
-        d,
-        ts,
-        category=canonical(data["category"]),
-        community=_code(data, "community"),
-    )
+    ev = _event(Kind.CASE_FILED, d, ts)
+    ev.category = canonical(data["category"])
+    ev.community = _code(data, "community")
+    return ev
 
 
 def _b_case_cleared(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
+    ev = _event(Kind.CASE_CLEARED, d, ts)
     category = data.get("category")
-    return _event(
-        Kind.CASE_CLEARED,
-        d,
-        ts,
-        category=category and canonical(category),
-        community=_code(data, "community"),
-    )
+    ev.category = category and canonical(category)
+    ev.community = _code(data, "community")
+    return ev
 
 
 def _b_dispute_reported(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return _event(
-        Kind.DISPUTE_REPORTED,
-        d,
-        ts,
-        category=canonical(data["category"]),
-        community=_code(data, "community"),
-        unit=_code(data, "responsible_unit"),
-    )
+    ev = _event(Kind.DISPUTE_REPORTED, d, ts)
+    ev.category = canonical(data["category"])
+    ev.community = _code(data, "community")
+    ev.unit = _code(data, "responsible_unit")
+    return ev
 
 
 def _plain(kind: Kind) -> _Builder:
     def build(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-        return _event(kind, d, ts, unit=_code(data, "responsible_unit"))
+        ev = _event(kind, d, ts)
+        ev.unit = _code(data, "responsible_unit")
+        return ev
 
     return build
 
@@ -430,7 +420,9 @@ def _b_patrol(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
             "the end of the patrol.",
             field="data.ended_at",
         )
-    return _event(Kind.PATROL_COMPLETED, d, ts, ended=ended)
+    ev = _event(Kind.PATROL_COMPLETED, d, ts)
+    ev.ended = ended
+    return ev
 
 
 def _b_hazard_found(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
@@ -441,16 +433,13 @@ def _b_hazard_found(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event
             "data.deadline is not after time: a hazard's deadline must come after it was found.",
             field="data.deadline",
         )
-    return _event(
-        Kind.HAZARD_FOUND,
-        d,
-        ts,
-        category=canonical(data["category"]),
-        deadline=deadline,
-        major=data["major"],
-        community=_code(data, "community"),
-        unit=_code(data, "responsible_unit"),
-    )
+    ev = _event(Kind.HAZARD_FOUND, d, ts)
+    ev.category = canonical(data["category"])
+    ev.deadline = deadline
+    ev.major = data["major"]
+    ev.community = _code(data, "community")
+    ev.unit = _code(data, "responsible_unit")
+    return ev
 
 
 def _b_hazard_verified(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
@@ -464,18 +453,18 @@ def _b_hazard_verified(d: dict[str, Any], data: dict[str, Any], ts: float) -> Ev
             "look-back visit that set it.",
             field="data.new_deadline",
         )
-    return _event(Kind.HAZARD_VERIFIED, d, ts, deadline=deadline, confirmed=False)
+    ev = _event(Kind.HAZARD_VERIFIED, d, ts)
+    ev.deadline = deadline
+    ev.confirmed = False
+    return ev
 
 
 def _b_accident(d: dict[str, Any], data: dict[str, Any], ts: float) -> Event:
-    return _event(
-        Kind.ACCIDENT_REPORTED,
-        d,
-        ts,
-        category=canonical(data["category"]),
-        community=_code(data, "community"),
-        figures=(data["deaths"], data["serious_injuries"], data["direct_loss_yuan"]),
-    )
+    ev = _event(Kind.ACCIDENT_REPORTED, d, ts)
+    ev.category = canonical(data["category"])
+    ev.community = _code(data, "community")
+    ev.figures = (data["deaths"], data["serious_injuries"], data["direct_loss_yuan"])
+    return ev
 
 
 _BUILDERS: dict[Kind, _Builder] = {
