@@ -102,7 +102,9 @@ class Watchfloor:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry, list(self.topics))
         # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
-        self.districts_collector = DistrictCollector(lambda: self.engine.states, self.clock.time)
+        self.districts_collector = DistrictCollector(
+            lambda: self.engine.states, self.clock.time, self.reference.work_safety
+        )
         self.ready = False
         self.assigned: set[int] = set()
         self._recovery_started: float | None = None
