@@ -32,6 +32,7 @@ def build_worker(
     wf = Watchfloor(settings, clock=clock, registry=registry)
     agents.register(wf)
     web.register(wf)
+    web.register_work_safety(wf)
     return wf
 
 

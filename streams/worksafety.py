@@ -244,3 +244,22 @@ def _last_year(d: date) -> date:
         return d.replace(year=d.year - 1)
     except ValueError:  # 29 February
         return d.replace(year=d.year - 1, day=28)
+
+
+def answer(
+    period: Period,
+    districts: list[dict[str, Any]],
+    targets: WorkSafetyYear | None,
+    tz: ZoneInfo,
+    now: datetime,
+) -> dict[str, Any]:
+    """What ``GET /api/v1/work-safety`` shows: the city, every district, the definitions."""
+    return {
+        "year": check_period(period, tz),
+        "period": period.to_dict(),
+        "previous_period": year_before(period, tz).to_dict(),
+        "city": city_block(districts, targets, tz),
+        "districts": sorted(districts, key=lambda d: str(d["district"])),
+        "definitions": DEFINITIONS,
+        "as_of": now.astimezone(tz).isoformat(),
+    }

@@ -246,3 +246,26 @@ def test_district_and_city_blocks() -> None:
     assert city["deaths_target"]["target"] == 40
     assert city["deaths_target"]["alert_share_reached"] is False
     assert "alert_share_reached_at" not in city["deaths_target"]
+
+
+def test_the_answer_of_the_work_safety_endpoint() -> None:
+    from streams.worksafety import answer
+
+    year = TARGETS[2026]
+    ytd = year_to_date(NOW, TZ)
+    jinshui = district_block(district_figures(district(), ytd, year), year, TZ)
+    erqi = district_block(district_figures(DistrictState("erqi", TZ), ytd, year), year, TZ)
+    body = answer(ytd, [jinshui, erqi], year, TZ, NOW)
+    assert body["year"] == 2026
+    assert body["period"] == {
+        "label": "year to date",
+        "from": "2026-01-01T00:00:00+08:00",
+        "to": "2026-04-13T00:00:00+08:00",
+    }
+    assert body["previous_period"]["from"] == "2025-01-01T00:00:00+08:00"
+    assert body["previous_period"]["to"] == "2025-04-13T00:00:00+08:00"
+    assert [d["district"] for d in body["districts"]] == ["erqi", "jinshui"]
+    assert body["districts"][0]["deaths_target"]["used"] == 0
+    assert body["city"]["deaths_target"]["used"] == 4
+    assert body["city"]["indicators"]["deaths"]["previous"] == 3
+    assert set(body["definitions"]) >= {"indicators", "deaths_target", "alert_share"}
