@@ -94,9 +94,12 @@ def alert_threshold(target: DeathTarget, share: float) -> int:
     return max(1, math.ceil(share * target.deaths - 1e-9))
 
 
-def share_reached_at(st: DistrictState, year: int, deaths: int, threshold: int) -> float | None:
-    """The time of the report that took the year's deaths to ``threshold``, as far as the
-    remembered accidents tell; None if not reached, or reached before all of them.
+def share_reached_at(
+    st: DistrictState, year: int, deaths: int, threshold: int, until: float | None = None
+) -> float | None:
+    """The time of the report that took the year's deaths (``deaths``, of the accidents
+    before ``until``) to ``threshold``, as far as the remembered accidents tell; None if
+    not reached, or reached before all of them.
 
     Each accident's deaths are placed at its latest report: the state keeps no older
     figures, so a revision that adds a death counts all of that accident's deaths at the
@@ -108,6 +111,8 @@ def share_reached_at(st: DistrictState, year: int, deaths: int, threshold: int) 
         return None
     lo = _midnight(date(year, 1, 1), st.tz).timestamp()
     hi = _midnight(date(year + 1, 1, 1), st.tz).timestamp()
+    if until is not None:
+        hi = min(hi, until)
     fatal = sorted(
         (
             (s.last, s.figures[0])
@@ -147,7 +152,8 @@ def district_figures(
     reached = None
     target = targets.districts.get(st.district) if targets is not None else None
     if targets is not None and target is not None:
-        reached = share_reached_at(st, year, used, alert_threshold(target, targets.alert_share))
+        threshold = alert_threshold(target, targets.alert_share)
+        reached = share_reached_at(st, year, used, threshold, until=period.hi)
     return DistrictFigures(st.district, current, previous, used, reached)
 
 

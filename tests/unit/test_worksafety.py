@@ -235,6 +235,9 @@ def test_district_and_city_blocks() -> None:
     q1 = district_block(district_figures(st, parse_period("2026-01-01..2026-03-31", TZ), year),
                         year, TZ)
     assert q1["year_deaths"] == 3 and q1["deaths_target"]["alert_share_reached"] is True
+    # Reached with the Q1 accident's revision of 10 April (its deaths count on 1 February);
+    # the accident of 12 April is not Q1's.
+    assert q1["deaths_target"]["alert_share_reached_at"] == "2026-04-10T09:00:00+08:00"
     # A district without a target of its own: no block, its deaths still count for the city.
     other = DistrictState("zhongyuan", TZ)
     other.apply(accident("z1", at(2026, 3, 3, 3), 2))
