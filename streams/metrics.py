@@ -509,6 +509,12 @@ class DistrictCollector(Collector):
             "Time of the accident report that took this year's deaths to the alert share",
             ("district",),
         )
+        newest_event = Family(
+            "watchfloor_newest_event_timestamp_seconds",
+            "gauge",
+            "Latest event time counted in the districts this worker owns",
+            (),
+        )
         city_target = Family(
             "watchfloor_city_work_safety_deaths_target",
             "gauge",
@@ -532,6 +538,9 @@ class DistrictCollector(Collector):
             targets = self._work_safety.get(local_now.year)
         if targets is not None:
             city_target.samples.append(((), targets.city.deaths))
+        watermarks = [st.watermark for st in states.values() if st.watermark != float("-inf")]
+        if watermarks:  # a worker reading a backlog counts events hours or days old
+            newest_event.samples.append(((), max(watermarks)))
         for d, st in states.items():
             windows = st.rolling(now)
             for label in WINDOWS:
@@ -609,6 +618,7 @@ class DistrictCollector(Collector):
             ws_share,
             ws_reached,
             city_target,
+            newest_event,
         ]
 
     def collect(self) -> Iterator[Metric]:

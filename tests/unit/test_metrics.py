@@ -281,3 +281,14 @@ def test_gauge_caches_follow_the_state_and_the_clock() -> None:
     assert samples(reg)[month] == 1
     now[0] = NOW + 4 * DAY  # the ten-day-old hazards are now 14 days old, the 3-day one 7
     assert samples(reg)[found] == 4
+
+
+def test_newest_event_counted_over_the_districts_owned() -> None:
+    reg = CollectorRegistry()
+    quiet, busy = DistrictState("erqi", TZ), state("jinshui")
+    states = {"erqi": quiet}
+    reg.register(DistrictCollector(lambda: states, lambda: NOW))
+    assert ("watchfloor_newest_event_timestamp_seconds", ()) not in samples(reg)
+    states["jinshui"] = busy
+    # state(): its latest event is the first case, filed at NOW.
+    assert samples(reg)[("watchfloor_newest_event_timestamp_seconds", ())] == NOW
