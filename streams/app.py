@@ -103,7 +103,11 @@ class Watchfloor:
         self.metrics = Metrics(self.registry, list(self.topics))
         # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
         self.districts_collector = DistrictCollector(
-            lambda: self.engine.states, self.clock.time, self.reference.work_safety
+            lambda: self.engine.states,
+            self.clock.time,
+            self.reference.work_safety,
+            topics=self.topics,
+            partition_of=self.engine.partition_of,
         )
         self.ready = False
         self.assigned: set[int] = set()

@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .events import REASONS
+from .events import REASONS, Stream
 from .periods import Period
 from .rates import RATES
 from .reference import WorkSafetyYear
@@ -385,7 +385,9 @@ class DistrictCollector(Collector):
     partition is revoked, so two workers never export the same district. ``render``
     writes the text format itself: at 1,000 districts (75,000 series) prometheus_client's
     generic formatting alone takes about half a second, the whole scrape budget.
-    ``work_safety`` is the reference data's death control targets by year.
+    ``work_safety`` is the reference data's death control targets by year; ``topics``
+    (source topic -> stream) and ``partition_of`` (district -> partition) let it say how
+    far each source partition's counted events reach.
     """
 
     def __init__(
@@ -393,10 +395,15 @@ class DistrictCollector(Collector):
         states: Callable[[], dict[str, DistrictState]],
         now: Callable[[], float],
         work_safety: Mapping[int, WorkSafetyYear] | None = None,
+        *,
+        topics: Mapping[str, Stream] | None = None,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         self._states = states
         self._now = now
         self._work_safety = dict(work_safety or {})
+        self._topics = dict(topics or {})
+        self._partition_of = partition_of
         # Per district: (state version, slot end) -> signals; (version, day) -> work safety.
         # Figures over weeks and years are not summed again for a district nothing touched.
         self._signals: dict[str, tuple[tuple[int, float], _Signals]] = {}
@@ -512,8 +519,8 @@ class DistrictCollector(Collector):
         newest_event = Family(
             "watchfloor_newest_event_timestamp_seconds",
             "gauge",
-            "Latest event time counted in the districts this worker owns",
-            (),
+            "Latest event time counted from the source partition (its districts' watermark)",
+            ("topic", "partition"),
         )
         city_target = Family(
             "watchfloor_city_work_safety_deaths_target",
@@ -538,9 +545,18 @@ class DistrictCollector(Collector):
             targets = self._work_safety.get(local_now.year)
         if targets is not None:
             city_target.samples.append(((), targets.city.deaths))
-        watermarks = [st.watermark for st in states.values() if st.watermark != float("-inf")]
-        if watermarks:  # a worker reading a backlog counts events hours or days old
-            newest_event.samples.append(((), max(watermarks)))
+        # How far each source partition's counted events reach: hours or days behind the
+        # clock while the worker reads a backlog of it (alerts wait for it to catch up).
+        if self._partition_of is not None:
+            reach: dict[tuple[str, str], float] = {}
+            for d, st in states.items():
+                partition = str(self._partition_of(d))
+                for topic, stream in self._topics.items():
+                    mark = st.stream_watermarks[int(stream) - 1]
+                    key = (topic, partition)
+                    if mark != float("-inf") and mark > reach.get(key, float("-inf")):
+                        reach[key] = mark
+            newest_event.samples.extend(sorted(reach.items()))
         for d, st in states.items():
             windows = st.rolling(now)
             for label in WINDOWS:

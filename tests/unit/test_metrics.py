@@ -283,12 +283,35 @@ def test_gauge_caches_follow_the_state_and_the_clock() -> None:
     assert samples(reg)[found] == 4
 
 
-def test_newest_event_counted_over_the_districts_owned() -> None:
+def test_newest_event_counted_per_source_partition() -> None:
+    from streams.events import Stream
+
+    topics = {"t.incidents": Stream.INCIDENTS, "t.disputes": Stream.DISPUTES,
+              "t.patrols": Stream.PATROLS}  # fmt: skip
+    partition = {"jinshui": 0, "erqi": 1, "huiji": 1}
+    states = {"erqi": DistrictState("erqi", TZ)}
     reg = CollectorRegistry()
-    quiet, busy = DistrictState("erqi", TZ), state("jinshui")
-    states = {"erqi": quiet}
-    reg.register(DistrictCollector(lambda: states, lambda: NOW))
-    assert ("watchfloor_newest_event_timestamp_seconds", ()) not in samples(reg)
-    states["jinshui"] = busy
-    # state(): its latest event is the first case, filed at NOW.
-    assert samples(reg)[("watchfloor_newest_event_timestamp_seconds", ())] == NOW
+    reg.register(DistrictCollector(lambda: states, lambda: NOW, topics=topics,
+                                   partition_of=partition.__getitem__))  # fmt: skip
+
+    def reach() -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["topic"], dict(labels)["partition"]): value
+            for (name, labels), value in samples(reg).items()
+            if name == "watchfloor_newest_event_timestamp_seconds"
+        }
+
+    assert reach() == {}, "nothing counted yet: no series"
+    states["jinshui"] = state("jinshui")  # cases up to NOW, a hazard at -2 h, a patrol at -30 s
+    huiji = states["huiji"] = DistrictState("huiji", TZ)
+    huiji.apply(Event(Kind.CASE_FILED, "h1", "/t", "huiji", "hc", NOW - 7200, category="theft"))
+    states["erqi"].apply(Event(Kind.CASE_FILED, "e1", "/t", "erqi", "ec", NOW - 60,
+                               category="theft"))  # fmt: skip
+    # Per topic and partition, the newest event counted from it over its districts.
+    assert reach() == {
+        ("t.incidents", "0"): NOW,
+        ("t.patrols", "0"): NOW - 30,
+        ("t.incidents", "1"): NOW - 60,
+    }
+
+
