@@ -116,7 +116,7 @@ Watchfloor demo is running. Look at:
   query API          {url}/api/v1/districts   and   {url}/api/v1/districts/jinshui
   readiness          {url}/ready""")
         if prometheus is not None:
-            drill = ("a drill's major hazards go overdue in the first minutes and page"
+            drill = ("from 3 minutes in, a drill's major hazards go overdue and page"
                      if not args.no_drill else "no drill: the normal city raises no alert")
             print(f"  Prometheus         http://127.0.0.1:{args.prometheus_port}/alerts ({drill})")
         print(f"  worker log         {workdir / 'worker.log'}")
@@ -135,7 +135,7 @@ Watchfloor demo is running. Look at:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from .simulator.live import DEMO_OVERDUE_DRILL, run_demo_stream
+    from .simulator.live import DEMO_DRILL_AFTER, DEMO_OVERDUE_DRILL, run_demo_stream
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,6 +147,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         seed=args.seed,
         stop_event=stop,
         overdue_drill=0 if args.no_drill else DEMO_OVERDUE_DRILL,
+        drill_after=DEMO_DRILL_AFTER,
     )
     print(f"\nSimulator stopped: {summary}")
     return 0

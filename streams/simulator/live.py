@@ -29,6 +29,9 @@ DEMO_BACKFILL = timedelta(days=30)
 # the demo rate it holds the live pace (0.2/s for 30 days is 518,400).
 DEMO_HISTORY_RECORDS = 600_000
 DEMO_OVERDUE_DRILL = 6
+# `watchfloor demo` starts its drill this long after the live stream: the worker has read
+# the month of history by then, and district alerts wait for a worker that has caught up.
+DEMO_DRILL_AFTER = timedelta(minutes=3)
 DEMO_LATE_SHARE = 0.002
 DEMO_DUPLICATE_SHARE = 0.002
 DEMO_MALFORMED_SHARE = 0.002
@@ -107,13 +110,14 @@ async def run_demo_stream(
     clock: Clock | None = None,
     progress: Callable[[ProduceSummary], None] | None = None,
     overdue_drill: int = DEMO_OVERDUE_DRILL,
+    drill_after: timedelta = timedelta(0),
 ) -> ProduceSummary:
     """Produce recent history at once (``backfill``, a month), then a live stream until
     ``stop_event`` is set.
 
     The figures of every district have data as soon as the engine has read the
-    backfill; with the drill (``overdue_drill`` hazards, 0 for none) a few hazards go
-    overdue in the first minutes.
+    backfill; with the drill (``overdue_drill`` hazards, 0 for none, found from
+    ``drill_after`` into the live stream) a few hazards go overdue in the first minutes.
     """
     clock = clock or SystemClock()
     city = load_city(settings.reference_file, districts)
@@ -126,6 +130,7 @@ async def run_demo_stream(
         duration=duration,
         partitions=settings.partitions,
         overdue_drill=overdue_drill,
+        drill_at=now + drill_after,
     )
     pacer = Pacer(now.timestamp(), time.monotonic(), 1.0)
     return await produce_records(

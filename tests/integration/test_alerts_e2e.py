@@ -18,7 +18,7 @@ from streams.settings import PROJECT_ROOT
 from streams.simulator.drill import drill_events
 from streams.simulator.files import load_city
 from streams.simulator.generator import generate_events
-from streams.simulator.live import live_config
+from streams.simulator.live import DEMO_DRILL_AFTER, live_config
 from streams.simulator.produce import Pacer, ProduceSummary, produce_records
 from streams.simulator.rhythms import LocalTime
 from tests.conftest import need
@@ -26,7 +26,7 @@ from tests.conftest import need
 from .harness import Cluster, WorkerProcess, sample
 from .prometheus import PrometheusServer, project_rule_files, prometheus_binary
 
-# The drill's second page is due 11 minutes into the live stream: the rule's own 5 minutes.
+# The drill's second page is due 12 minutes into the live stream: the rule's own 5 minutes.
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.prometheus,
@@ -42,9 +42,10 @@ MAJOR = "WatchfloorOverdueMajorHazard"
 # which the worker has counted well before the drill's first deadline.
 RATE = 0.05
 SEED = 7
-# The drill starts this long after the live stream: time to count the history and for
-# Prometheus to evaluate every rule on it before anything is due.
-DRILL_LEAD = 60.0
+# The drill starts this long after the live stream (as `watchfloor demo`'s does): time to
+# count the history, and for the district alerts to see the worker caught up (2 minutes
+# after a partition last had records waiting while behind), before anything is due.
+DRILL_LEAD = DEMO_DRILL_AFTER.total_seconds()
 # From a deadline to the alert going active: the worker's overdue timer (1 s), a scrape
 # (1 s), the recording rule and the alert rule (1 s each, evaluated independently), and
 # our poll (0.5 s). Each is the production mechanism at the test's 1 s cadence.
@@ -114,7 +115,7 @@ def test_normal_city_raises_nothing_and_the_drill_pages_its_major_hazards_once_o
     drill_at = now + timedelta(seconds=DRILL_LEAD)
     config = live_config(
         now, rate=RATE, seed=SEED, drill_at=drill_at, partitions=cluster.partitions,
-        duration=timedelta(minutes=14),
+        duration=timedelta(minutes=16),
     )  # fmt: skip
     # What the drill implies: its major hazards page when their deadlines pass.
     majors = {
@@ -208,6 +209,13 @@ def _observe(
             what=f"{expr} for every district",
         )
     prom.wait_for_rule_evaluation(timeout=30)
+    # The district alerts judge the city once its worker has caught up with every partition.
+    prom.wait_until(
+        lambda: {s.labels["district"] for s in prom.query("district:watchfloor_caught_up:max")}
+        == districts,
+        timeout=min(majors.values()) - time.time() - 5,
+        what="the worker caught up with the history, before the drill's first deadline",
+    )
     quiet_from = time.time()
     assert not prom.alerts(), "the city, once counted, is quiet"
     assert quiet_from < min(majors.values()) - 10, "the history took too long to count"
