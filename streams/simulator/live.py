@@ -35,9 +35,9 @@ DEMO_DRILL_AFTER = timedelta(minutes=3)
 DEMO_LATE_SHARE = 0.002
 DEMO_DUPLICATE_SHARE = 0.002
 DEMO_MALFORMED_SHARE = 0.002
-# Work-safety accidents per district and day: about the pace of the seed city's death
-# targets (96 deaths in 2026 over ten districts), so the normal city does not reach 80 %
-# of a district's target within the history.
+# Work-safety accidents per district and day: some 130 deaths a year over the city, a
+# little above the pace of its 2026 target (96), so that no district of the normal city
+# reaches 80 % of its target within the month of history.
 DEMO_ACCIDENTS_PER_DISTRICT_DAY = 0.07
 
 
