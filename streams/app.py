@@ -133,7 +133,13 @@ class Watchfloor:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry, list(self.engine.topics))
         # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
-        self.districts_collector = DistrictCollector(lambda: self.engine.states, self.clock.time)
+        self.districts_collector = DistrictCollector(
+            lambda: self.engine.states,
+            self.clock.time,
+            self.reference.work_safety,
+            topics=self.topics,
+            partition_of=self.engine.partition_of,
+        )
         self.ready = False
         # Why the producer cannot deliver now (None: it can), and whether SIGTERM came.
         self.kafka_problem: str | None = None

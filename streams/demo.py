@@ -109,10 +109,12 @@ def cut_first_bulletin(settings: Settings, started: float) -> str | None:
     return f"Bulletin {label} not cut yet ({status}: {body.get('error', '')})."
 
 
-def start_prometheus(settings: Settings, workdir: Path) -> subprocess.Popen[bytes] | None:
+def start_prometheus(
+    settings: Settings, workdir: Path, port: int = PROMETHEUS_PORT
+) -> subprocess.Popen[bytes] | None:
     """A real Prometheus scraping the worker with the project's rules, if one is installed."""
     binary = shutil.which("prometheus")
-    if binary is None or _answers("127.0.0.1", PROMETHEUS_PORT):
+    if binary is None or _answers("127.0.0.1", port):
         return None
     workdir.mkdir(parents=True, exist_ok=True)
     rules = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
@@ -126,7 +128,7 @@ def start_prometheus(settings: Settings, workdir: Path) -> subprocess.Popen[byte
     log = open(workdir / "prometheus.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+         f"--web.listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -138,7 +140,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Created topics: {', '.join(created)}")
     workdir = Path(settings.data_dir) / "demo"
     worker = start_worker(settings, workdir / "worker.log")
-    prometheus = None if args.no_prometheus else start_prometheus(settings, workdir / "prometheus")
+    prometheus = (
+        None
+        if args.no_prometheus
+        else start_prometheus(settings, workdir / "prometheus", args.prometheus_port)
+    )
     url = settings.web_url
     try:
         deadline = time.monotonic() + 120
@@ -158,8 +164,9 @@ Watchfloor demo is running. Look at:
   query API          {url}/api/v1/districts   and   {url}/api/v1/districts/jinshui
   readiness          {url}/ready""")
         if prometheus is not None:
-            print(f"  Prometheus         http://127.0.0.1:{PROMETHEUS_PORT}/alerts "
-                  "(overdue hazards fire within minutes)")
+            drill = ("from 3 minutes in, a drill's major hazards go overdue and page"
+                     if not args.no_drill else "no drill: the normal city raises no alert")
+            print(f"  Prometheus         http://127.0.0.1:{args.prometheus_port}/alerts ({drill})")
         print(f"  worker log         {workdir / 'worker.log'}")
         print("The simulator publishes recent history now, then live events. Ctrl-C stops.\n",
               flush=True)
@@ -176,7 +183,7 @@ Watchfloor demo is running. Look at:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace, started: float) -> int:
-    from .simulator.live import run_demo_stream
+    from .simulator.live import DEMO_DRILL_AFTER, DEMO_OVERDUE_DRILL, run_demo_stream
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -189,7 +196,14 @@ async def _simulate(settings: Settings, args: argparse.Namespace, started: float
             print(line, flush=True)
 
     bulletin = asyncio.create_task(first_bulletin())
-    summary = await run_demo_stream(settings, rate=args.rate, seed=args.seed, stop_event=stop)
+    summary = await run_demo_stream(
+        settings,
+        rate=args.rate,
+        seed=args.seed,
+        stop_event=stop,
+        overdue_drill=0 if args.no_drill else DEMO_OVERDUE_DRILL,
+        drill_after=DEMO_DRILL_AFTER,
+    )
     bulletin.cancel()
     print(f"\nSimulator stopped: {summary}")
     return 0
@@ -208,9 +222,26 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser(
         "demo", help="local broker + worker + Prometheus + simulator, ready in a minute"
     )
-    p.add_argument("--rate", type=float, default=20.0, help="live events per second (20)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.2,
+        help="records/s of the city, history and live alike (0.2); above about 0.23 the "
+        "30-day history is capped and the live city is busier than its past: a surge",
+    )
     p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
+    p.add_argument(
+        "--no-drill",
+        action="store_true",
+        help="the normal city only: no hazards made to go overdue in the first minutes",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    p.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=PROMETHEUS_PORT,
+        help=f"where the demo's Prometheus listens ({PROMETHEUS_PORT})",
+    )
     p.add_argument("--keep-broker", action="store_true",
                    help="leave the local broker running afterwards")
     p.set_defaults(func=_demo)

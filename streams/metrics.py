@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -27,10 +28,26 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .events import REASONS
+from .events import REASONS, Stream
+from .periods import Period
 from .rates import RATES
+from .reference import WorkSafetyYear
+from .signals import (
+    cases_filed_baseline,
+    disputes_open_a_month,
+    matured_cohort,
+    newest_overdue_major_deadline,
+    open_dispute_times,
+)
 from .state import DistrictState
-from .windows import WINDOWS, Measure
+from .windows import WINDOWS, Measure, rolling_end
+from .worksafety import (
+    alert_threshold,
+    indicators,
+    share_reached_at,
+    year_before,
+    year_to_date,
+)
 
 # Every answer HTTP ingest gives, as (status, reason): the labels of
 # watchfloor_ingest_requests_total, all created at 0 (docs/metrics.md).
@@ -71,7 +88,14 @@ EXPORTED: dict[str, Measure] = {
     "hazards_rectified": Measure.HAZARDS_RECTIFIED,
     "hazards_found_rectified": Measure.HAZARDS_FOUND_RECTIFIED,
     "patrols_completed": Measure.PATROLS_COMPLETED,
+    "cases_filed_cleared": Measure.CASES_FILED_CLEARED,
+    "disputes_reported_resolved": Measure.DISPUTES_REPORTED_RESOLVED,
 }
+# Cohort numerators: counted at the opening's time and lowered again by a failed look-back
+# visit, so not counts of events; they have rolling windows but no all-time counter.
+COHORT_STEMS = frozenset(
+    {"hazards_found_rectified", "cases_filed_cleared", "disputes_reported_resolved"}
+)
 HELP: dict[str, str] = {
     "cases_filed": "Criminal cases filed (立案)",
     "cases_cleared": "Cases cleared/solved (破案)",
@@ -84,7 +108,21 @@ HELP: dict[str, str] = {
         "Hazards found in the window that are rectified now (cohort by found time)"
     ),
     "patrols_completed": "Patrols completed (巡逻)",
+    "cases_filed_cleared": "Cases filed in the window that are cleared now (cohort by filing time)",
+    "disputes_reported_resolved": (
+        "Disputes reported in the window that are resolved now (cohort by report time)"
+    ),
 }
+# The four work-safety indicators (四项指标) by metric stem, with their help text.
+WORK_SAFETY_HELP: dict[str, str] = {
+    "accidents": "Work-safety accidents (生产安全事故)",
+    "deaths": "Deaths in work-safety accidents",
+    "serious_injuries": "Serious injuries in work-safety accidents",
+    "direct_loss_yuan": "Direct economic loss of work-safety accidents, whole yuan",
+}
+# Values of the work-safety gauges' `period` label.
+YEAR_TO_DATE = "year_to_date"
+SAME_PERIOD_LAST_YEAR = "same_period_last_year"
 LATENCY_BUCKETS = (
     0.1,
     0.25,
@@ -361,6 +399,34 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "End of the district's latest completed patrol",
         ("district",),
     ),
+    "overdue_major_hazard_newest_deadline_timestamp_seconds": (
+        "Latest deadline among the overdue major hazards (absent while none is overdue)",
+        ("district",),
+    ),
+    "matured_cohort_hazards_found": (
+        "Hazards found 35 to 7 days ago (the matured cohort)",
+        ("district",),
+    ),
+    "matured_cohort_hazards_found_rectified": (
+        "Of the hazards found 35 to 7 days ago, how many are rectified now",
+        ("district",),
+    ),
+    "matured_cohort_rectification_ratio": (
+        "Of the hazards found 35 to 7 days ago, the share rectified now (整改率), 0-1",
+        ("district",),
+    ),
+    "disputes_open_over_30d": (
+        "Open disputes reported more than 30 days ago",
+        ("district",),
+    ),
+    "dispute_open_30d_newest_timestamp_seconds": (
+        "When the most recently reported of the disputes open over 30 days reached 30 days",
+        ("district",),
+    ),
+    "cases_filed_daily_baseline": (
+        "Cases filed per day over up to 28 days before the last 24 h (absent under 7 days)",
+        ("district",),
+    ),
 }
 
 
@@ -375,6 +441,24 @@ class Family:
     samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Signals:
+    """A district's figures that only change with its state or the 5-minute slot."""
+
+    matured_found: int
+    matured_rectified: int
+    baseline: float | None
+
+
+@dataclass(slots=True)
+class _WorkSafety:
+    """A district's work-safety figures, which change with its state or the local day."""
+
+    current: list[int]
+    previous: list[int]
+    reached_at: float | None
+
+
 class DistrictCollector(Collector):
     """Exports the figures of the districts this worker owns, computed at scrape time.
 
@@ -382,16 +466,71 @@ class DistrictCollector(Collector):
     partition is revoked, so two workers never export the same district. ``render``
     writes the text format itself: at 1,000 districts (75,000 series) prometheus_client's
     generic formatting alone takes about half a second, the whole scrape budget.
+    ``work_safety`` is the reference data's death control targets by year; ``topics``
+    (source topic -> stream) and ``partition_of`` (district -> partition) let it say how
+    far each source partition's counted events reach.
     """
 
     def __init__(
-        self, states: Callable[[], dict[str, DistrictState]], now: Callable[[], float]
+        self,
+        states: Callable[[], dict[str, DistrictState]],
+        now: Callable[[], float],
+        work_safety: Mapping[int, WorkSafetyYear] | None = None,
+        *,
+        topics: Mapping[str, Stream] | None = None,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         self._states = states
         self._now = now
+        self._work_safety = dict(work_safety or {})
+        self._topics = dict(topics or {})
+        self._partition_of = partition_of
+        # Per district: (state version, slot end) -> signals; (version, day) -> work safety.
+        # Figures over weeks and years are not summed again for a district nothing touched.
+        self._signals: dict[str, tuple[tuple[int, float], _Signals]] = {}
+        self._ws: dict[str, tuple[tuple[int, int], _WorkSafety]] = {}
+        # Per district: state version -> report times of the open disputes, oldest first.
+        self._disputes: dict[str, tuple[int, list[float]]] = {}
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # unchecked: the series depend on the districts owned
+
+    def _signals_of(self, st: DistrictState, now: float) -> _Signals:
+        key = (st.version, rolling_end(now))
+        cached = self._signals.get(st.district)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        cohort = matured_cohort(st, now)
+        baseline = cases_filed_baseline(st, now)
+        per_day = None if baseline is None else baseline.per_day
+        sig = _Signals(cohort.found, cohort.rectified, per_day)
+        self._signals[st.district] = (key, sig)
+        return sig
+
+    def _open_disputes_of(self, st: DistrictState) -> list[float]:
+        cached = self._disputes.get(st.district)
+        if cached is not None and cached[0] == st.version:
+            return cached[1]
+        times = open_dispute_times(st)
+        self._disputes[st.district] = (st.version, times)
+        return times
+
+    def _work_safety_of(
+        self, st: DistrictState, ytd: Period, last_year: Period, targets: WorkSafetyYear | None
+    ) -> _WorkSafety:
+        key = (st.version, ytd.end.toordinal())
+        cached = self._ws.get(st.district)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        current = indicators(st, ytd)
+        reached = None
+        target = targets.districts.get(st.district) if targets is not None else None
+        if targets is not None and target is not None:
+            threshold = alert_threshold(target, targets.alert_share)
+            reached = share_reached_at(st, targets.year, current[1], threshold)
+        ws = _WorkSafety(current, indicators(st, last_year), reached)
+        self._ws[st.district] = (key, ws)
+        return ws
 
     def families(self) -> list[Family]:
         now = self._now()
@@ -406,14 +545,14 @@ class DistrictCollector(Collector):
         }
         ratios = {
             rate.metric: Family(
-                f"watchfloor_rolling_{rate.metric}", "gauge", rate.help, ("district", "window")
+                f"watchfloor_cohort_{rate.metric}", "gauge", rate.help, ("district", "window")
             )
             for rate in RATES
         }
         totals = {
             stem: Family(f"watchfloor_{stem}", "counter", f"{doc}, all time", ("district",))
             for stem, doc in HELP.items()
-            if stem != "hazards_found_rectified"
+            if stem not in COHORT_STEMS
         }
         g = {
             name: Family(f"watchfloor_{name}", "gauge", doc, labels)
@@ -431,12 +570,75 @@ class DistrictCollector(Collector):
             "Repeated transitions (counted once), dead-lettered",
             ("district",),
         )
+        ws = {
+            stem: Family(
+                f"watchfloor_work_safety_{stem}",
+                "gauge",
+                f"{doc}: this year to the end of today, and the same dates last year",
+                ("district", "period"),
+            )
+            for stem, doc in WORK_SAFETY_HELP.items()
+        }
+        ws_target = Family(
+            "watchfloor_work_safety_deaths_target",
+            "gauge",
+            "This year's control target on work-safety deaths (死亡人数控制指标)",
+            ("district",),
+        )
+        ws_share = Family(
+            "watchfloor_work_safety_deaths_alert_share_ratio",
+            "gauge",
+            "Share of the death target at which operators are warned (reference data), 0-1",
+            ("district",),
+        )
+        ws_reached = Family(
+            "watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds",
+            "gauge",
+            "Time of the accident report that took this year's deaths to the alert share",
+            ("district",),
+        )
+        newest_event = Family(
+            "watchfloor_newest_event_timestamp_seconds",
+            "gauge",
+            "Latest event time counted from the source partition (its districts' watermark)",
+            ("topic", "partition"),
+        )
+        city_target = Family(
+            "watchfloor_city_work_safety_deaths_target",
+            "gauge",
+            "This year's control target on work-safety deaths for the whole city",
+            (),
+        )
         rolling_fams = [(rolling[stem].samples, m) for stem, m in EXPORTED.items()]
         ratio_fams = [
             (ratios[rate.metric].samples, rate.numerator, rate.denominator) for rate in RATES
         ]
         total_fams = [(fam.samples, EXPORTED[stem]) for stem, fam in totals.items()]
-        for d, st in self._states().items():
+        ws_fams = [ws[stem].samples for stem in WORK_SAFETY_HELP]
+        states = self._states()
+        tz = next(iter(states.values())).tz if states else None
+        targets = None
+        ytd = last_year = None
+        if tz is not None:
+            local_now = datetime.fromtimestamp(now, tz)
+            ytd = year_to_date(local_now, tz)
+            last_year = year_before(ytd, tz)
+            targets = self._work_safety.get(local_now.year)
+        if targets is not None:
+            city_target.samples.append(((), targets.city.deaths))
+        # How far each source partition's counted events reach: hours or days behind the
+        # clock while the worker reads a backlog of it (alerts wait for it to catch up).
+        if self._partition_of is not None:
+            reach: dict[tuple[str, str], float] = {}
+            for d, st in states.items():
+                partition = str(self._partition_of(d))
+                for topic, stream in self._topics.items():
+                    mark = st.stream_watermarks[int(stream) - 1]
+                    key = (topic, partition)
+                    if mark != float("-inf") and mark > reach.get(key, float("-inf")):
+                        reach[key] = mark
+            newest_event.samples.extend(sorted(reach.items()))
+        for d, st in states.items():
             windows = st.rolling(now)
             for label in WINDOWS:
                 vec = windows[label]
@@ -457,6 +659,11 @@ class DistrictCollector(Collector):
             g["open_hazards"].samples.append((dk, st.open_hazards))
             g["overdue_hazards"].samples.append((dk, len(st.overdue)))
             g["overdue_major_hazards"].samples.append((dk, st.overdue_major))
+            newest = newest_overdue_major_deadline(st)
+            if newest is not None:
+                g["overdue_major_hazard_newest_deadline_timestamp_seconds"].samples.append(
+                    (dk, newest)
+                )
             for cat, n in st.open_hazards_by_category().items():
                 g["open_hazards_by_category"].samples.append(((d, cat), n))
             for cat, n in st.overdue_by_category().items():
@@ -465,7 +672,51 @@ class DistrictCollector(Collector):
                 g["last_patrol_timestamp_seconds"].samples.append((dk, st.last_patrol_end))
             late.samples.append((dk, st.late_total))
             dup.samples.append((dk, st.duplicate_total))
-        return [*rolling.values(), *ratios.values(), *totals.values(), *g.values(), late, dup]
+            sig = self._signals_of(st, now)
+            g["matured_cohort_hazards_found"].samples.append((dk, sig.matured_found))
+            g["matured_cohort_hazards_found_rectified"].samples.append(
+                (dk, sig.matured_rectified)
+            )
+            if sig.matured_found:
+                g["matured_cohort_rectification_ratio"].samples.append(
+                    (dk, sig.matured_rectified / sig.matured_found)
+                )
+            if sig.baseline is not None:
+                g["cases_filed_daily_baseline"].samples.append((dk, sig.baseline))
+            month_old = disputes_open_a_month(self._open_disputes_of(st), now)
+            g["disputes_open_over_30d"].samples.append((dk, month_old.count))
+            if month_old.newest_at is not None:
+                g["dispute_open_30d_newest_timestamp_seconds"].samples.append(
+                    (dk, month_old.newest_at)
+                )
+            if ytd is not None and last_year is not None:
+                w = self._work_safety_of(st, ytd, last_year, targets)
+                for samples, cur, prev in zip(ws_fams, w.current, w.previous, strict=True):
+                    samples.append(((d, YEAR_TO_DATE), cur))
+                    samples.append(((d, SAME_PERIOD_LAST_YEAR), prev))
+                target = targets.districts.get(d) if targets is not None else None
+                if targets is not None and target is not None:
+                    ws_target.samples.append((dk, target.deaths))
+                    ws_share.samples.append((dk, targets.alert_share))
+                    if w.reached_at is not None:
+                        ws_reached.samples.append((dk, w.reached_at))
+        for cache in (self._signals, self._ws, self._disputes):
+            for gone in cache.keys() - states.keys():
+                del cache[gone]
+        return [
+            *rolling.values(),
+            *ratios.values(),
+            *totals.values(),
+            *g.values(),
+            late,
+            dup,
+            *ws.values(),
+            ws_target,
+            ws_share,
+            ws_reached,
+            city_target,
+            newest_event,
+        ]
 
     def collect(self) -> Iterator[Metric]:
         for fam in self.families():
@@ -518,11 +769,23 @@ def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> byt
 
 def series_per_district() -> dict[str, Any]:
     """How many series one district adds (documented in docs/metrics.md)."""
-    always = len(EXPORTED) * len(WINDOWS) + len(HELP) - 1 + 5 + 2
+    always = (
+        len(EXPORTED) * len(WINDOWS)  # rolling windows
+        + (len(HELP) - len(COHORT_STEMS))  # all-time counters
+        + 5  # open cases, disputes, hazards; overdue hazards, overdue major hazards
+        + 2  # late and duplicate events
+        + 2  # matured cohort: found, found and rectified
+        + 1  # open disputes over 30 days
+        + len(WORK_SAFETY_HELP) * 2  # the four indicators, this year and last
+    )
     return {
         "always": always,
-        "ratios_at_most": len(RATES) * len(WINDOWS),
+        "ratios_at_most": len(RATES) * len(WINDOWS) + 1,  # and the matured cohort's
         "last_patrol": 1,
         "oldest_open_dispute": 1,
+        "newest_overdue_major_deadline": 1,
+        "newest_month_old_dispute": 1,
+        "cases_filed_baseline": 1,
+        "death_target": 3,  # target, alert share, when the share was reached
         "by_category": "one per category with open or overdue hazards",
     }

@@ -1,9 +1,11 @@
-"""Reference data: the city's districts and the event categories, loaded once at start-up."""
+"""Reference data: the city's districts, event categories and work-safety targets, loaded once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -24,6 +26,28 @@ class District:
 
 
 @dataclass(frozen=True)
+class DeathTarget:
+    """An annual control target on work-safety deaths (死亡人数控制指标) and last year's figure."""
+
+    deaths: int  # at most this many deaths in the year
+    last_year: int  # the figure the issuing document compares it with
+
+    @property
+    def change(self) -> int:
+        return self.deaths - self.last_year
+
+
+@dataclass(frozen=True)
+class WorkSafetyYear:
+    """One year's death control targets: the city's, each district's, and the alert share."""
+
+    year: int
+    alert_share: float  # warn a district once its deaths reach this share of its target
+    city: DeathTarget
+    districts: Mapping[str, DeathTarget]
+
+
+@dataclass(frozen=True)
 class Reference:
     """Districts and categories; ``categories[kind]`` for each kind of CATEGORY_GROUPS."""
 
@@ -35,6 +59,8 @@ class Reference:
     # "<kind>:<code>" -> (English name, Chinese name), for districts ("district:"),
     # communities, units and each kind of category ("hazard:fire"): what people read.
     names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Work-safety death control targets by year (empty when the city sets none).
+    work_safety: Mapping[int, WorkSafetyYear] = field(default_factory=dict)
 
     @property
     def district_codes(self) -> frozenset[str]:
@@ -101,7 +127,71 @@ def load_reference(city_file: str | Path, categories_file: str | Path | None = N
         districts=districts,
         categories=categories,
         names=names,
+        work_safety=load_work_safety(city.get("work_safety"), districts, city_path),
     )
+
+
+def load_work_safety(
+    raw: Any, districts: Mapping[str, District], where: Path | str
+) -> dict[int, WorkSafetyYear]:
+    """The ``work_safety.targets`` of city.json, checked: known districts, whole numbers,
+    a share in (0, 1], one entry per year, district targets within the city's."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("targets"), list):
+        raise ReferenceDataError(f"{where}: work_safety must hold a list of targets.")
+    out: dict[int, WorkSafetyYear] = {}
+    for entry in raw["targets"]:
+        if not isinstance(entry, dict):
+            raise ReferenceDataError(f"{where}: each work-safety target must be an object.")
+        year = entry.get("year")
+        if not _whole(year) or not 2000 <= year <= 2100:
+            raise ReferenceDataError(
+                f"{where}: a work-safety target's year must be a year, not {year!r}."
+            )
+        if year in out:
+            raise ReferenceDataError(f"{where}: the work-safety targets list {year} twice.")
+        share = entry.get("alert_share")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ReferenceDataError(
+                f"{where}: the {year} alert_share must be a share above 0 and at most 1, "
+                f"not {share!r}."
+            )
+        city = _death_target(entry.get("city"), f"{where}: the city's {year} target")
+        raw_districts = entry.get("districts", {})
+        if not isinstance(raw_districts, dict):
+            raise ReferenceDataError(f"{where}: the {year} district targets must be an object.")
+        targets: dict[str, DeathTarget] = {}
+        for code, value in raw_districts.items():
+            if code not in districts:
+                raise ReferenceDataError(
+                    f"{where}: the {year} targets name {code!r}, which is not a district."
+                )
+            targets[code] = _death_target(value, f"{where}: {code}'s {year} target")
+        total = sum(t.deaths for t in targets.values())
+        if total > city.deaths:
+            raise ReferenceDataError(
+                f"{where}: the {year} district targets add up to {total} deaths, more than "
+                f"the city's {city.deaths}."
+            )
+        out[year] = WorkSafetyYear(year, float(share), city, targets)
+    return out
+
+
+def _whole(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _death_target(raw: Any, what: str) -> DeathTarget:
+    if not isinstance(raw, dict):
+        raise ReferenceDataError(f"{what} must be an object with deaths and last_year.")
+    deaths, last_year = raw.get("deaths"), raw.get("last_year")
+    if not _whole(deaths) or deaths < 0 or not _whole(last_year) or last_year < 0:
+        raise ReferenceDataError(
+            f"{what} needs whole numbers of deaths and last_year (0 or more), not "
+            f"{deaths!r} and {last_year!r}."
+        )
+    return DeathTarget(deaths, last_year)
 
 
 def _read(path: Path) -> dict:  # type: ignore[type-arg]

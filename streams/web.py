@@ -15,7 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from faust.exceptions import SameNode
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import query
+from . import query, worksafety
 from .deadletter import DeadLetter
 from .errors import QueryError
 from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
@@ -283,6 +283,71 @@ def _bad_encoding(name: str) -> IngestResponse:
         "whole, or without Content-Encoding.",
         "bad_encoding",
     )
+
+
+def register_work_safety(wf: Watchfloor) -> None:
+    """``GET /api/v1/work-safety``: the four indicators and death targets, city and districts."""
+
+    @wf.app.page(f"{API}/work-safety")
+    class WorkSafety(faust.web.View):
+        """The city's figures are the sum of every worker's districts, as for the list."""
+
+        async def get(self, request: Any) -> Any:
+            if not wf.ready:
+                return _error(self, 503, "This worker is recovering its state; retry shortly.")
+            now = wf.clock.now()
+            spec = request.query.get("period")
+            try:
+                period = (
+                    parse_period(spec, wf.tz) if spec else worksafety.year_to_date(now, wf.tz)
+                )
+                year = worksafety.check_period(period, wf.tz)
+            except QueryError as exc:
+                return _error(self, 400, str(exc))
+            targets = wf.reference.work_safety.get(year)
+            local = [
+                worksafety.district_block(
+                    worksafety.district_figures(st, period, targets), targets, wf.tz
+                )
+                for st in wf.engine.states.values()
+            ]
+            if request.query.get("scope") == "local":
+                return self.web.json({"districts": local})
+            params = {"scope": "local", **({"period": spec} if spec else {})}
+            districts, missing = await _gather_from(wf, f"{API}/work-safety", params, local)
+            body = worksafety.answer(period, districts, targets, wf.tz, now)
+            if missing:
+                body["incomplete"] = missing
+            return self.web.json(body)
+
+
+async def _gather_from(
+    wf: Watchfloor, path: str, params: dict[str, str], local: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The local district entries plus every other worker's answer to ``path`` (its
+    ``districts``), by the table's routing metadata."""
+    me = wf.settings.web_url.rstrip("/")
+    others: set[str] = set()
+    try:
+        for url in wf.app.router.tables_metadata():
+            if str(url).rstrip("/") != me:
+                others.add(str(url).rstrip("/"))
+    except KeyError:
+        pass
+    districts = list(local)
+    missing: list[str] = []
+    for url in sorted(others):
+        try:
+            async with wf.app.http_client.get(
+                f"{url}{path}", params=params, timeout=ClientTimeout(total=5)
+            ) as resp:
+                if resp.status != 200:
+                    missing.append(url)
+                    continue
+                districts.extend((await resp.json())["districts"])
+        except (ClientError, TimeoutError, ValueError):
+            missing.append(url)
+    return districts, missing
 
 
 def _ingest_service(wf: Watchfloor) -> IngestService:

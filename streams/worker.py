@@ -58,6 +58,7 @@ def build_worker(
     agents.register(wf)
     web.register(wf)
     centre.register(wf)
+    web.register_work_safety(wf)
     return wf
 
 

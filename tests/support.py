@@ -31,6 +31,7 @@ TYPES: dict[str, str] = {
     "hazard_found": "watchfloor.hazard.found.v1",
     "hazard_rectified": "watchfloor.hazard.rectified.v1",
     "hazard_verified": "watchfloor.hazard.verified.v1",
+    "accident_reported": "watchfloor.incident.accident_reported.v1",
 }
 # The envelope attributes the design requires of every event, and the optional ones.
 ENVELOPE_REQUIRED = frozenset(

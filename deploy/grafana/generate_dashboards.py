@@ -479,7 +479,7 @@ def command_centre() -> Json:
         "Value #A": "Rectification rate",
         "Value #B": "Hazards found",
         "Value #C": "Of those, rectified",
-        "Value #D": "Rate, found 7-28 d ago",
+        "Value #D": "Rate, found 7-35 d ago",
         "Value #E": "Overdue hazards",
         "Value #F": "Overdue major",
         "Value #G": "Clearance rate",
@@ -503,7 +503,7 @@ def command_centre() -> Json:
         stat(
             "Overdue major hazards (挂牌督办)",
             f"sum(district:watchfloor_overdue_major_hazards:max{{{D}}}) or vector(0)",
-            description="Hazards under listed supervision that are past their deadline and not rectified, in the selected districts. Anything above 0 is an alert.",
+            description="Hazards under listed supervision that are past their deadline and not rectified, in the selected districts. Each one paged once (WatchfloorOverdueMajorHazard) when its deadline passed; this is the standing count, to be worked down.",
             steps=GREEN_RED_AT_1,
         ),
         stat(
@@ -514,23 +514,23 @@ def command_centre() -> Json:
         ),
         stat(
             "Rectification rate, city ($window)",
-            'window:watchfloor_rolling_rectification_ratio:city{window="$window"}',
-            description="Of all hazards found in the window (every district), the share rectified now: total rectified over total found, not an average of district rates.",
+            'window:watchfloor_cohort_rectification_ratio:city{window="$window"}',
+            description="整改率, a cohort: of all hazards found in the window (every district), the share rectified now: total rectified over total found, not an average of district rates. Short windows hold hazards not due yet.",
             unit="percentunit",
             decimals=1,
             steps=RATE_TARGET,
         ),
         stat(
             "Clearance rate, city ($window)",
-            'window:watchfloor_rolling_clearance_ratio:city{window="$window"}',
-            description="Cases cleared in the window over cases filed in the window, every district. Can exceed 100 % when old cases are cleared.",
+            'window:watchfloor_cohort_clearance_ratio:city{window="$window"}',
+            description="结案率, a cohort: of the cases filed in the window (every district), the share cleared now. Cases cleared in the window whatever their filing date are a count (the trends), not this rate.",
             unit="percentunit",
             decimals=1,
         ),
         stat(
             "Dispute resolution, city ($window)",
-            'window:watchfloor_rolling_dispute_resolution_ratio:city{window="$window"}',
-            description="Disputes resolved in the window over disputes reported in the window, every district.",
+            'window:watchfloor_cohort_dispute_resolution_ratio:city{window="$window"}',
+            description="化解率, a cohort: of the disputes reported in the window (every district), the share resolved now (escalated ones are not resolved).",
             unit="percentunit",
             decimals=1,
             steps=RATE_TARGET,
@@ -547,16 +547,16 @@ def command_centre() -> Json:
                 "alertname": "Alert",
                 "district": "District",
                 "severity": "Severity",
-                "window": "Window",
+                "page": "Pages",
             },
-            "Operator alerts firing now (Prometheus' ALERTS series). Each alert's name links to its runbook (base URL: the hidden runbook_url variable).",
+            "Operator alerts firing now (Prometheus' ALERTS series). 'once' marks an alert about an event (a deadline passed, a line crossed) that ends by itself; the standing lists are below. Each alert's name links to its runbook (base URL: the hidden runbook_url variable).",
         ),
         row("District ranking"),
         table(
             "District ranking ($window): lowest rectification rate first",
             [
                 target(
-                    f"district_window:watchfloor_rolling_rectification_ratio:max{{{DW}}}",
+                    f"district_window:watchfloor_cohort_rectification_ratio:max{{{DW}}}",
                     instant=True,
                     table=True,
                 ),
@@ -571,7 +571,7 @@ def command_centre() -> Json:
                     table=True,
                 ),
                 target(
-                    f"district:watchfloor_hazards_rectification_ratio:found_7d_to_28d_ago{{{D}}}",
+                    f"district:watchfloor_matured_cohort_rectification_ratio:max{{{D}}}",
                     instant=True,
                     table=True,
                 ),
@@ -582,22 +582,22 @@ def command_centre() -> Json:
                     table=True,
                 ),
                 target(
-                    f"district_window:watchfloor_rolling_clearance_ratio:max{{{DW}}}",
+                    f"district_window:watchfloor_cohort_clearance_ratio:max{{{DW}}}",
                     instant=True,
                     table=True,
                 ),
                 target(
-                    f"district_window:watchfloor_rolling_dispute_resolution_ratio:max{{{DW}}}",
+                    f"district_window:watchfloor_cohort_dispute_resolution_ratio:max{{{DW}}}",
                     instant=True,
                     table=True,
                 ),
                 target(f"district:watchfloor_open_disputes:max{{{D}}}", instant=True, table=True),
             ],
             description=(
-                "The daily bulletin's table. Rectification rate: of the hazards found in the window, the share "
-                "rectified now (a cohort). 'Rate, found 7-28 d ago' is the same for hazards old enough to be past "
-                "most deadlines, the fairer figure for ranking. Clearance can exceed 100 %. An empty rate means "
-                "nothing was found or filed in the window."
+                "The daily bulletin's table. Every rate is a cohort: of what was found (filed, reported) in the "
+                "window, the share closed now (整改率, 结案率, 化解率). 'Rate, found 7-35 d ago' is the rectification "
+                "rate of hazards old enough to be past most deadlines, the fairer figure for ranking and the one "
+                "WatchfloorRectificationRateLow reads. An empty rate means nothing was found or filed in the window."
             ),
             rename=ranking_rename,
             exclude=("Time", "window"),
@@ -689,8 +689,9 @@ def command_centre() -> Json:
             "Case surge score (Poisson z)",
             [target(f"district:watchfloor_cases_filed:surge_zscore{{{D}}}", "{{district}}")],
             description=(
-                "2*(sqrt(cases in the last 24 h) - sqrt(daily average of the 27 days before)). About -2..2 on an "
-                "ordinary day whatever the district's size; above 3 (the red line) raises WatchfloorCaseSurge."
+                "2*(sqrt(cases in the last 24 h) - sqrt(the worker's daily average of up to 28 days before)). About "
+                "-2..2 on an ordinary day whatever the district's size; above 3 (the red line) raises "
+                "WatchfloorCaseSurge. No line for a district with under 7 days of history."
             ),
             decimals=1,
             steps=thresholds(("transparent", None), ("red", 3)),
@@ -782,12 +783,12 @@ def command_centre() -> Json:
                     table=True,
                 ),
                 target(
-                    f"district_window:watchfloor_rolling_rectification_ratio:max{{{DW}}}",
+                    f"district_window:watchfloor_cohort_rectification_ratio:max{{{DW}}}",
                     instant=True,
                     table=True,
                 ),
                 target(
-                    f"district_window:watchfloor_rolling_rectification_ratio:max{{{DW}}} offset $window",
+                    f"district_window:watchfloor_cohort_rectification_ratio:max{{{DW}}} offset $window",
                     instant=True,
                     table=True,
                 ),
@@ -806,18 +807,18 @@ def command_centre() -> Json:
             ],
         ),
         timeseries(
-            "Rectification rate of hazards found 7-28 days ago, against four weeks before",
+            "Rectification rate of hazards found 7-35 days ago, against four weeks before",
             [
                 target(
-                    f"district:watchfloor_hazards_rectification_ratio:found_7d_to_28d_ago{{{D}}}",
+                    f"district:watchfloor_matured_cohort_rectification_ratio:max{{{D}}}",
                     "{{district}}",
                 ),
                 target(
-                    f"district:watchfloor_hazards_rectification_ratio:found_7d_to_28d_ago{{{D}}} offset 28d",
+                    f"district:watchfloor_matured_cohort_rectification_ratio:max{{{D}}} offset 28d",
                     "{{district}} 4 weeks before",
                 ),
             ],
-            description="The matured-cohort rectification rate per district (solid) and the same four weeks earlier (dashed).",
+            description="The matured-cohort rectification rate per district (solid) and the same four weeks earlier (dashed). Below 80 % with 50 or more hazards for an hour raises WatchfloorRectificationRateLow.",
             unit="percentunit",
             min_value=0,
             max_value=1,
@@ -841,7 +842,7 @@ def command_centre() -> Json:
         bargauge(
             "Oldest open dispute",
             f"sort_desc(district:watchfloor_oldest_open_dispute_age_seconds:max{{{D}}})",
-            description="Age of each district's oldest dispute still open (not resolved or escalated). Red from 30 days (WatchfloorDisputeOpenTooLong).",
+            description="Age of each district's oldest dispute still open (not resolved or escalated). Red from 30 days: each dispute reaching 30 days pages once (WatchfloorDisputeOpenTooLong).",
             unit="s",
             steps=thresholds(("green", None), ("orange", 14 * 86400), ("red", 30 * 86400)),
         ),
@@ -855,6 +856,7 @@ def command_centre() -> Json:
             description="Cases filed and not cleared, disputes reported and not closed, hazards found and not rectified, over the selected districts.",
             decimals=0,
         ),
+        *work_safety_row(),
     ]
     return dashboard(
         "watchfloor-command-centre",
@@ -882,6 +884,119 @@ def command_centre() -> Json:
         panels,
         refresh="1m",
     )
+
+
+YTD = 'period="year_to_date"'
+LAST_YEAR = 'period="same_period_last_year"'
+TARGET_USED = thresholds(("green", None), ("orange", 0.8), ("red", 1))
+
+
+def work_safety_row() -> list[Json]:
+    """The four indicators (四项指标) year on year, and the death control target's use."""
+    indicators = (
+        ("accidents", "Accidents"),
+        ("deaths", "Deaths"),
+        ("serious_injuries", "Serious injuries"),
+        ("direct_loss_yuan", "Direct loss"),
+    )
+    rename = {"district": "District"}
+    targets: list[Json] = []
+    for i, (stem, name) in enumerate(indicators):
+        metric = f"district_period:watchfloor_work_safety_{stem}:max"
+        rename[f"Value #{chr(ord('A') + 2 * i)}"] = name
+        rename[f"Value #{chr(ord('B') + 2 * i)}"] = f"{name}, last year"
+        for period in (YTD, LAST_YEAR):
+            targets.append(
+                target(f"max without (period) ({metric}{{{period},{D}}})", instant=True, table=True)
+            )
+    rename["Value #I"] = "Death target"
+    rename["Value #J"] = "Target used"
+    targets.append(
+        target(f"district:watchfloor_work_safety_deaths_target:max{{{D}}}", instant=True, table=True)
+    )
+    targets.append(
+        target(
+            f"district:watchfloor_work_safety_deaths_target:used_ratio{{{D}}}",
+            instant=True,
+            table=True,
+        )
+    )
+    yuan = ("unit", "currencyCNY")
+    return [
+        row("Work safety (四项指标)"),
+        stat(
+            "Work-safety deaths this year, city",
+            f"sum(district_period:watchfloor_work_safety_deaths:max{{{YTD}}}) or vector(0)",
+            description="Deaths in work-safety accidents from 1 January to the end of today, every district (by each accident's own time; revisions included).",
+            decimals=0,
+        ),
+        stat(
+            "Same dates last year, city",
+            f"sum(district_period:watchfloor_work_safety_deaths:max{{{LAST_YEAR}}}) or vector(0)",
+            description="Deaths in work-safety accidents over the same dates a year earlier, every district.",
+            decimals=0,
+        ),
+        stat(
+            "City death target (死亡人数控制指标)",
+            "city:watchfloor_city_work_safety_deaths_target:max",
+            description="This year's control target on work-safety deaths for the city, from the reference data (seeds/reference/city.json, work_safety).",
+            decimals=0,
+        ),
+        stat(
+            "City death target used",
+            "city:watchfloor_work_safety_deaths_target:used_ratio",
+            description="The city's deaths this year over its control target. Orange from 80 %, red when overrun.",
+            unit="percentunit",
+            decimals=1,
+            steps=TARGET_USED,
+        ),
+        stat(
+            "Accidents this year, city",
+            f"sum(district_period:watchfloor_work_safety_accidents:max{{{YTD}}}) or vector(0)",
+            description="Work-safety accidents from 1 January to the end of today, every district.",
+            decimals=0,
+        ),
+        stat(
+            "Direct loss this year, city",
+            f"sum(district_period:watchfloor_work_safety_direct_loss_yuan:max{{{YTD}}}) or vector(0)",
+            description="Direct economic loss of this year's work-safety accidents, every district, in yuan.",
+            unit="currencyCNY",
+        ),
+        table(
+            "The four indicators: this year against the same dates last year",
+            targets,
+            description=(
+                "Accidents, deaths, serious injuries and direct economic loss (四项指标) from 1 January to the end "
+                "of today, each beside the same dates last year; and each district's death control target and "
+                "the share of it used. A district reaching the reference data's alert share of its target pages "
+                "once (WatchfloorDeathTargetShareReached)."
+            ),
+            rename=rename,
+            exclude=("Time",),
+            sort_by=("Target used", True),
+            overrides=[
+                column("Direct loss", yuan),
+                column("Direct loss, last year", yuan),
+                column("Target used", percent_unit(), *colour_cells(TARGET_USED)),
+            ],
+            w=16,
+        ),
+        bargauge(
+            "Death target used, per district",
+            f"sort_desc(district:watchfloor_work_safety_deaths_target:used_ratio{{{D}}})",
+            description="Each district's work-safety deaths this year over its control target. Orange from 80 %, red when overrun.",
+            unit="percentunit",
+            steps=TARGET_USED,
+            min_value=0,
+            max_value=1,
+            w=8,
+            h=9,
+        ),
+    ]
+
+
+def percent_unit() -> tuple[str, Any]:
+    return ("unit", "percentunit")
 
 
 # Pipeline health -----------------------------------------------------------------------

@@ -98,9 +98,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--rate",
         type=float,
         default=DEMO_RATE,
-        help=f"live records/s once lifecycles flow (default {DEMO_RATE}); a live stream "
-        "starts at a tenth to a half of it (clearances, rectifications, patrol ends follow "
-        "hours to days later) and reaches it over days",
+        help=f"records/s of the city, history and live alike (default {DEMO_RATE}); the "
+        "history is capped at about 600,000 records, so a higher rate makes the live city "
+        "busier than its past",
     )
     run.add_argument(
         "--districts", type=int, default=None, help="the first N districts of the reference"
@@ -111,7 +111,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     )
     run.add_argument(
         "--backfill", type=parse_duration, default=DEMO_BACKFILL,
-        help="history produced at once before the live stream (default 21d; 0 for none)",
+        help="history produced at once before the live stream (default 30d; 0 for none)",
     )  # fmt: skip
     run.add_argument("--late-share", type=_share, default=DEMO_LATE_SHARE)
     run.add_argument("--duplicate-share", type=_share, default=DEMO_DUPLICATE_SHARE)

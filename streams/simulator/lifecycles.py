@@ -12,6 +12,7 @@ from .agenda import Agenda
 from .city import SimCity
 from .ids import Subjects
 from .models import (
+    DISPUTE_CLOSED_WITHIN_DAYS,
     P_DIRECT_ESCALATION,
     P_HAZARD_LATE,
     P_HAZARD_ON_SPOT,
@@ -138,8 +139,9 @@ class Lifecycles:
         }
         at = self.emit(di, Kind.DISPUTE_REPORTED, subject, t, data, t)
         escalate_to = d.escalation[int(rng.random() * len(d.escalation))]
+        closed_by = t + DISPUTE_CLOSED_WITHIN_DAYS * DAY
         if rng.random() < (0.3 if mass else P_DIRECT_ESCALATION):
-            te = self.office(t + self.lognormal_hours(24, 0.8))
+            te = min(self.office(t + self.lognormal_hours(24, 0.8)), closed_by)
             self.emit(
                 di,
                 Kind.DISPUTE_ESCALATED,
@@ -151,6 +153,12 @@ class Lifecycles:
             return
         if rng.random() < P_MEDIATION:
             self._mediate(di, subject, m, unit, escalate_to, t, at)
+            return
+        # No mediation started: the street office hands it up within three weeks.
+        te = min(self.office(t + (3 + 18 * rng.random()) * DAY), closed_by)
+        self.emit(
+            di, Kind.DISPUTE_ESCALATED, subject, max(te, t + 60), {"escalated_to": escalate_to}, at
+        )
 
     def _mediate(
         self,
@@ -162,18 +170,24 @@ class Lifecycles:
         t: int,
         at: float,
     ) -> None:
-        """Mediation starts within hours; it resolves the dispute, escalates it, or drags on."""
-        tm = max(t + 60, self.office(t + self.lognormal_hours(4, 1.0)))
+        """Mediation starts within days; it resolves the dispute, or it is handed up, all
+        within four weeks of the report."""
+        closed_by = t + DISPUTE_CLOSED_WITHIN_DAYS * DAY
+        tm = max(t + 60, min(self.office(t + self.lognormal_hours(4, 1.0)), t + 7 * DAY))
         at = self.emit(
             di, Kind.DISPUTE_MEDIATION_STARTED, subject, tm, {"responsible_unit": unit}, at
         )
         u = self.rng.random()
         if u < m.resolve_p:
-            tr = max(tm + 60, self.office(tm + self.lognormal_hours(72, 1.0)))
+            tr = max(tm + 60, min(self.office(tm + self.lognormal_hours(72, 1.0)), closed_by))
             self.emit(di, Kind.DISPUTE_RESOLVED, subject, tr, {"responsible_unit": unit}, at)
-        elif u < m.resolve_p + m.escalate_p:
-            te = max(tm + 60, self.office(tm + self.lognormal_hours(168, 0.8)))
-            self.emit(di, Kind.DISPUTE_ESCALATED, subject, te, {"escalated_to": escalate_to}, at)
+            return
+        if u < m.resolve_p + m.escalate_p:
+            te = self.office(tm + self.lognormal_hours(168, 0.8))
+        else:  # mediation drags on and fails: handed up after two to three weeks
+            te = self.office(tm + (14 + 7 * self.rng.random()) * DAY)
+        te = max(tm + 60, min(te, closed_by))
+        self.emit(di, Kind.DISPUTE_ESCALATED, subject, te, {"escalated_to": escalate_to}, at)
 
     # -- hazards --------------------------------------------------------------------
 
@@ -200,16 +214,19 @@ class Lifecycles:
             "found_by": found_by,
         }
         at = self.emit(di, Kind.HAZARD_FOUND, subject, t, data, max(t, not_before))
-        tr = self._rectification(t, deadline)
+        tr = self._rectification(t, deadline, major)
         if tr is None:
             return
         at = self.emit(di, Kind.HAZARD_RECTIFIED, subject, tr, {"responsible_unit": unit}, at)
-        self._look_back(di, subject, unit, tr, at)
+        self._look_back(di, subject, unit, tr, at, major)
 
-    def _rectification(self, t: int, deadline: int) -> int | None:
-        """When a hazard found at ``t`` is rectified: on the spot, in time, late, or never."""
+    def _rectification(self, t: int, deadline: int, major: bool = False) -> int | None:
+        """When a hazard found at ``t`` is rectified: on the spot, in time, late, or never
+        (a major one: on the spot or in time)."""
         rng = self.rng
         u = rng.random()
+        if major:
+            u *= P_HAZARD_ON_SPOT + P_HAZARD_ON_TIME
         if u < P_HAZARD_ON_SPOT:
             tr = t + int(600 + rng.random() * 6600)
         elif u < P_HAZARD_ON_SPOT + P_HAZARD_ON_TIME:
@@ -222,8 +239,11 @@ class Lifecycles:
             return None
         return max(tr, t + 60)
 
-    def _look_back(self, di: int, subject: str, unit: str, tr: int, at: float) -> None:
-        """The look-back visit (回头看) after a rectification, and a second round if it fails."""
+    def _look_back(
+        self, di: int, subject: str, unit: str, tr: int, at: float, major: bool = False
+    ) -> None:
+        """The look-back visit (回头看) after a rectification, and a second round if it fails
+        (always rectified again in time when the hazard is major)."""
         rng = self.rng
         if rng.random() >= P_VERIFY:
             return
@@ -234,7 +254,7 @@ class Lifecycles:
         new_deadline = self.local.at_hour(tv, 7, 18)
         verdict = {"result": "not_rectified", "new_deadline": self.local.format(new_deadline)}
         at = self.emit(di, Kind.HAZARD_VERIFIED, subject, tv, verdict, at)
-        if rng.random() >= P_RERECTIFY:
+        if rng.random() >= P_RERECTIFY and not major:
             return  # reopened, and it will go overdue at the new deadline
         tr2 = max(
             tv + 60, min(self.office(tv + (new_deadline - tv) * rng.random()), new_deadline - 60)

@@ -15,24 +15,30 @@ from .generator import generate_events
 from .produce import Pacer, ProduceSummary, produce_records
 from .records import MALFORMED_REASONS
 
-# The demo (``watchfloor demo`` and ``simulate run`` without options): three weeks of
-# history at once, then a live stream; a few hazards with deadlines minutes away so
-# that the overdue alert fires while people watch. Three weeks, not one: lifecycles
-# take days (a hazard's deadline, a dispute's mediation), and a history that starts
-# empty shows low clearance and resolution ratios until they have run their course;
-# with three weeks the 24 h and 7 d windows see lifecycles in full flow, and the 28 d
-# window is mostly filled.
-DEMO_RATE = 20.0  # live records/s for ten districts
-DEMO_BACKFILL = timedelta(days=21)
-# The backfill holds about this many records whatever the live rate (0.17/s over three
-# weeks: read by the engine in seconds). Follow-ups of the live stream then take hours
-# to days to thicken to the live rate, so ratios over 1 h and 24 h read low at first
-# when the live rate is far above the history's.
-DEMO_HISTORY_RECORDS = 300_000
+# The demo (``watchfloor demo`` and ``simulate run`` without options): a month of history
+# at once, then a live stream at the same pace, with an overdue drill (a few hazards
+# whose deadlines pass minutes after they are found) so that an alert fires while people
+# watch. The history is 30 days because the worker judges a surge of cases against its
+# own 28 days before the last 24 h, and lifecycles take days to run their course; the
+# live pace is the history's, so the city the worker sees is the normal one: the same
+# rates, the same overdue share, no surge. A live rate above the history's (``--rate``
+# past what the history can hold) is a city getting busier, and the surge alert says so.
+DEMO_RATE = 0.2  # records/s for ten districts, live and history alike
+DEMO_BACKFILL = timedelta(days=30)
+# The history holds at most this many records (the worker reads them in seconds); at
+# the demo rate it holds the live pace (0.2/s for 30 days is 518,400).
+DEMO_HISTORY_RECORDS = 600_000
 DEMO_OVERDUE_DRILL = 6
+# `watchfloor demo` starts its drill this long after the live stream: the worker has read
+# the month of history by then, and district alerts wait for a worker that has caught up.
+DEMO_DRILL_AFTER = timedelta(minutes=3)
 DEMO_LATE_SHARE = 0.002
 DEMO_DUPLICATE_SHARE = 0.002
 DEMO_MALFORMED_SHARE = 0.002
+# Work-safety accidents per district and day: some 130 deaths a year over the city, a
+# little above the pace of its 2026 target (96), so that no district of the normal city
+# reaches 80 % of its target within the month of history.
+DEMO_ACCIDENTS_PER_DISTRICT_DAY = 0.07
 
 
 def run_tag(now: datetime) -> str:
@@ -60,10 +66,14 @@ def live_config(
     tag: str | None = None,
     max_records: int | None = None,
     history_records: int = DEMO_HISTORY_RECORDS,
+    accidents_per_district_day: float = DEMO_ACCIDENTS_PER_DISTRICT_DAY,
+    drill_at: datetime | None = None,
 ) -> SimConfig:
     """The configuration of a live run that starts ``backfill`` before ``now``.
 
-    The backfill's rate is capped so that it holds about ``history_records`` records.
+    The backfill's rate is the live rate, capped so that it holds at most about
+    ``history_records`` records. The drill's hazards are found from ``drill_at`` (default:
+    ``now``).
     """
     reasons = MALFORMED_REASONS
     seconds = backfill.total_seconds()
@@ -78,11 +88,12 @@ def live_config(
         malformed_share=malformed_share,
         malformed_reasons=reasons,
         overdue_drill=overdue_drill,
-        drill_at=now,
+        drill_at=now if drill_at is None else drill_at,
         tag=run_tag(now) if tag is None else tag,
         max_records=max_records,
         live_from=now,
         history_rate=history_rate,
+        accidents_per_district_day=accidents_per_district_day,
     )
 
 
@@ -97,12 +108,15 @@ async def run_demo_stream(
     districts: int | None = None,
     clock: Clock | None = None,
     progress: Callable[[ProduceSummary], None] | None = None,
+    overdue_drill: int = DEMO_OVERDUE_DRILL,
+    drill_after: timedelta = timedelta(0),
 ) -> ProduceSummary:
-    """Produce recent history at once (``backfill``, three weeks), then a live stream until
+    """Produce recent history at once (``backfill``, a month), then a live stream until
     ``stop_event`` is set.
 
     The figures of every district have data as soon as the engine has read the
-    backfill; a few hazards go overdue in the first minutes (see ``DEMO_OVERDUE_DRILL``).
+    backfill; with the drill (``overdue_drill`` hazards, 0 for none, found from
+    ``drill_after`` into the live stream) a few hazards go overdue in the first minutes.
     """
     clock = clock or SystemClock()
     city = load_city(settings.reference_file, districts)
@@ -113,6 +127,8 @@ async def run_demo_stream(
         seed=seed,
         backfill=backfill,
         duration=duration,
+        overdue_drill=overdue_drill,
+        drill_at=now + drill_after,
     )
     pacer = Pacer(now.timestamp(), time.monotonic(), 1.0)
     return await produce_records(

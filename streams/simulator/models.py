@@ -59,8 +59,12 @@ DISPUTES: tuple[DisputeModel, ...] = (
     DisputeModel("school", 5, 0.90, 0.03),
     DisputeModel("other", 15, 0.85, 0.05),
 )
-P_MEDIATION = 0.95  # disputes that reach mediation (调处); the rest wait or escalate
+P_MEDIATION = 0.95  # disputes that reach mediation (调处); the rest are handed up
 P_DIRECT_ESCALATION = 0.02  # escalated without mediation (mass incidents mostly)
+# The normal city closes every dispute within four weeks of its report: mediation resolves
+# it, or it is handed up (一个问题,一个调处方案). One still open at 30 days is news: the
+# alert, not the simulator's background.
+DISPUTE_CLOSED_WITHIN_DAYS = 28
 
 
 class HazardModel(NamedTuple):
@@ -93,9 +97,12 @@ P_HAZARD_ON_SPOT = 0.10
 P_HAZARD_ON_TIME = 0.72
 P_HAZARD_LATE = 0.10
 P_HAZARD_VERY_LATE = 0.03
+# A major hazard (挂牌督办) of the normal city is rectified in time, on the spot or before
+# its deadline, and again in time after a failed look-back visit: one past its deadline is
+# news (the alert, and the demo's drill), not the simulator's background.
 P_VERIFY = 0.60  # rectified hazards that get a look-back visit (回头看)
 P_VERIFY_FAILS = 0.06  # look-back visits that find the rectification did not hold
-P_RERECTIFY = 0.70  # failed ones rectified again before the new deadline
+P_RERECTIFY = 0.70  # failed ones rectified again before the new deadline (majors: all)
 FOUND_BY = (("inspection", 0.45), ("grid_worker", 0.35), ("public_report", 0.20))
 PATROL_FINDINGS_MEAN = 0.35
 
@@ -106,13 +113,14 @@ def _expected_records_per_start() -> dict[str, float]:
     """Mean records a lifecycle of each kind emits; turns a rate into start rates."""
     w = sum(m.weight for m in INCIDENTS)
     case = 1 + sum(m.weight * m.clear_p for m in INCIDENTS) / w
-    wd = sum(m.weight for m in DISPUTES)
-    after_mediation = sum(m.weight * (m.resolve_p + m.escalate_p) for m in DISPUTES) / wd
-    dispute = (
-        1 + P_DIRECT_ESCALATION + (1 - P_DIRECT_ESCALATION) * P_MEDIATION * (1 + after_mediation)
-    )
-    rectified = P_HAZARD_ON_SPOT + P_HAZARD_ON_TIME + P_HAZARD_LATE + P_HAZARD_VERY_LATE
-    verified = P_VERIFY * (1 + P_VERIFY_FAILS * P_RERECTIFY * (1 + P_VERIFY))
+    # Every dispute is reported and closed (resolved or escalated); most are mediated first.
+    dispute = 2 + (1 - P_DIRECT_ESCALATION) * P_MEDIATION
+    wh = sum(m.weight for m in HAZARDS)
+    major = sum(m.weight * m.major_p for m in HAZARDS) / wh
+    ordinary = P_HAZARD_ON_SPOT + P_HAZARD_ON_TIME + P_HAZARD_LATE + P_HAZARD_VERY_LATE
+    rectified = (1 - major) * ordinary + major
+    rerectify = (1 - major) * P_RERECTIFY + major
+    verified = P_VERIFY * (1 + P_VERIFY_FAILS * rerectify * (1 + P_VERIFY))
     hazard = 1 + rectified * (1 + verified)
     patrol = 1 + PATROL_FINDINGS_MEAN * hazard
     return {"case": case, "dispute": dispute, "hazard": hazard, "patrol": patrol}

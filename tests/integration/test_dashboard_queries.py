@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from streams.reference import load_reference
-from streams.settings import Settings
+from streams.settings import PROJECT_ROOT
 from tests.conftest import need
 
 from .harness import Cluster, Truth, WorkerProcess, event, sample, scripted_stream
@@ -32,14 +33,17 @@ from .prometheus import (
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.slow]
 
 TZ = ZoneInfo("Asia/Shanghai")
+CITY_FILE = PROJECT_ROOT / "seeds" / "reference" / "city.json"
 DISTRICTS = ["jinshui", "erqi", "zhongyuan", "guancheng", "huiji"]
-# Every district of the city is listed, with zeros where no event came (docs/api.md).
-CITY = sorted(load_reference(Settings().reference_file).districts)
+# The worker lists every district of the reference data, events or none (zeros).
+EVERY_DISTRICT = sorted(load_reference(CITY_FILE).districts)
 # Districts with hazards past their deadline (the first of each is major) and with a
 # cohort of hazards found 10 days ago, for the matured-cohort rectification rate.
 OVERDUE = {"jinshui": 3, "erqi": 2}
 MATURED = "zhongyuan"
 LATE_DISTRICT = "huiji"
+# Work-safety accidents this year: (district, deaths, serious injuries, direct loss).
+ACCIDENTS = [("erqi", 1, 2, 350_000), ("erqi", 0, 1, 80_000), ("zhongyuan", 2, 0, 1_200_000)]
 # The only allowed empty answers. A panel comparing with the past (`offset 7d`, `offset
 # 28d`, `offset $window`) reads data from before this Prometheus existed, which a test
 # Prometheus started seconds ago cannot have. Each one is still run and must parse, and
@@ -112,7 +116,10 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     need(prometheus_binary() is not None, "no prometheus binary (apt-get install prometheus)")
     cluster = Cluster(kafka_bootstrap)
     cluster.create_topics()
-    worker = WorkerProcess(cluster, tmp_path_factory.mktemp("dashboards")).start()
+    tmp = tmp_path_factory.mktemp("dashboards")
+    worker = WorkerProcess(
+        cluster, tmp, WATCHFLOOR_REFERENCE_FILE=str(reference_with_targets(tmp))
+    ).start()
     try:
         worker.wait_ready()
         # `for: 0s`: an alert whose condition holds fires at the next evaluation, so that
@@ -132,6 +139,19 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             yield published
     finally:
         worker.stop()
+
+
+def reference_with_targets(folder: Path) -> Path:
+    """The seed reference data, with death targets for this year (the 2026 ones, if the
+    seed has none for it), so that the work-safety panels have a target to show."""
+    doc = orjson.loads(CITY_FILE.read_bytes())
+    year = datetime.now(TZ).year
+    targets = doc["work_safety"]["targets"]
+    if not any(t["year"] == year for t in targets):
+        targets.append({**next(t for t in targets if t["year"] == 2026), "year": year})
+    (folder / "city.json").write_bytes(orjson.dumps(doc))
+    (folder / "categories.json").write_bytes((CITY_FILE.parent / "categories.json").read_bytes())
+    return folder / "city.json"
 
 
 def publish_everything(cluster: Cluster, worker: WorkerProcess, prom: PrometheusServer) -> Live:
@@ -162,7 +182,8 @@ def publish_everything(cluster: Cluster, worker: WorkerProcess, prom: Prometheus
     overdue: Counter[tuple[str, str]] = Counter({(MATURED, "construction"): 1})
     stream, truth = scripted_stream(DISTRICTS, 80, now - timedelta(minutes=2), seed=11)
     docs.extend(stream)
-    # Hazards found three hours ago, due an hour ago, never rectified.
+    # Hazards found three hours ago, due ten minutes ago, never rectified: the major ones
+    # are news (the page lasts an hour after the deadline).
     overdue_major = 0
     for d, n in OVERDUE.items():
         for i in range(n):
@@ -171,12 +192,23 @@ def publish_everything(cluster: Cluster, worker: WorkerProcess, prom: Prometheus
                     d,
                     f"{d}-late-hz-{i}",
                     now - timedelta(hours=3),
-                    now - timedelta(hours=1),
+                    now - timedelta(minutes=10),
                     major=i == 0,
                 )
             )
             overdue_major += i == 0
             overdue[d, "gas" if i == 0 else "construction"] += 1
+    for n, (d, deaths, injuries, loss) in enumerate(ACCIDENTS):
+        docs.append(
+            event(
+                "accident_reported",
+                d,
+                f"acc-{n}",
+                now - timedelta(minutes=30 + n),
+                {"category": "construction", "deaths": deaths, "serious_injuries": injuries,
+                 "direct_loss_yuan": loss},
+            )
+        )  # fmt: skip
     # 30 h older than the district's latest incident: counted as too late.
     docs.append(
         event(
@@ -272,8 +304,9 @@ def label_values(prom: PrometheusServer, metric: str, label: str) -> list[str]:
 
 def test_variables_offer_the_live_districts_windows_workers_and_topics(live: Live) -> None:
     prom = live.prom
-    # Records of unknown districts were rejected: they never become a district series.
-    assert label_values(prom, "watchfloor_open_hazards", "district") == CITY
+    # Records of unknown districts were rejected: they never become a district series;
+    # every reference district is there, the quiet ones with zeros.
+    assert label_values(prom, "watchfloor_open_hazards", "district") == EVERY_DISTRICT
     assert label_values(prom, "watchfloor_rolling_cases_filed", "window") == sorted(
         ["1h", "24h", "7d", "28d"]
     )
@@ -320,8 +353,8 @@ def test_every_panel_query_returns_live_series(live: Live, selection: str) -> No
                 empty.append(where)
                 continue
         named = {s["district"] for s in series if "district" in s}
-        if named - set(CITY):
-            strangers.append(f"{where}: {sorted(named - set(CITY))}")
+        if named - set(EVERY_DISTRICT):
+            strangers.append(f"{where}: {sorted(named - set(EVERY_DISTRICT))}")
         if selection == "some" and "$district" in q.expr:
             outside = named - set(variables["district"].strip("()").split("|"))
             if outside:
@@ -365,9 +398,28 @@ def test_panels_show_the_true_figures(live: Live) -> None:
     assert value(prom, "Rectification rate, city ($window)") == pytest.approx(rectified / found)
     assert value(prom, "Clearance rate, city ($window)") == pytest.approx(cleared / filed)
     assert value(prom, "Dispute resolution, city ($window)") == pytest.approx(resolved / reported)
+    assert value(prom, "Work-safety deaths this year, city") == sum(a[1] for a in ACCIDENTS)
+    assert value(prom, "Accidents this year, city") == len(ACCIDENTS)
+    assert value(prom, "Direct loss this year, city") == sum(a[3] for a in ACCIDENTS)
+    assert value(prom, "Same dates last year, city") == 0
+    city_target = load_reference(CITY_FILE).work_safety[2026].city.deaths
+    assert value(prom, "City death target (死亡人数控制指标)") == city_target
+    assert value(prom, "City death target used") == pytest.approx(
+        sum(a[1] for a in ACCIDENTS) / city_target
+    )
+    used = panel("Death target used, per district")
+    ratios = {
+        s.labels["district"]: s.value
+        for s in prom.query(grafana_expr(used.expr, {"district": "erqi|zhongyuan"}))
+    }
+    targets = load_reference(CITY_FILE).work_safety[2026].districts
+    assert ratios == {
+        "erqi": 1 / targets["erqi"].deaths,
+        "zhongyuan": 2 / targets["zhongyuan"].deaths,
+    }
     assert value(prom, "Workers up") == 1
     assert value(prom, "Workers ready") == 1
-    assert value(prom, "Owned districts") == len(CITY)
+    assert value(prom, "Owned districts") == len(EVERY_DISTRICT)
     # Partition numbers: one covers that partition of all three co-partitioned topics.
     assert value(prom, "Assigned partitions") == live.cluster.partitions
     assert value(prom, "Dead letters lost (1 h)") == 0

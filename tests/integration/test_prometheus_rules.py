@@ -100,10 +100,14 @@ def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     for path in project_rule_files():
         text = path.read_text(encoding="utf-8")
-        text = text.replace(
-            "district:watchfloor_overdue_major_hazards:max > 0",
-            "district:watchfloor_overdue_major_hazards:max > 5",
+        broken = text.replace(
+            "district:watchfloor_overdue_major_hazard_newest_deadline_timestamp_seconds:max\n"
+            "          < 3600",
+            "district:watchfloor_overdue_major_hazard_newest_deadline_timestamp_seconds:max\n"
+            "          < 60",
         )
+        assert broken != text or path.name != "watchfloor-alerts.yml", "the rule moved"
+        text = broken
         (tmp_path / "rules" / path.name).write_text(text, encoding="utf-8")
     test_file = PROM / "tests" / "watchfloor-operators.test.yml"
     (tmp_path / "tests" / test_file.name).write_text(
@@ -125,6 +129,8 @@ def test_alertmanager_config_routes_operators_and_oncall_apart() -> None:
     expected = {
         ("team=operators", "severity=critical"): "operators-urgent",
         ("team=operators", "severity=warning"): "operators",
+        ("team=operators", "severity=critical", "page=once"): "operators-urgent-once",
+        ("team=operators", "severity=warning", "page=once"): "operators-once",
         ("team=oncall", "severity=critical"): "oncall-page",
         ("team=oncall", "severity=warning"): "oncall",
         ("alertname=SomethingElse",): "oncall",
@@ -230,7 +236,10 @@ MEASURES = (
     "hazards_rectified",
     "hazards_found_rectified",
     "patrols_completed",
+    "cases_filed_cleared",
+    "disputes_reported_resolved",
 )
+COHORT_MEASURES = {"hazards_found_rectified", "cases_filed_cleared", "disputes_reported_resolved"}
 
 
 @dataclass
@@ -256,17 +265,19 @@ def stand_in() -> Iterator[StandIn]:
 
     for i, measure in enumerate(MEASURES):
         rolling = gauge(f"watchfloor_rolling_{measure}", ("district", "window"))
-        total = Counter(f"watchfloor_{measure}", measure, ("district",), registry=reg)
         for d, district in enumerate(DISTRICTS):
             for w, window in enumerate(WINDOWS):
                 rolling.labels(district, window).set((i + 1) * (d + 1) * (w + 1) * 3)
-            total.labels(district).inc(100 + i)
+        if measure not in COHORT_MEASURES:
+            total = Counter(f"watchfloor_{measure}", measure, ("district",), registry=reg)
+            for district in DISTRICTS:
+                total.labels(district).inc(100 + i)
     for ratio, value in (
         ("rectification_ratio", 0.85),
-        ("clearance_ratio", 1.1),
+        ("clearance_ratio", 0.6),
         ("dispute_resolution_ratio", 0.7),
     ):
-        g = gauge(f"watchfloor_rolling_{ratio}", ("district", "window"))
+        g = gauge(f"watchfloor_cohort_{ratio}", ("district", "window"))
         for district in DISTRICTS:
             for window in WINDOWS:
                 g.labels(district, window).set(value)
@@ -278,6 +289,25 @@ def stand_in() -> Iterator[StandIn]:
         "watchfloor_overdue_hazards": (4, 1),
         "watchfloor_overdue_major_hazards": (2, 0),
         "watchfloor_last_patrol_timestamp_seconds": (now - 3600, now - 13 * 3600),
+        # jinshui's newest overdue major hazard passed its deadline 10 minutes ago (news);
+        # erqi's has been overdue for two days (the list's, not news).
+        "watchfloor_overdue_major_hazard_newest_deadline_timestamp_seconds": (
+            now - 600,
+            now - 2 * 86400,
+        ),
+        "watchfloor_disputes_open_over_30d": (1, 0),
+        "watchfloor_dispute_open_30d_newest_timestamp_seconds": (now - 5 * 86400, now - 86400),
+        "watchfloor_matured_cohort_hazards_found": (120, 40),
+        "watchfloor_matured_cohort_hazards_found_rectified": (102, 38),
+        "watchfloor_matured_cohort_rectification_ratio": (0.85, 0.95),
+        # cases filed per day; the stand-in's 24 h figure is 6 (jinshui) and 12 (erqi)
+        "watchfloor_cases_filed_daily_baseline": (1.5, 12.0),
+        "watchfloor_work_safety_deaths_target": (15, 9),
+        "watchfloor_work_safety_deaths_alert_share_ratio": (0.8, 0.8),
+        "watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds": (
+            now - 30 * 86400,
+            now - 40 * 86400,
+        ),
     }
     for name, values in per_district.items():
         g = gauge(name, ("district",))
@@ -287,6 +317,12 @@ def stand_in() -> Iterator[StandIn]:
         g = gauge(name, ("district", "category"))
         g.labels("jinshui", "fire").set(3)
         g.labels("erqi", "gas").set(1)
+    for i, stem in enumerate(("accidents", "deaths", "serious_injuries", "direct_loss_yuan")):
+        g = gauge(f"watchfloor_work_safety_{stem}", ("district", "period"))
+        for d, district in enumerate(DISTRICTS):
+            g.labels(district, "year_to_date").set((i + 1) * (d + 2))
+            g.labels(district, "same_period_last_year").set((i + 1) * (d + 3))
+    gauge("watchfloor_city_work_safety_deaths_target").set(96)
     for name in ("watchfloor_late_events", "watchfloor_duplicate_events"):
         c = Counter(name, name, ("district",), registry=reg)
         for district in DISTRICTS:
@@ -376,12 +412,13 @@ def test_an_overdue_major_hazard_fires_in_real_prometheus_and_resolves_when_not_
         "WatchfloorOverdueMajorHazard", labels={"district": "jinshui"}, timeout=60
     )
     assert alert["labels"]["team"] == "operators"
-    assert alert["annotations"]["description"].startswith("2 major hazard(s)")
-    assert "jinshui" in alert["annotations"]["description"]
+    description = alert["annotations"]["description"]
+    assert description.startswith("A major hazard under listed supervision (挂牌督办) in jinshui")
+    assert "(2 major hazard(s) overdue in the district)" in description
     districts = {
         a["labels"]["district"] for a in prometheus.alerts(name="WatchfloorOverdueMajorHazard")
     }
-    assert districts == {"jinshui"}  # erqi has none overdue
+    assert districts == {"jinshui"}  # erqi's is two days overdue: paged long ago
     gap = prometheus.wait_for_alert("WatchfloorPatrolGap", labels={"district": "erqi"})
     assert "13h" in gap["annotations"]["description"]
     # A worker that is not ready must not raise district alerts.
@@ -429,10 +466,10 @@ def test_every_dashboard_query_evaluates_in_real_prometheus(
 @pytest.mark.prometheus
 @pytest.mark.slow
 def test_surge_score_in_real_prometheus_matches_the_formula(prometheus: PrometheusServer) -> None:
-    # The stand-in: cases_filed in 24 h = 6 * d, in 28 d = 12 * d for district number d.
+    # The stand-in: cases_filed in 24 h = 6 * d for district number d; the worker's
+    # baselines are 1.5 and 12 a day.
     samples = prometheus.wait_for_series("district:watchfloor_cases_filed:surge_zscore")
     got = {s.labels["district"]: s.value for s in samples}
-    for d, district in enumerate(DISTRICTS, start=1):
-        day, month = 6 * d, 12 * d
-        baseline = (month - day) / 27
+    for d, (district, baseline) in enumerate(zip(DISTRICTS, (1.5, 12.0), strict=True), start=1):
+        day = 6 * d
         assert math.isclose(got[district], 2 * (math.sqrt(day) - math.sqrt(baseline)))

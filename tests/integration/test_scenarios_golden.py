@@ -298,7 +298,10 @@ def test_cases_january_to_september(golden: Golden) -> None:
     fig = block["figures"]
     assert (fig["cases_filed"], fig["cases_cleared"]) == (exp["filed"], exp["cleared"])
     assert (fig["cases_filed"], fig["cases_cleared"]) == (1538, 778)
-    assert_rate(fig["clearance_rate"], fig["cases_cleared"], fig["cases_filed"],
+    # 结案率 as a cohort: of the cases filed in the period, those cleared since (here every
+    # clearance is of a case filed in the period, so the cohort and the flow agree).
+    assert fig["cases_filed_cleared"] == exp["cleared"]
+    assert_rate(fig["clearance_rate"], fig["cases_filed_cleared"], fig["cases_filed"],
                 exp["clearance_rate"], exp["clearance_rate_percent"])  # fmt: skip
     assert exp["clearance_rate_percent"] == 50.6
 
@@ -348,9 +351,19 @@ def test_disputes_found_mediated_resolved(golden: Golden) -> None:
     assert fig["disputes_mediated"] == exp["mediation_started"]
     assert fig["disputes_resolved"] == exp["resolved"]
     assert fig["disputes_escalated"] == exp["escalated"]
-    assert fig["disputes_resolved"] / fig["disputes_reported"] >= 0.8
-    assert_rate(fig["dispute_resolution_rate"], fig["disputes_resolved"], fig["disputes_reported"],
-                exp["resolution_rate"], exp["resolution_rate_percent"])  # fmt: skip
+    # 化解率 as a cohort: of the 42 disputes found in the period, the share resolved since.
+    assert fig["disputes_reported_resolved"] == exp["resolved"]
+    assert fig["disputes_reported_resolved"] / fig["disputes_reported"] >= 0.8
+    assert_rate(fig["dispute_resolution_rate"], fig["disputes_reported_resolved"],
+                fig["disputes_reported"], exp["resolution_rate"],
+                exp["resolution_rate_percent"])  # fmt: skip
+    # A month's cohort: disputes found in March, resolved whenever since.
+    march = golden.period(d, period="2025-03")["figures"]
+    assert march["dispute_resolution_rate"] == (
+        round(march["disputes_reported_resolved"] / march["disputes_reported"], 6)
+        if march["disputes_reported"]
+        else None
+    )
 
     by_cat = block["by_category"]
     for cat, want in exp["by_category"].items():
@@ -370,6 +383,123 @@ def test_disputes_found_mediated_resolved(golden: Golden) -> None:
     assert sample(m, "watchfloor_disputes_resolved_total", district=d) == exp["resolved"]
     assert sample(m, "watchfloor_disputes_escalated_total", district=d) == exp["escalated"]
     assert sample(m, "watchfloor_open_disputes", district=d) == exp["open_at_end"]
+
+
+# --------------------------------------------------------------------------------------
+# Work safety: the four indicators down, and the control target of 103 deaths
+# --------------------------------------------------------------------------------------
+
+INDICATORS = ("accidents", "deaths", "serious_injuries", "direct_loss_yuan")
+
+
+def accident_figures(records: Sequence[SimRecord]) -> list[tuple[str, float, list[int]]]:
+    """Each accident as (district, time of its first report, [1, deaths, injuries, loss] of
+    its latest report): the scenario's truth, read from the records themselves."""
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        doc = orjson.loads(rec.value)
+        reports.setdefault(doc["subject"], []).append(doc)
+    out = []
+    for docs in reports.values():
+        docs.sort(key=lambda d: when(d["time"]))
+        latest = docs[-1]["data"]
+        figures = [1, latest["deaths"], latest["serious_injuries"], latest["direct_loss_yuan"]]
+        out.append((docs[0]["district"], when(docs[0]["time"]), figures))
+    return out
+
+
+def test_work_safety_four_indicators_and_the_death_target(golden: Golden) -> None:
+    exp = load_expected("work-safety-2025h1")
+    districts = exp["districts"]
+    records = records_of("work-safety-2025h1")
+    assert len(records) == exp["events"]
+    golden.replay(records, districts)
+
+    first, last = exp["period"]["from"][:10], last_day(exp["period"]["to"])
+    status, body = golden.worker.get(f"/api/v1/work-safety?period={first}..{last}")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    assert body["year"] == 2025
+    assert (body["period"]["from"], body["period"]["to"]) == (
+        exp["period"]["from"], exp["period"]["to"])  # fmt: skip
+    assert (body["previous_period"]["from"], body["previous_period"]["to"]) == (
+        exp["previous_period"]["from"], exp["previous_period"]["to"])  # fmt: skip
+
+    # The city: "死亡人数控制指标为103人,比上年减少了21人", and the four indicators all down.
+    city, want = body["city"], exp["city"]
+    target = city["deaths_target"]
+    assert (target["target"], target["last_year"], target["change_from_last_year"]) == (
+        103, 124, -21)  # fmt: skip
+    assert target["used"] == want["used"] == want["current"]["deaths"]
+    assert target["remaining"] == 103 - want["used"]
+    assert target["used_ratio"] == round(want["used"] / 103, 6)
+    assert target["alert_share"] == 0.8 and target["alert_share_reached"] is False
+    for name in INDICATORS:
+        cur, prev = want["current"][name], want["previous"][name]
+        assert city["indicators"][name] == {
+            "current": cur,
+            "previous": prev,
+            "change": cur - prev,
+            "change_ratio": round((cur - prev) / prev, 6),
+        }, name
+        assert cur < prev, f"{name} is not down on the year before"
+
+    # Every district of the reference data is listed; the scenario's with its figures.
+    by = {d["district"]: d for d in body["districts"]}
+    assert len(by) == 10 and set(districts) <= set(by)
+    for d, fig in exp["by_district"].items():
+        got = by[d]
+        for name in INDICATORS:
+            assert got["indicators"][name]["current"] == fig["current"][name], (d, name)
+            assert got["indicators"][name]["previous"] == fig["previous"][name], (d, name)
+        assert got["year_deaths"] == fig["used"]
+        t = got["deaths_target"]
+        assert (t["target"], t["last_year"], t["used"]) == (fig["target"], fig["last_year"],
+                                                            fig["used"])  # fmt: skip
+        assert t["alert_share_reached"] is (fig["used"] >= fig["alert_threshold"])
+        assert t["alert_share_reached_at"] == fig["alert_share_reached_at"], d
+    assert by["baihe"]["deaths_target"]["alert_share_reached"] is True
+    for d in set(by) - set(districts):
+        assert all(v["current"] == 0 for v in by[d]["indicators"].values()), d
+        assert by[d]["deaths_target"]["used"] == 0
+
+    # Last year whole: each district's 2024 deaths are its target's last-year figure.
+    status, body = golden.worker.get("/api/v1/work-safety?period=2024")
+    assert status == 200 and isinstance(body, dict)
+    assert body["city"]["deaths_target"] is None, "the reference data sets no 2024 targets"
+    by = {d["district"]: d for d in body["districts"]}
+    for d, fig in exp["by_district"].items():
+        assert by[d]["indicators"]["deaths"]["current"] == fig["year_2024"]["deaths"]
+        assert fig["year_2024"]["deaths"] == fig["last_year"]
+    deaths_2024 = want["year_2024"]["deaths"]
+    assert body["city"]["indicators"]["deaths"] == {
+        "current": deaths_2024, "previous": 0, "change": deaths_2024, "change_ratio": None,
+    }  # fmt: skip
+
+    status, body = golden.worker.get("/api/v1/work-safety?period=2024-12-01..2025-01-31")
+    assert status == 400 and "one calendar year" in body["error"]
+
+    # The gauges: this year to date and the same dates last year, on the worker's clock.
+    now = datetime.now(TZ)
+    ytd_lo = datetime(now.year, 1, 1, tzinfo=TZ).timestamp()
+    ytd_hi = (datetime.combine(now.date(), datetime.min.time(), TZ) + timedelta(days=1))
+    prev_hi = ytd_hi.replace(year=now.year - 1) if not (now.month == 2 and now.day == 29) else (
+        datetime(now.year - 1, 3, 1, tzinfo=TZ))  # fmt: skip
+    prev_lo = datetime(now.year - 1, 1, 1, tzinfo=TZ).timestamp()
+    truth = accident_figures(records)
+    m = golden.worker.metrics()
+    for d in districts:
+        for period, lo, hi in (
+            ("year_to_date", ytd_lo, ytd_hi.timestamp()),
+            ("same_period_last_year", prev_lo, prev_hi.timestamp()),
+        ):
+            sums = [0, 0, 0, 0]
+            for district, t, figures in truth:
+                if district == d and lo <= t < hi:
+                    sums = [a + b for a, b in zip(sums, figures, strict=True)]
+            for name, value in zip(INDICATORS, sums, strict=True):
+                got = sample(m, f"watchfloor_work_safety_{name}", district=d, period=period)
+                assert got == value, (d, period, name)
 
 
 # --------------------------------------------------------------------------------------

@@ -44,10 +44,10 @@ PROMQL_KEYWORDS |= {"bool", "and", "or", "unless", "atan2", "inf", "nan"}
 def design_metrics() -> frozenset[str]:
     """Metric names fixed in docs/design.md, histograms expanded to their series."""
     section = DESIGN.read_text(encoding="utf-8").split("## Metric names", 1)[1]
-    rows = re.findall(r"^\|\s*`(watchfloor_\w+)`(.*?)\|\s*(\w+)\s*\|", section, re.M)
+    rows = re.findall(r"^\|\s*`(watchfloor_\w+)`(.*?)\|\s*(\w+)\s*\|(.*)$", section, re.M)
     names: set[str] = set()
     measures: list[str] = []
-    for name, rest, kind in rows:
+    for name, rest, kind, labels in rows:
         span = re.search(r"…\s*`(watchfloor_\w+)`", rest)
         if span:
             # "`watchfloor_cases_filed_total` … `watchfloor_patrols_completed_total`": one
@@ -62,7 +62,8 @@ def design_metrics() -> frozenset[str]:
         if kind == "histogram":
             names.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
         measure = name.removeprefix("watchfloor_rolling_")
-        if measure != name and not measure.endswith("_ratio"):
+        # Flow measures have all-time counters; cohort numerators ("(cohort: ...") do not.
+        if measure != name and "(cohort" not in labels:
             measures.append(measure)
     return frozenset(names)
 
@@ -108,7 +109,7 @@ def test_metric_name_extraction_sees_through_promql_syntax() -> None:
 def test_catalogue_is_read_from_design_md() -> None:
     names = design_metrics()
     # Spot checks of each kind of row: plain, range-expanded counter, histogram series.
-    assert "watchfloor_rolling_rectification_ratio" in names
+    assert "watchfloor_cohort_rectification_ratio" in names
     assert "watchfloor_hazards_found_total" in names
     assert "watchfloor_patrols_completed_total" in names
     assert "watchfloor_processing_latency_seconds_bucket" in names

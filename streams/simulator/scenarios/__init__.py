@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from ...errors import SettingsError
 from ..city import SimCity
-from . import cases, city_management, disputes, overdue_week
+from . import cases, city_management, disputes, overdue_week, work_safety
 from .builder import Scenario
 
 SCENARIOS: dict[str, Callable[[SimCity], Scenario]] = {
-    m.NAME: m.build for m in (city_management, cases, disputes, overdue_week)
+    m.NAME: m.build for m in (city_management, cases, disputes, overdue_week, work_safety)
 }
 
 

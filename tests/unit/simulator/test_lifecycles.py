@@ -105,8 +105,20 @@ def test_lifecycle_outcomes_are_realistic(long_run: list[SimRecord]) -> None:
     ]  # type: ignore[index]
     assert 0.5 <= len(verified) / (on_time + late) <= 0.7
     assert 0 < len(failed) < 0.15 * len(verified)
-    majors = sum(1 for h in hazards if h[Kind.HAZARD_FOUND][0]["data"]["major"])  # type: ignore[index]
-    assert 0.01 < majors / len(hazards) < 0.12
+    majors = [h for h in hazards if h[Kind.HAZARD_FOUND][0]["data"]["major"]]  # type: ignore[index]
+    assert 0.01 < len(majors) / len(hazards) < 0.12
+    # The normal city rectifies its major hazards in time, every round: none goes overdue
+    # (of those due within the 60 days simulated).
+    end = (EPOCH + timedelta(days=60)).timestamp()
+    for h in majors:
+        deadlines = [ts_of(h[Kind.HAZARD_FOUND][0]["data"]["deadline"])]  # type: ignore[index]
+        deadlines += [ts_of(v["data"]["new_deadline"]) for v in h.get(Kind.HAZARD_VERIFIED, [])  # type: ignore[index]
+                      if v["data"]["result"] == "not_rectified"]  # type: ignore[index]
+        rectified = [r["_ts"] for r in h.get(Kind.HAZARD_RECTIFIED, [])]
+        if max(deadlines) >= end:
+            continue
+        assert len(rectified) == len(deadlines)
+        assert all(r <= d for r, d in zip(sorted(rectified), deadlines, strict=True))  # type: ignore[operator]
 
     disputes = [h for h in by_subject.values() if early(h, Kind.DISPUTE_REPORTED)]
     mediated = sum(1 for h in disputes if Kind.DISPUTE_MEDIATION_STARTED in h) / len(disputes)
@@ -114,7 +126,12 @@ def test_lifecycle_outcomes_are_realistic(long_run: list[SimRecord]) -> None:
     escalated = sum(1 for h in disputes if Kind.DISPUTE_ESCALATED in h) / len(disputes)
     assert mediated > 0.88
     assert 0.7 < resolved < 0.9  # "over 80 % resolved" in the seed
-    assert 0.01 < escalated < 0.12
+    # Every dispute is closed, resolved or handed up, within four weeks of its report.
+    assert 0.1 < escalated < 0.3 and resolved + escalated == 1
+    for h in disputes:
+        closing = h.get(Kind.DISPUTE_RESOLVED) or h[Kind.DISPUTE_ESCALATED]
+        age = closing[0]["_ts"] - h[Kind.DISPUTE_REPORTED][0]["_ts"]  # type: ignore[operator]
+        assert 0 < age <= 28 * 86400
 
 
 def test_deadlines_fall_at_six_in_the_evening(mixed: list[SimRecord]) -> None:

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from streams.events import Kind
+from streams.rates import RATES
 from streams.simulator.files import load_expected
 from streams.windows import Measure
 
@@ -68,3 +69,7 @@ def test_engine_state_reads_the_expected_figures() -> None:
     assert counts[Measure.DISPUTES_RESOLVED] == expected["resolved"]
     assert counts[Measure.DISPUTES_ESCALATED] == expected["escalated"]
     assert state.open_disputes == expected["open_at_end"]
+    # 化解率 as a cohort: of the 42 disputes reported in the period, those resolved since.
+    assert counts[Measure.DISPUTES_REPORTED_RESOLVED] == expected["resolved"] == 35
+    rate = next(r for r in RATES if r.name == "dispute_resolution_rate").of(counts)
+    assert rate == 35 / 42 and round(100 * rate, 1) == expected["resolution_rate_percent"] >= 80
