@@ -104,28 +104,6 @@ def comparison_figures(st: DistrictState, now: datetime, tz: ZoneInfo) -> dict[s
     return out
 
 
-def hazards(st: DistrictState, now: float, tz: ZoneInfo) -> list[dict[str, Any]]:
-    items = []
-    for sid, s in st.open_hazard_items():
-        items.append(
-            {
-                "id": sid,
-                "category": s.category,
-                "major": s.major,
-                "found": _iso(s.opened, tz),
-                "deadline": _iso(s.deadline, tz),
-                "overdue": sid in st.overdue,
-                "overdue_seconds": (
-                    round(now - s.deadline, 3)
-                    if s.deadline is not None and sid in st.overdue
-                    else None
-                ),
-            }
-        )
-    items.sort(key=lambda h: (not h["overdue"], not h["major"], h["deadline"] or ""))
-    return items
-
-
 def detail(
     st: DistrictState,
     now: datetime,

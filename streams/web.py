@@ -391,31 +391,7 @@ async def _gather(
     wf: Watchfloor, local: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The local summaries plus every other worker's, by the table's routing metadata."""
-    me = wf.settings.web_url.rstrip("/")
-    others: set[str] = set()
-    try:
-        for url in wf.app.router.tables_metadata():
-            if str(url).rstrip("/") != me:
-                others.add(str(url).rstrip("/"))
-    except KeyError:
-        pass
-    districts = list(local)
-    missing: list[str] = []
-    session = wf.app.http_client
-    for url in sorted(others):
-        try:
-            async with session.get(
-                f"{url}{API}/districts",
-                params={"scope": "local"},
-                timeout=ClientTimeout(total=5),
-            ) as resp:
-                if resp.status != 200:
-                    missing.append(url)
-                    continue
-                districts.extend((await resp.json())["districts"])
-        except (ClientError, TimeoutError, ValueError):
-            missing.append(url)
-    return districts, missing
+    return await _gather_from(wf, f"{API}/districts", {"scope": "local"}, local)
 
 
 async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
