@@ -84,6 +84,16 @@ def _tp(tp: Any) -> TP:
     return tp if isinstance(tp, TP) else TP(tp.topic, tp.partition)
 
 
+def awaits_position(subscriptions: Any, tp: TP) -> bool:
+    """Whether aiokafka has no position yet for ``tp`` (or no longer has it assigned)."""
+    subscription = subscriptions.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None:
+        return True
+    state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+    return state is None or not state.has_valid_position
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with an ordered batch path for ``batch_topics``."""
 
@@ -124,6 +134,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return all(
             epochs.get(tp) == e for (tp, _), e in zip(batch.parts, batch.epochs, strict=True)
         )
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        # Faust's livelock check (every 2.5 commit intervals) reads aiokafka's position,
+        # which asserts while a partition awaits its reset: just assigned by a rebalance,
+        # or an empty partition with no committed offset (the forward topic's, usually).
+        # The assertion crashed the worker; such a partition is not stuck, only not
+        # positioned yet, so the check passes it by until it is.
+        consumer = getattr(self._thread, "_consumer", None)
+        if consumer is None or awaits_position(consumer._subscription, tp):
+            return None
+        return super().verify_event_path(now, tp)
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         async with self._fetch_lock:

@@ -690,6 +690,12 @@ def valid_doc(draw: Any, now: datetime) -> dict[str, Any]:
         },
         "hazard_rectified": {},
         "hazard_verified": {"result": "confirmed"},
+        "accident_reported": {
+            "category": "construction",
+            "deaths": draw(st.integers(0, 3)),
+            "serious_injuries": draw(st.integers(0, 5)),
+            "direct_loss_yuan": draw(st.integers(0, 2_000_000)),
+        },
     }
     data = by_kind[kind]
     return event(kind, d, subject, when, data, id=f"{subject}-{kind}-{draw(st.integers(0, 3))}")

@@ -356,3 +356,26 @@ def test_a_cancelled_loop_returns_quietly_while_the_worker_stops() -> None:
 
     asyncio.run(main())
     assert s.errors == 0
+
+
+def test_livelock_check_passes_by_a_partition_that_awaits_its_position() -> None:
+    # aiokafka's own subscription state: a partition just assigned has no position, and
+    # reading it asserts (the crash a worker met when Faust's livelock check ran during a
+    # rebalance, with its forward topic's empty partitions).
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    from streams.consumer import awaits_position
+
+    async def run() -> None:
+        subs = SubscriptionState()
+        fresh, seeked = TopicPartition("src", 0), TopicPartition("src", 1)
+        assert awaits_position(subs, TP("src", 0))  # nothing assigned yet
+        subs.assign_from_user({fresh, seeked})
+        subs.seek(seeked, 12)
+        with pytest.raises(AssertionError):
+            _ = subs.subscription.assignment.state_value(fresh).position
+        assert awaits_position(subs, TP("src", 0))
+        assert not awaits_position(subs, TP("src", 1))
+        assert awaits_position(subs, TP("other", 0))  # not assigned to this consumer
+
+    asyncio.run(run())
