@@ -114,7 +114,7 @@ def test_normal_city_raises_nothing_and_the_drill_pages_its_major_hazards_once_o
     now = datetime.now(UTC).replace(microsecond=0)
     drill_at = now + timedelta(seconds=DRILL_LEAD)
     config = live_config(
-        now, rate=RATE, seed=SEED, drill_at=drill_at, partitions=cluster.partitions,
+        now, rate=RATE, seed=SEED, drill_at=drill_at,
         duration=timedelta(minutes=16),
     )  # fmt: skip
     # What the drill implies: its major hazards page when their deadlines pass.
