@@ -75,9 +75,36 @@ class StateWriteGuard(faust.Sensor):
 
 
 class StateTable(faust.Table[bytes, bytes]):
-    """The state table; tells the worker when recovery of its partitions is complete."""
+    """The state table; tells the worker when recovery of its partitions is complete, and
+    when its writes have reached Kafka."""
 
     watchfloor: Watchfloor | None = None
+    _undelivered: set[asyncio.Future[Any]] | None = None
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if not fut.done():
+            if self._undelivered is None:
+                self._undelivered = set()
+            undelivered = self._undelivered
+            undelivered.add(fut)
+            fut.add_done_callback(undelivered.discard)
+        return fut
+
+    async def writes_delivered(self, timeout: float) -> bool:
+        """Wait until every write made so far was delivered (or failed); False on timeout."""
+        pending = list(self._undelivered or ())
+        if not pending:
+            return True
+        _, not_done = await asyncio.wait(pending, timeout=timeout)
+        return not not_done
 
     def _new_store_by_url(self, url: str | URL) -> Any:
         if URL(str(url)).scheme != "rocksdb":
@@ -527,6 +554,7 @@ class Watchfloor:
         consumer.on_refetch = self.metrics.refetched_records.inc
         consumer.on_fetch_error = self.metrics.fetch_errors.inc
         consumer.commit_allowed = self.commit_allowed
+        consumer.state_writes_delivered = self.table.writes_delivered
 
     async def _deliver(self, batch: Batch) -> None:
         await self.batches.send(value=batch)

@@ -80,6 +80,10 @@ def _yes() -> bool:
     return True
 
 
+async def _delivered(_: float) -> bool:
+    return True
+
+
 def _tp(tp: Any) -> TP:
     return tp if isinstance(tp, TP) else TP(tp.topic, tp.partition)
 
@@ -113,6 +117,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.on_fetch_error: Callable[[], None] = _no_op
         # False once a state write was lost (streams/app.py, StateWriteGuard).
         self.commit_allowed: Callable[[], bool] = _yes
+        # Whether every state write made so far reached Kafka, waiting at most the given
+        # seconds (streams/app.py, StateTable.writes_delivered).
+        self.state_writes_delivered: Callable[[float], Awaitable[bool]] = _delivered
 
     def configure_batches(
         self, topics: frozenset[str], deliver: Callable[[Batch], Awaitable[None]]
@@ -191,8 +198,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._positioned(source)
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
-        # Faust flushed the producer just before: let the callbacks of deliveries that
-        # failed in that flush run, then commit only if no state write was lost.
+        # Faust flushed the producer just before, but its flush gives up on its send
+        # buffer after 0.1 s without a send (a busy event loop is enough), so state writes
+        # of the batches being committed may not have left yet: a kill then lost their
+        # counts for good, the records being past the committed offset. So wait for every
+        # state write made so far, let the callbacks of failed deliveries run, and commit
+        # only if none was lost.
+        if not await self.state_writes_delivered(COMMIT_TIMEOUT_SECONDS):
+            log.warning(
+                "Not committing offsets: state writes were not delivered within %gs; they "
+                "are committed with the next ones, or read again after a restart.",
+                COMMIT_TIMEOUT_SECONDS,
+            )
+            return False
         await asyncio.sleep(0)
         if not self.commit_allowed():
             return False

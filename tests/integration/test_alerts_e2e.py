@@ -217,7 +217,17 @@ def _observe(
         what="the worker caught up with the history, before the drill's first deadline",
     )
     quiet_from = time.time()
-    assert not prom.alerts(), "the city, once counted, is quiet"
+    raised = prom.alerts()
+    if raised:
+        parts = {
+            q: sorted((s.labels.get("district", ""), round(s.value, 3)) for s in prom.query(q))
+            for q in (
+                "district:watchfloor_cases_filed:surge_zscore",
+                'district_window:watchfloor_rolling_cases_filed:max{window="24h"}',
+                "district:watchfloor_cases_filed_daily_baseline:max",
+            )
+        }
+        raise AssertionError(f"the city, once counted, is quiet; raised {raised}; {parts}")
     assert quiet_from < min(majors.values()) - 10, "the history took too long to count"
     # The normal city's figures, and why they raise nothing.
     z = {

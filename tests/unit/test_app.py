@@ -70,3 +70,28 @@ def test_serving_needs_recovery_kafka_and_no_drain(tmp_path: Path) -> None:
     wf.set_kafka_problem(None)
     wf.begin_drain()
     assert not wf.serving and wf.not_ready_reason() == "The worker is shutting down."
+
+
+def test_offsets_wait_for_the_state_writes_made_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust's own flush before a commit gives up on its send buffer after 0.1 s without a
+    # send: the commit must still not pass a state write that has not reached Kafka.
+    import streams.consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "COMMIT_TIMEOUT_SECONDS", 0.05)
+    wf = worker(tmp_path)
+    consumer = batch_consumer(wf.app)
+
+    async def main() -> None:
+        assert await wf.table.writes_delivered(0.01)  # nothing written yet
+        # A journal into Faust's send buffer, its partition given (no producer runs here).
+        wf.table.send_changelog(1, b"jinshui|j|0", b"journal")
+        [write] = list(wf.table._undelivered or ())
+        assert not await wf.table.writes_delivered(0.01)
+        assert await consumer._commit({}) is False  # refused before reaching Kafka
+        write.set_result(None)  # what Faust does once Kafka acknowledged it
+        assert await wf.table.writes_delivered(0.01)
+        assert not wf.table._undelivered
+
+    asyncio.run(main())
