@@ -288,13 +288,22 @@ def _observe(
         # Not before its deadline: no poll saw it while the quiet city was all there was.
         assert s.first["pending"] > quiet_from
     # The drill's other hazards are overdue too, and page nobody: they are the list's.
+    overdue = _overdue_list(worker)
+    drill = [h for h in overdue if "drill" in h["subject"]]
     for district in majors:
-        status, body = worker.get(f"/api/v1/districts/{district}")
-        assert status == 200
-        drill = [h for h in body["overdue_hazards"] if "drill" in h["id"]]
-        assert [h["major"] for h in drill] == [True]
-    overdue_drill = 0
-    for d in districts:
-        _, body = worker.get(f"/api/v1/districts/{d}")
-        overdue_drill += sum(1 for h in body["overdue_hazards"] if "drill" in h["id"])
-    assert overdue_drill == 6
+        assert [h["major"] for h in drill if h["district"] == district] == [True]
+    assert len(drill) == 6
+
+
+def _overdue_list(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """Every page of the city's overdue list."""
+    items: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        status, body = worker.get("/api/v1/overdue?limit=1000" + (f"&cursor={cursor}"
+                                                                   if cursor else ""))
+        assert status == 200 and "incomplete" not in body, body
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
