@@ -559,5 +559,17 @@ class Watchfloor:
     async def _deliver(self, batch: Batch) -> None:
         await self.batches.send(value=batch)
 
+    def other_workers(self) -> list[str]:
+        """The web URLs of the group's other workers, by the table's routing metadata."""
+        me = self.settings.web_url.rstrip("/")
+        urls: set[str] = set()
+        try:
+            for url in self.app.router.tables_metadata():
+                if str(url).rstrip("/") != me:
+                    urls.add(str(url).rstrip("/"))
+        except KeyError:  # no assignment yet
+            pass
+        return sorted(urls)
+
     def districts(self) -> Iterable[str]:
         return self.engine.states.keys()

@@ -188,17 +188,6 @@ class Centre:
     def is_publisher(self) -> bool:
         return self.wf.ready and self.publisher_partition in self.wf.assigned
 
-    def others(self) -> list[str]:
-        me = self.wf.settings.web_url.rstrip("/")
-        urls: set[str] = set()
-        try:
-            for url in self.wf.app.router.tables_metadata():
-                if str(url).rstrip("/") != me:
-                    urls.add(str(url).rstrip("/"))
-        except KeyError:
-            pass
-        return sorted(urls)
-
     async def ask(self, url: str, path: str, params: Mapping[str, str],
                   method: str = "GET") -> tuple[int, Any]:
         try:
@@ -243,7 +232,7 @@ class Centre:
         params = {**f.to_query(), "limit": str(limit), "scope": "local"}
         if cursor:
             params["cursor"] = cursor
-        for url in self.others():
+        for url in self.wf.other_workers():
             status, body = await self.ask(url, f"{API}/overdue", params)
             if status == 200 and isinstance(body, dict):
                 answers.append(body)
@@ -321,7 +310,7 @@ class Centre:
             if self.wf.ready and await self.caught_up():
                 for s in self.local_sections(label)["sections"]:
                     got.setdefault(s["district"], s)
-            for url in self.others():
+            for url in self.wf.other_workers():
                 status, body = await self.ask(url, f"{API}/bulletins/{label}/sections", {})
                 if status == 200 and isinstance(body, dict) and body.get("caught_up"):
                     for s in body["sections"]:

@@ -326,17 +326,9 @@ async def _gather_from(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The local district entries plus every other worker's answer to ``path`` (its
     ``districts``), by the table's routing metadata."""
-    me = wf.settings.web_url.rstrip("/")
-    others: set[str] = set()
-    try:
-        for url in wf.app.router.tables_metadata():
-            if str(url).rstrip("/") != me:
-                others.add(str(url).rstrip("/"))
-    except KeyError:
-        pass
     districts = list(local)
     missing: list[str] = []
-    for url in sorted(others):
+    for url in wf.other_workers():
         try:
             async with wf.app.http_client.get(
                 f"{url}{path}", params=params, timeout=ClientTimeout(total=5)
