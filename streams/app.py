@@ -79,7 +79,10 @@ class StateTable(faust.Table[bytes, bytes]):
     when its writes have reached Kafka."""
 
     watchfloor: Watchfloor | None = None
-    _undelivered: set[asyncio.Future[Any]] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._undelivered: set[asyncio.Future[Any]] = set()
 
     def send_changelog(
         self,
@@ -91,16 +94,13 @@ class StateTable(faust.Table[bytes, bytes]):
     ) -> Any:
         fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
         if not fut.done():
-            if self._undelivered is None:
-                self._undelivered = set()
-            undelivered = self._undelivered
-            undelivered.add(fut)
-            fut.add_done_callback(undelivered.discard)
+            self._undelivered.add(fut)
+            fut.add_done_callback(self._undelivered.discard)
         return fut
 
     async def writes_delivered(self, timeout: float) -> bool:
         """Wait until every write made so far was delivered (or failed); False on timeout."""
-        pending = list(self._undelivered or ())
+        pending = list(self._undelivered)
         if not pending:
             return True
         _, not_done = await asyncio.wait(pending, timeout=timeout)

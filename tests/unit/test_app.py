@@ -87,7 +87,7 @@ def test_offsets_wait_for_the_state_writes_made_before_them(
         assert await wf.table.writes_delivered(0.01)  # nothing written yet
         # A journal into Faust's send buffer, its partition given (no producer runs here).
         wf.table.send_changelog(1, b"jinshui|j|0", b"journal")
-        [write] = list(wf.table._undelivered or ())
+        [write] = list(wf.table._undelivered)
         assert not await wf.table.writes_delivered(0.01)
         assert await consumer._commit({}) is False  # refused before reaching Kafka
         write.set_result(None)  # what Faust does once Kafka acknowledged it
