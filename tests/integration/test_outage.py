@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,18 +36,26 @@ GRACE_SECONDS = 90.0
 
 
 def free_port_pair() -> int:
-    """A port whose next one is free too (kafkactl puts the controller there)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    """A free port whose next one is free too (kafkactl puts the controller there).
+
+    Below the kernel's ephemeral range: the tests stop and start this broker on the same
+    ports while clients keep reconnecting, and an outgoing connection's local port taken
+    from that range can be the very port the restarted broker must bind (it failed so).
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10_000, low - 2)
         try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
         except OSError:
             continue
         return port
-    raise AssertionError("no two free ports in a row")
+    raise AssertionError("no two free ports in a row below the ephemeral range")
 
 
 @dataclass
