@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import ensure_topics
 from streams.settings import Settings
+from tests.conftest import need
 from tests.support import TYPES, event
 
 __all__ = ["TYPES", "event"]
@@ -392,3 +393,15 @@ def scripted_stream(districts: list[str], per_district: int, now: datetime,
                 docs.append(dict(docs[-1]))  # an exact repeat: same id, same subject
                 truth.duplicates[d] += 1
     return docs, truth
+
+
+def confluent_kafka_module() -> Any:
+    """librdkafka's Python client, the one many publishers use; the test fails (under CI)
+    or skips without it."""
+    try:
+        import confluent_kafka
+    except ImportError:
+        confluent_kafka = None
+    need(confluent_kafka is not None,
+         "confluent-kafka (librdkafka, installed with the bench extra) is missing")
+    return confluent_kafka

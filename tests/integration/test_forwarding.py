@@ -22,7 +22,15 @@ import pytest
 from streams.partitioning import district_partition
 from tests.conftest import need
 
-from .harness import Cluster, WorkerProcess, role_of, sample, scripted_stream, wait_for
+from .harness import (
+    Cluster,
+    WorkerProcess,
+    confluent_kafka_module,
+    role_of,
+    sample,
+    scripted_stream,
+    wait_for,
+)
 from .test_crash_exactness import assert_figures, counted_total
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -30,13 +38,7 @@ DISTRICTS = ["jinshui", "erqi", "zhongyuan", "gaoxin", "huiji", "baihe"]
 
 
 def confluent_producer(cluster: Cluster) -> Any:
-    try:
-        import confluent_kafka
-    except ImportError:
-        confluent_kafka = None
-    need(confluent_kafka is not None,
-         "confluent-kafka (librdkafka, installed with the bench extra) is missing")
-    assert confluent_kafka is not None
+    confluent_kafka = confluent_kafka_module()
     # librdkafka's defaults: partitioner consistent_random (CRC32 of the key).
     return confluent_kafka.Producer({"bootstrap.servers": cluster.bootstrap, "linger.ms": 5})
 

@@ -24,7 +24,8 @@ from streams.kafka import client_kwargs
 from streams.partitioning import district_partition
 from streams.settings import Settings
 from streams.validation import load_schemas
-from tests.conftest import need
+
+from .harness import confluent_kafka_module
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
@@ -406,13 +407,7 @@ def test_librdkafka_needs_murmur2_random_to_match_the_district_partition(
     settings: Settings,
 ) -> None:
     """docs/publishing.md tells librdkafka users to set partitioner=murmur2_random: check it."""
-    try:
-        import confluent_kafka
-    except ImportError:
-        confluent_kafka = None
-    need(confluent_kafka is not None,
-         "confluent-kafka (librdkafka, installed with the bench extra) is missing")
-    assert confluent_kafka is not None
+    confluent_kafka = confluent_kafka_module()
     from streams.reference import load_reference
 
     districts = sorted(load_reference(settings.reference_file).district_codes)
