@@ -201,6 +201,7 @@ class Watchfloor:
         # The in-memory channel the consumer feeds; a small queue so a busy agent
         # slows the fetches down instead of piling batches up in memory.
         self.batches = self.app.channel(maxsize=2)
+        self._waiting_batch: Batch | None = None  # the newest batch sent to the channel
         self.subscribe_sources()
 
     # -- readiness ------------------------------------------------------------------
@@ -431,6 +432,7 @@ class Watchfloor:
         written twice, never lost). Everything else runs without awaiting, so a
         rebalance cannot cut a batch in half.
         """
+        batch.taken = True  # before any await: no fetch may join it from here on
         consumer = batch_consumer(self.app)
         if not self._owns(batch):
             # Fetched before a rebalance: the partitions' new owner (maybe us again,
@@ -557,6 +559,14 @@ class Watchfloor:
         consumer.state_writes_delivered = self.table.writes_delivered
 
     async def _deliver(self, batch: Batch) -> None:
+        # A fetch joins the batch still waiting in the channel when it can: under a
+        # steady load the agent then always takes everything fetched while it counted,
+        # and a record's wait is one batch, not the channel's whole queue (issue #16,
+        # event-to-metric latency). During a catch-up batches are full and queue.
+        waiting = self._waiting_batch
+        if waiting is not None and waiting.absorb(batch, self.settings.batch_max_events):
+            return
+        self._waiting_batch = batch
         await self.batches.send(value=batch)
 
     def other_workers(self) -> list[str]:

@@ -63,9 +63,50 @@ class Batch:
     parts: list[tuple[TP, Sequence[RecordLike]]]
     fetched_at: float
     epochs: list[int] = field(default_factory=list)
+    # Set by the agent the moment it starts counting: from then on nothing joins it.
+    taken: bool = False
+    # Parts whose record list this batch made itself (grown in place by later fetches).
+    _grown: set[int] = field(default_factory=set)
 
     def __len__(self) -> int:
         return sum(len(records) for _, records in self.parts)
+
+    def absorb(self, later: Batch, max_events: int) -> bool:
+        """Append the records of a later fetch, if this batch still waits for the agent.
+
+        While the agent counts one batch, the fetches that arrive join the next one
+        instead of queueing behind it as batches of their own: the agent then takes
+        everything fetched so far in one go, and a record waits for at most the batch
+        in progress, not for a queue of them. False (and nothing changed) when the
+        batch was taken, would grow past ``max_events``, or a part of ``later`` could
+        not follow this batch's records of its partition in offset order under the
+        same position epoch; the caller then queues ``later`` on its own.
+        """
+        if self.taken or later.generation != self.generation:
+            return False
+        if len(self) + len(later) > max_events:
+            return False
+        where = {tp: i for i, (tp, _) in enumerate(self.parts)}
+        for (tp, records), epoch in zip(later.parts, later.epochs, strict=True):
+            i = where.get(tp)
+            if i is None:
+                continue
+            mine = self.parts[i][1]
+            if self.epochs[i] != epoch or (mine and records[0].offset <= mine[-1].offset):
+                return False
+        for (tp, records), epoch in zip(later.parts, later.epochs, strict=True):
+            i = where.get(tp)
+            if i is None:
+                where[tp] = len(self.parts)
+                self.parts.append((tp, records))
+                self.epochs.append(epoch)
+            elif i in self._grown:
+                cast(list[Any], self.parts[i][1]).extend(records)
+            else:
+                # Copied once, then extended: many small fetches must not cost a copy each.
+                self.parts[i] = (tp, [*self.parts[i][1], *records])
+                self._grown.add(i)
+        return True
 
 
 def _ignore(_: int) -> None:

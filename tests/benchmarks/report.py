@@ -195,7 +195,12 @@ def render(report: dict[str, Any]) -> str:
                     "  batches during it",
                     f"{b['batches']:,} batches, {b['events_per_batch']:,.0f} events each, "
                     f"{b['mean_batch_seconds'] * 1000:,.0f} ms mean, "
-                    f"p99 <= {_fmt(b['p99_batch_seconds_at_most'], ' s', 2)}",
+                    f"p99 <= {_fmt(b['p99_batch_seconds_at_most'], ' s', 2)}"
+                    + (
+                        f"; queued {b['mean_wait_seconds'] * 1000:,.0f} ms mean before counting"
+                        if b.get("mean_wait_seconds") is not None
+                        else ""
+                    ),
                 ]
             )
         if ph.get("gc"):

@@ -66,6 +66,8 @@ CHECKED = frozenset(
         "watchfloor_batch_duration_seconds_count",
         "watchfloor_batch_duration_seconds_sum",
         "watchfloor_batch_duration_seconds_bucket",
+        "watchfloor_batch_wait_seconds_count",
+        "watchfloor_batch_wait_seconds_sum",
     }
 )
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -158,7 +160,8 @@ def batch_stats(after: Samples, before: Samples | None = None) -> dict[str, Any]
     """Batches the worker processed between two scrapes: count, events and duration.
 
     The batch duration is the worker's own histogram (validate, count, write state);
-    its 99th percentile is the upper bound of the bucket that holds it.
+    its 99th percentile is the upper bound of the bucket that holds it. The wait is
+    from the fetch to the start of counting: the time a batch spent queued.
     """
 
     def total(samples: Samples | None, name: str) -> float:
@@ -182,6 +185,12 @@ def batch_stats(after: Samples, before: Samples | None = None) -> dict[str, Any]
     events = total(after, "watchfloor_events_received_total") - total(
         before, "watchfloor_events_received_total"
     )
+    waits = total(after, "watchfloor_batch_wait_seconds_count") - total(
+        before, "watchfloor_batch_wait_seconds_count"
+    )
+    waited = total(after, "watchfloor_batch_wait_seconds_sum") - total(
+        before, "watchfloor_batch_wait_seconds_sum"
+    )
     b_after, b_before = buckets(after), buckets(before)
     p99 = None
     if count:
@@ -194,6 +203,7 @@ def batch_stats(after: Samples, before: Samples | None = None) -> dict[str, Any]
         "events_per_batch": round(events / count, 1) if count else None,
         "mean_batch_seconds": round(seconds / count, 4) if count else None,
         "p99_batch_seconds_at_most": p99,
+        "mean_wait_seconds": round(waited / waits, 4) if waits else None,
     }
 
 

@@ -94,3 +94,30 @@ def test_a_batch_fetched_before_a_seek_of_its_partition_is_not_counted(wf: Watch
     assert not batch_consumer(wf.app)._acked[tp]
     put(wf, fetched(wf, tp, [Record(i, filed(i)) for i in range(6)]))
     assert wf.engine.states["jinshui"].totals[0] == 6
+
+
+def test_fetches_join_the_batch_waiting_for_the_agent_and_count_once(wf: Watchfloor) -> None:
+    p = district_partition("jinshui", wf.settings.partitions)
+    tp = TP(wf.settings.topic_incidents, p)
+
+    async def run() -> list[Batch]:
+        agent_side = wf.batches.clone(is_iterator=True)  # what the agent's stream reads
+        wf.app.flow_control.resume()  # as in a running worker between rebalances
+        first = fetched(wf, tp, [Record(0, filed(0)), Record(1, filed(1))])
+        await wf._deliver(first)
+        await wf._deliver(fetched(wf, tp, [Record(2, filed(2))]))  # the agent is busy
+        assert agent_side.queue.qsize() == 1
+        first.taken = True  # what the agent does when it starts counting
+        await wf._deliver(fetched(wf, tp, [Record(3, filed(3))]))
+        queued = []
+        while not agent_side.queue.empty():
+            queued.append(agent_side.queue.get_nowait().value)
+        for batch in queued:
+            batch.taken = False  # as fetched: the agent marks them itself
+            await wf.process_batch(batch)
+        return queued
+
+    queued = asyncio.run(run())
+    assert [[r.offset for _, rs in b.parts for r in rs] for b in queued] == [[0, 1, 2], [3]]
+    assert wf.engine.states["jinshui"].totals[0] == 4
+    assert sorted(batch_consumer(wf.app)._acked[tp]) == [0, 1, 2, 3]

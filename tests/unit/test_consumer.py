@@ -379,3 +379,44 @@ def test_livelock_check_passes_by_a_partition_that_awaits_its_position() -> None
         assert awaits_position(subs, TP("other", 0))  # not assigned to this consumer
 
     asyncio.run(run())
+
+
+def offsets_of(b: Batch) -> dict[TP, list[int]]:
+    return {tp: [r.offset for r in records] for tp, records in b.parts}
+
+
+def test_a_waiting_batch_absorbs_later_fetches_in_partition_order() -> None:
+    a, b = TP("t", 0), TP("t", 1)
+    waiting = Batch(3, [(a, recs(0, 1))], 0.0, [7])
+    assert waiting.absorb(Batch(3, [(a, recs(2, 3)), (b, recs(10))], 1.0, [7, 8]), 100)
+    assert waiting.absorb(Batch(3, [(b, recs(11))], 2.0, [8]), 100)
+    assert offsets_of(waiting) == {a: [0, 1, 2, 3], b: [10, 11]}
+    assert waiting.epochs == [7, 8]
+    assert waiting.fetched_at == 0.0  # its wait counts from its oldest fetch
+    assert len(waiting) == 6
+
+
+@pytest.mark.parametrize(
+    "later, max_events, why",
+    [
+        (Batch(4, [(TP("t", 0), recs(2))], 1.0, [7]), 100, "another generation"),
+        (Batch(3, [(TP("t", 0), recs(2))], 1.0, [9]), 100, "a seek came in between"),
+        (Batch(3, [(TP("t", 0), recs(1))], 1.0, [7]), 100, "not after its records"),
+        (Batch(3, [(TP("t", 1), recs(5)), (TP("t", 0), recs(2))], 1.0, [2, 7]), 3, "too big"),
+        (Batch(3, [(TP("t", 1), recs(5)), (TP("t", 0), recs(0))], 1.0, [2, 7]), 100,
+         "its second part cannot follow"),
+    ],
+)
+def test_a_batch_absorbs_nothing_it_cannot_take_whole(
+    later: Batch, max_events: int, why: str
+) -> None:
+    waiting = Batch(3, [(TP("t", 0), recs(0, 1))], 0.0, [7])
+    assert not waiting.absorb(later, max_events), why
+    assert offsets_of(waiting) == {TP("t", 0): [0, 1]} and waiting.epochs == [7]
+
+
+def test_a_batch_the_agent_took_absorbs_nothing() -> None:
+    waiting = Batch(3, [(TP("t", 0), recs(0))], 0.0, [7])
+    waiting.taken = True
+    assert not waiting.absorb(Batch(3, [(TP("t", 0), recs(1))], 1.0, [7]), 100)
+    assert offsets_of(waiting) == {TP("t", 0): [0]}
