@@ -161,6 +161,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # Whether every state write made so far reached Kafka, waiting at most the given
         # seconds (streams/app.py, StateTable.writes_delivered).
         self.state_writes_delivered: Callable[[float], Awaitable[bool]] = _delivered
+        # Offsets a commit declined or Kafka refused, per partition, for the next commit.
+        self._retry_offsets: dict[TP, int] = {}
 
     def configure_batches(
         self, topics: frozenset[str], deliver: Callable[[Batch], Awaitable[None]]
@@ -238,7 +240,34 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 )
             self._positioned(source)
 
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        # Faust takes acked offsets off its list and marks them committed whether or not
+        # the commit succeeded; after a declined commit a partition that gets no new
+        # record was never committed again (seen under a 50,000 events/s load: quiet
+        # topics stayed 50,000 records behind for minutes). Declined offsets therefore
+        # ride along with every later commit until one succeeds.
+        tps = list(tps)
+        offsets: dict[TP, int] = super()._filter_committable_offsets(tps)
+        retry = self._retry_offsets
+        if retry:
+            for tp in tps:
+                offset = retry.get(tp)
+                if offset is not None and offset > offsets.get(tp, -1):
+                    offsets[tp] = offset
+        return offsets
+
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        done = await self._commit_once(offsets)
+        retry = self._retry_offsets
+        for raw_tp, offset in offsets.items():
+            tp = _tp(raw_tp)
+            if not done and offset > retry.get(tp, -1):
+                retry[tp] = offset
+            elif done and retry.get(tp, offset + 1) <= offset:
+                del retry[tp]
+        return done
+
+    async def _commit_once(self, offsets: Mapping[TP, int]) -> bool:
         # Faust flushed the producer just before, but its flush gives up on its send
         # buffer after 0.1 s without a send (a busy event loop is enough), so state writes
         # of the batches being committed may not have left yet: a kill then lost their
@@ -272,6 +301,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._epochs.pop(_tp(tp), None)
+            self._retry_offsets.pop(_tp(tp), None)  # its next owner starts from Kafka's
         await super().on_partitions_revoked(revoked)
 
     async def rewind(self, parts: Iterable[tuple[TP, Sequence[RecordLike]]]) -> None:

@@ -95,3 +95,55 @@ def test_offsets_wait_for_the_state_writes_made_before_them(
         assert not wf.table._undelivered
 
     asyncio.run(main())
+
+
+def test_a_declined_commit_is_retried_without_new_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust marks offsets committed even when the commit failed; a partition that gets no
+    # new record must still have its offsets committed by a later commit.
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    committed: list[dict[TP, int]] = []
+
+    async def kafka_commit(self: Any, offsets: Any) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_commit", kafka_commit)
+    wf = worker(tmp_path)
+    consumer = batch_consumer(wf.app)
+    quiet, busy = TP("incidents", 0), TP("patrols", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {quiet, busy})
+
+    async def no_flush() -> None:
+        pass
+
+    monkeypatch.setattr(wf.app.producer, "flush", no_flush)
+    delivered = [False]
+
+    async def writes_delivered(timeout: float) -> bool:
+        return delivered[0]
+
+    consumer.state_writes_delivered = writes_delivered
+
+    async def main() -> None:
+        consumer.ack_batch(quiet, [SimpleRecord(o) for o in range(3)])
+        consumer.ack_batch(busy, [SimpleRecord(o) for o in range(5)])
+        assert await consumer._commit_tps([quiet, busy], start_new_transaction=False) is False
+        assert committed == []  # declined: the state writes had not reached Kafka
+        delivered[0] = True
+        consumer.ack_batch(busy, [SimpleRecord(5)])  # only one partition gets a record
+        assert await consumer._commit_tps([quiet, busy], start_new_transaction=False)
+        assert committed == [{quiet: 3, busy: 6}]
+        # Once committed, nothing is retried again.
+        assert await consumer._commit_tps([quiet, busy], start_new_transaction=False) is False
+        assert committed == [{quiet: 3, busy: 6}]
+
+    asyncio.run(main())
+
+
+class SimpleRecord:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
