@@ -11,13 +11,15 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from streams.events import Kind, Stream
+from streams.simulator.records import SimRecord
 
 from .dataset import Dataset, Truth, topic_offsets_sync
-from .live import generate_live, live_truth, produce_paced
+from .live import Cycled, generate_live, live_truth, produce_paced
 from .proc import Child, load_avg
 from .report import percentile
 from .watchfloor_run import (
@@ -40,15 +42,30 @@ def latency_phase(
     seconds: float,
     label: str,
     scrape_interval: float = 15.0,
+    pool_seconds: float | None = None,
+    target_p99: float = 2.0,
     log: Any = print,
 ) -> tuple[dict[str, Any], Truth]:
-    """Run one phase; return its figures and the truth including what it produced."""
-    tag = f"lv{label}{uuid.uuid4().hex[:4]}"
-    log(f"latency {label}: generating {int(rate * seconds):,} live records")
+    """Run one phase; return its figures and the truth including what it produced.
+
+    ``pool_seconds``: generate only that many seconds of records and produce them in
+    passes, each with ids of its own (``live.Cycled``), until ``seconds`` are filled.
+    """
+    # The last two characters number the passes of a pooled phase (live.cycle_tag).
+    tag = f"lv{label}{uuid.uuid4().hex[:4]}00"
+    total = int(rate * seconds)
+    pool_s = pool_seconds if pool_seconds and pool_seconds < seconds else seconds
+    log(f"latency {label}: generating {int(rate * pool_s):,} live records")
     t0 = time.monotonic()
-    records = generate_live(ds, rate, seconds, tag)
+    pool = generate_live(ds, rate, pool_s, tag)
     generated_in = time.monotonic() - t0
-    added = live_truth(ds, records)
+    pool_n = len(pool)
+    cycles = max(1, min(99, round(total / max(pool_n, 1))))
+    records: Sequence[SimRecord] = Cycled(pool, tag, cycles) if cycles > 1 else pool
+    pool_truth = live_truth(ds, pool)
+    added = Truth()
+    for _ in range(cycles):
+        added.add(pool_truth)
     before = parse_exposition(run.scrape()[0])
     load_before = load_avg()
     start_at = time.time() + 4.0  # the probe's interpreter and clients start meanwhile
@@ -75,7 +92,7 @@ def latency_phase(
     except BaseException:
         probe.kill()
         raise
-    del records
+    del records, pool
     t_produced = time.time()
     sources = list(ds.topics.values())
     offsets = GroupOffsets(ds.bootstrap)
@@ -108,7 +125,10 @@ def latency_phase(
     result = {
         "rate_target": rate,
         "seconds_target": seconds,
+        "target_p99_seconds": target_p99,
         "generated_seconds": round(generated_in, 1),
+        "pool_records": pool_n,
+        "passes": cycles,
         "produced": paced.to_dict(),
         "markers_sent": found["markers_sent"],
         "markers_seen": found["markers_seen"],

@@ -8,7 +8,7 @@ time ends an hour before now, so validation (not before 2000, at most 600 s ahea
 the clock) and lateness (judged against each stream's watermark) treat them as
 ordinary records, and the worker needs no setting of its own.
 
-Every 0.5 s the worker's resident set (``VmRSS``) is sampled together with the event
+Every 0.25 s the worker's resident set (``VmRSS``) is sampled together with the event
 time it has reached (the ``watermark`` of one district in
 ``GET /api/v1/districts/<code>``). What the state forgets, and when (docs/design.md):
 event identities and finished patrols after 7 days (the de-duplication horizon),
@@ -61,7 +61,7 @@ from .proc import load_avg, proc_status
 from .watchfloor_run import GroupOffsets, WorkerRun, verify, wait_committed
 
 DAY = 86400.0
-SAMPLE_SECONDS = 0.5
+SAMPLE_SECONDS = 0.25
 # RSS is "flat" when its trend after the edges adds at most this much over that stretch.
 FLAT_MB = 8.0
 FLAT_SHARE = 0.03
@@ -140,7 +140,9 @@ class TruthTally:
         for rec in records:
             district = rec.key.decode()
             kind = int(rec.kind) if rec.kind is not None else 0
-            combos[(topics[rec.stream], district if district in codes else None, kind, _fate(rec))] += 1
+            combos[
+                (topics[rec.stream], district if district in codes else None, kind, _fate(rec))
+            ] += 1
             if rec.ts is not None:
                 if self.first_ts is None:
                     self.first_ts = rec.ts
@@ -179,15 +181,22 @@ def trend(samples: list[Sample], t_from: float, t_to: float) -> dict[str, Any] |
     }
 
 
-def checkpoint(samples: list[Sample], at: float, start: float) -> dict[str, Any] | None:
-    """The first sample whose event time reached ``at``."""
-    for s in samples:
-        if s.event_time is not None and s.event_time >= at:
-            return {
-                "event_day": round((s.event_time - start) / DAY, 1),
-                "rss_mb": round(s.rss / 2**20, 1),
-            }
-    return None
+def checkpoint(
+    samples: list[Sample], at: float, start: float, *, before: bool = False
+) -> dict[str, Any] | None:
+    """The first sample whose event time reached ``at`` (``before``: the last short of it)."""
+    timed = [s for s in samples if s.event_time is not None]
+    found = (
+        next((s for s in reversed(timed) if s.event_time < at), None)  # type: ignore[operator]
+        if before
+        else next((s for s in timed if s.event_time >= at), None)  # type: ignore[operator]
+    )
+    if found is None or found.event_time is None:
+        return None
+    return {
+        "event_day": round((found.event_time - start) / DAY, 1),
+        "rss_mb": round(found.rss / 2**20, 1),
+    }
 
 
 def judge(samples: list[Sample], start: float, end: float, limits: Limits) -> dict[str, Any]:
@@ -199,8 +208,8 @@ def judge(samples: list[Sample], start: float, end: float, limits: Limits) -> di
     before = trend(samples, start + memory_days * DAY, start + retention * DAY)
     after = trend(samples, edge, end + DAY)
     points = {
-        f"day {dedup_days - 1:g} (before the {dedup_days:g}-day horizon)": checkpoint(
-            samples, start + (dedup_days - 1) * DAY, start
+        f"before day {dedup_days:g} (the de-duplication horizon)": checkpoint(
+            samples, start + dedup_days * DAY, start, before=True
         ),
         f"day {dedup_days + 1:g} (after it)": checkpoint(
             samples, start + (dedup_days + 1) * DAY, start
@@ -309,7 +318,9 @@ def plateau_phase(
         pacer = Pacer(start.timestamp(), time.monotonic(), spec.days_per_second * DAY)
         summary = asyncio.run(produce_records(records, ds.settings(), pacer=pacer))
         produced_s = time.time() - t0
-        ends = {tp: e for tp, (_, e) in topic_offsets_sync(bootstrap, list(ds.topics.values())).items()}
+        ends = {
+            tp: e for tp, (_, e) in topic_offsets_sync(bootstrap, list(ds.topics.values())).items()
+        }
         wait_committed(run, offsets, ends, timeout=300)
         t_done = time.time()
         # A few more samples of the idle worker: its resident set at the end.
