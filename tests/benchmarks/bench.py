@@ -12,7 +12,9 @@ same data, each in its own process and each at least twice:
 - ``watchfloor``: the real worker, until every event is counted and committed;
 
 then, on the last worker (holding every district): ``/metrics`` scrape times, restart
-recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate. Each
+recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate (20,000/s
+for 30 s, then 50,000/s for 60 s); and on a worker of its own, ``plateau``: RSS against
+event time over 1,000 compressed days for 50 districts (``plateau.py``). Each
 implementation's counts are checked exactly against the generator's truth. It prints
 a table and, with ``--json FILE``, writes every figure. See docs/performance.md.
 """
