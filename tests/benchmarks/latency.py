@@ -53,14 +53,14 @@ def latency_phase(
     """
     # The last two characters number the passes of a pooled phase (live.cycle_tag).
     tag = f"lv{label}{uuid.uuid4().hex[:4]}00"
-    total = int(rate * seconds)
+    wanted = int(rate * seconds)
     pool_s = pool_seconds if pool_seconds and pool_seconds < seconds else seconds
     log(f"latency {label}: generating {int(rate * pool_s):,} live records")
     t0 = time.monotonic()
     pool = generate_live(ds, rate, pool_s, tag)
     generated_in = time.monotonic() - t0
     pool_n = len(pool)
-    cycles = max(1, min(99, round(total / max(pool_n, 1))))
+    cycles = max(1, min(99, round(wanted / max(pool_n, 1))))
     records: Sequence[SimRecord] = Cycled(pool, tag, cycles) if cycles > 1 else pool
     pool_truth = live_truth(ds, pool)
     added = Truth()
