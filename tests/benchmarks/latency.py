@@ -103,10 +103,23 @@ def latency_phase(
         try:
             t_drained: float | None = wait_committed(run, offsets, load_ends, timeout=300)
         except RuntimeError:
+            run.check_alive()
             t_drained = None
         found = probe.result(timeout=seconds + 180)
         ends = {tp: end for tp, (_, end) in topic_offsets_sync(ds.bootstrap, sources).items()}
-        wait_committed(run, offsets, ends, timeout=300)
+        # A worker that did not commit the load in 5 minutes gets a short while more, then
+        # its figures are checked as they stand and what it left uncommitted is reported.
+        uncommitted: dict[str, int] = {}
+        try:
+            wait_committed(run, offsets, ends, timeout=300 if t_drained else 30)
+        except RuntimeError:
+            run.check_alive()
+            got = offsets.committed(run.app_id)
+            uncommitted = {
+                f"{t}:{p}": end - max(got.get((t, p), 0), 0)
+                for (t, p), end in ends.items()
+                if got.get((t, p), 0) < end
+            }
     finally:
         offsets.close()
     added.counted[(ds.marker_district, Kind.CASE_FILED)] += found["markers_sent"]
@@ -151,6 +164,8 @@ def latency_phase(
         "drain_after_produce_seconds": (
             round(t_drained - t_produced, 3) if t_drained is not None else None
         ),
+        # Records past the group's committed offsets when the figures were checked.
+        "uncommitted_at_check": uncommitted,
         # The worker samples its lag every 5 s; read at each scrape.
         "max_consumer_lag_seconds_of_input": round(lag / rate, 2) if lag is not None else None,
         "scrapes_under_load": {

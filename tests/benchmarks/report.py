@@ -227,9 +227,19 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             [
                 "  backlog",
-                f"drained {_fmt(ph['drain_after_produce_seconds'], ' s', 1)} after the load "
-                "stopped; "
-                f"max lag {_fmt(ph.get('max_consumer_lag_seconds_of_input'), ' s', 1)} of input",
+                (
+                    f"drained {_fmt(ph['drain_after_produce_seconds'], ' s', 1)} after the load "
+                    "stopped; "
+                    if ph["drain_after_produce_seconds"] is not None
+                    else "NOT committed within 300 s of the load's end"
+                    + (
+                        f" ({sum(ph['uncommitted_at_check'].values()):,} records past the "
+                        "committed offsets at the check); "
+                        if ph.get("uncommitted_at_check")
+                        else "; "
+                    )
+                )
+                + f"max lag {_fmt(ph.get('max_consumer_lag_seconds_of_input'), ' s', 1)} of input",
             ]
         )
         r = ph["rss"]
