@@ -113,7 +113,10 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
     assert all(pl["intents"][k] > 0 for k in ("valid", "duplicate", "late")), pl["intents"]
     # The worker's event time went past the 800-day retention and was sampled there.
     assert max(day for _, day, _ in pl["samples"]) > 807
-    assert all(pl["checkpoints"].values()), pl["checkpoints"]
+    # At 60 days a second the first sample may come after day 7; the edges' must be there.
+    points = pl["checkpoints"]
+    assert points["day 807 (after the 800-day retention)"]["event_day"] >= 807, points
+    assert points["end"]["event_day"] > 899, points
     assert pl["verdict"] in {"flat", "growing"} and pl["trend_after_edges"]["samples"] >= 3
     assert {t["met"] for t in report["targets"]} <= {"yes", "NO", "-"}
     assert code == 0
