@@ -14,7 +14,7 @@ same data, each in its own process and each at least twice:
 then, on the last worker (holding every district): ``/metrics`` scrape times, restart
 recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate (20,000/s
 for 30 s, then 50,000/s for 60 s); and on a worker of its own, ``plateau``: RSS against
-event time over 1,000 compressed days for 50 districts (``plateau.py``). Each
+event time over 1,600 compressed days for 50 districts (``plateau.py``). Each
 implementation's counts are checked exactly against the generator's truth. It prints
 a table and, with ``--json FILE``, writes every figure. See docs/performance.md.
 """
@@ -105,7 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "fresh ids (generating three million records would take minutes)",
     )
     p.add_argument("--plateau-districts", type=int, default=50)
-    p.add_argument("--plateau-days", type=float, default=1000.0, help="plateau: days of event time")
+    p.add_argument("--plateau-days", type=float, default=1600.0, help="plateau: days of event time")
     p.add_argument(
         "--plateau-density",
         type=float,
@@ -115,7 +115,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--plateau-speed",
         type=float,
-        default=10.0,
+        default=16.0,
         help="plateau: days of event time produced per second of wall time",
     )
     p.add_argument(
