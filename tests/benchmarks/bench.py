@@ -12,7 +12,9 @@ same data, each in its own process and each at least twice:
 - ``watchfloor``: the real worker, until every event is counted and committed;
 
 then, on the last worker (holding every district): ``/metrics`` scrape times, restart
-recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate. Each
+recovery (SIGTERM and SIGKILL), and event-to-metric latency at a sustained rate (20,000/s
+for 30 s, then 50,000/s for 60 s); and on a worker of its own, ``plateau``: RSS against
+event time over 1,600 compressed days for 50 districts (``plateau.py``). Each
 implementation's counts are checked exactly against the generator's truth. It prints
 a table and, with ``--json FILE``, writes every figure. See docs/performance.md.
 """
@@ -41,7 +43,7 @@ from .proc import Child, load_avg, parse_tp_key, tp_key
 from .report import IMPLS, render, spread, targets
 
 PHASES = ("scrape", "restart", "latency")
-ALL_PARTS = (*IMPLS, *PHASES)
+ALL_PARTS = (*IMPLS, *PHASES, "plateau")
 DEFAULT_WORK = PROJECT_ROOT / ".watchfloor" / "bench"
 
 
@@ -86,6 +88,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--rate", type=float, default=20_000.0, help="latency phase: events/s")
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--high-rate",
+        type=float,
+        default=50_000.0,
+        help="latency part: one more phase at this rate (issue #16: p99 <= 1 s at 50,000/s)",
+    )
+    p.add_argument(
+        "--high-seconds", type=float, default=60.0, help="its duration; 0: no such phase"
+    )
+    p.add_argument(
+        "--high-pool-seconds",
+        type=float,
+        default=4.0,
+        help="its records are generated for this many seconds and produced in passes with "
+        "fresh ids (generating three million records would take minutes)",
+    )
+    p.add_argument("--plateau-districts", type=int, default=50)
+    p.add_argument("--plateau-days", type=float, default=1600.0, help="plateau: days of event time")
+    p.add_argument(
+        "--plateau-density",
+        type=float,
+        default=10.0,
+        help="plateau: records per district and day of event time",
+    )
+    p.add_argument(
+        "--plateau-speed",
+        type=float,
+        default=16.0,
+        help="plateau: days of event time produced per second of wall time",
+    )
     p.add_argument(
         "--scrape-interval",
         type=float,
@@ -317,6 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rate": args.rate,
             "latency_seconds": args.latency_seconds,
             "scrape_interval": args.scrape_interval,
+            "high_rate": args.high_rate,
+            "high_seconds": args.high_seconds,
+            "high_pool_seconds": args.high_pool_seconds,
+            "plateau": {
+                "districts": args.plateau_districts,
+                "days": args.plateau_days,
+                "density": args.plateau_density,
+                "speed": args.plateau_speed,
+            },
             "worker_env": worker_env,
             "gc_log": args.gc_log,
             "logs": str(runs_dir),
@@ -325,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "watchfloor": {},
         "profiles": {},
     }
+    if set(args.parts) == {"plateau"}:  # it makes its own data: no preload
+        run_plateau(args, runs_dir, session, worker_env, report)
+        return finish(report, args)
     if "kstreams" in args.parts:
         # Built before anything is measured (and only when its sources changed).
         try:
@@ -425,14 +469,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log=log,
                 )
                 wf["latency"].append(got)
-                lat = got["latency_seconds"]
-                log(
-                    f"  latency p50 {lat['p50']} s, p99 {lat['p99']} s at "
-                    f"{got['produced']['events_per_second']:,.0f} events/s, exact={got['exact']}"
+                log_latency(got)
+            if args.high_seconds > 0:
+                got, current = latency_phase(
+                    live,
+                    ds,
+                    current,
+                    runs_dir,
+                    rate=args.high_rate,
+                    seconds=args.high_seconds,
+                    label="h",
+                    scrape_interval=args.scrape_interval,
+                    pool_seconds=args.high_pool_seconds,
+                    target_p99=1.0,
+                    log=log,
                 )
+                wf["latency"].append(got)
+                log_latency(got)
         if live is not None:
             live.stop()
             live = None
+        if "plateau" in args.parts:
+            run_plateau(args, runs_dir, session, worker_env, report)
         if args.profile and "watchfloor" in args.parts:
             raw = runs_dir / "profile-catchup.raw"
             log(f"profile: an extra watchfloor catch-up under py-spy ({raw})")
@@ -455,16 +513,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             live.stop()
         if not args.keep_topics:
             asyncio.run(_delete_run_topics(ds))
+    return finish(report, args)
+
+
+def finish(report: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the table, write the JSON; 0 if every count was exact."""
     summarize(report)
     print(render(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
         log(f"wrote {args.json}")
-    exact = all(r["exact"] for runs in report["runs"].values() for r in runs) and all(
-        ph["exact"] for ph in report["watchfloor"].get("latency", [])
+    exact = (
+        all(r["exact"] for runs in report["runs"].values() for r in runs)
+        and all(ph["exact"] for ph in report["watchfloor"].get("latency", []))
+        and report.get("plateau", {}).get("exact", True)
     )
     return 0 if exact else 1
+
+
+def run_plateau(
+    args: argparse.Namespace,
+    runs_dir: Path,
+    session: str,
+    worker_env: dict[str, str],
+    report: dict[str, Any],
+) -> None:
+    from .plateau import PlateauSpec, plateau_phase
+
+    pl = plateau_phase(
+        args.bootstrap,
+        runs_dir,
+        PlateauSpec(
+            districts=args.plateau_districts,
+            days=args.plateau_days,
+            per_district_day=args.plateau_density,
+            partitions=args.partitions,
+            days_per_second=args.plateau_speed,
+        ),
+        label=session[-4:],
+        extra_env=worker_env,
+        keep_topics=args.keep_topics,
+        log=log,
+    )
+    report["plateau"] = pl
+    after = pl["trend_after_edges"] or {}
+    log(
+        f"  plateau: RSS {pl['verdict']} after the edges "
+        f"({after.get('growth_mb')} MB over {after.get('days')} days), exact={pl['exact']}"
+    )
+
+
+def log_latency(got: dict[str, Any]) -> None:
+    lat = got["latency_seconds"]
+    log(
+        f"  latency p50 {lat['p50']} s, p99 {lat['p99']} s at "
+        f"{got['produced']['events_per_second']:,.0f} events/s "
+        f"(target {got['rate_target']:,.0f}), exact={got['exact']}"
+    )
 
 
 async def _delete_run_topics(ds: Dataset) -> None:

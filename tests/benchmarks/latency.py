@@ -11,13 +11,15 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from streams.events import Kind, Stream
+from streams.simulator.records import SimRecord
 
 from .dataset import Dataset, Truth, topic_offsets_sync
-from .live import generate_live, live_truth, produce_paced
+from .live import Cycled, generate_live, live_truth, produce_paced
 from .proc import Child, load_avg
 from .report import percentile
 from .watchfloor_run import (
@@ -40,15 +42,30 @@ def latency_phase(
     seconds: float,
     label: str,
     scrape_interval: float = 15.0,
+    pool_seconds: float | None = None,
+    target_p99: float = 2.0,
     log: Any = print,
 ) -> tuple[dict[str, Any], Truth]:
-    """Run one phase; return its figures and the truth including what it produced."""
-    tag = f"lv{label}{uuid.uuid4().hex[:4]}"
-    log(f"latency {label}: generating {int(rate * seconds):,} live records")
+    """Run one phase; return its figures and the truth including what it produced.
+
+    ``pool_seconds``: generate only that many seconds of records and produce them in
+    passes, each with ids of its own (``live.Cycled``), until ``seconds`` are filled.
+    """
+    # The last two characters number the passes of a pooled phase (live.cycle_tag).
+    tag = f"lv{label}{uuid.uuid4().hex[:4]}00"
+    wanted = int(rate * seconds)
+    pool_s = pool_seconds if pool_seconds and pool_seconds < seconds else seconds
+    log(f"latency {label}: generating {int(rate * pool_s):,} live records")
     t0 = time.monotonic()
-    records = generate_live(ds, rate, seconds, tag)
+    pool = generate_live(ds, rate, pool_s, tag)
     generated_in = time.monotonic() - t0
-    added = live_truth(ds, records)
+    pool_n = len(pool)
+    cycles = max(1, min(99, round(wanted / max(pool_n, 1))))
+    records: Sequence[SimRecord] = Cycled(pool, tag, cycles) if cycles > 1 else pool
+    pool_truth = live_truth(ds, pool)
+    added = Truth()
+    for _ in range(cycles):
+        added.add(pool_truth)
     before = parse_exposition(run.scrape()[0])
     load_before = load_avg()
     start_at = time.time() + 4.0  # the probe's interpreter and clients start meanwhile
@@ -75,7 +92,7 @@ def latency_phase(
     except BaseException:
         probe.kill()
         raise
-    del records
+    del records, pool
     t_produced = time.time()
     sources = list(ds.topics.values())
     offsets = GroupOffsets(ds.bootstrap)
@@ -86,10 +103,23 @@ def latency_phase(
         try:
             t_drained: float | None = wait_committed(run, offsets, load_ends, timeout=300)
         except RuntimeError:
+            run.check_alive()
             t_drained = None
         found = probe.result(timeout=seconds + 180)
         ends = {tp: end for tp, (_, end) in topic_offsets_sync(ds.bootstrap, sources).items()}
-        wait_committed(run, offsets, ends, timeout=300)
+        # A worker that did not commit the load in 5 minutes gets a short while more, then
+        # its figures are checked as they stand and what it left uncommitted is reported.
+        uncommitted: dict[str, int] = {}
+        try:
+            wait_committed(run, offsets, ends, timeout=300 if t_drained else 30)
+        except RuntimeError:
+            run.check_alive()
+            got = offsets.committed(run.app_id)
+            uncommitted = {
+                f"{t}:{p}": end - max(got.get((t, p), 0), 0)
+                for (t, p), end in ends.items()
+                if got.get((t, p), 0) < end
+            }
     finally:
         offsets.close()
     added.counted[(ds.marker_district, Kind.CASE_FILED)] += found["markers_sent"]
@@ -108,7 +138,10 @@ def latency_phase(
     result = {
         "rate_target": rate,
         "seconds_target": seconds,
+        "target_p99_seconds": target_p99,
         "generated_seconds": round(generated_in, 1),
+        "pool_records": pool_n,
+        "passes": cycles,
         "produced": paced.to_dict(),
         "markers_sent": found["markers_sent"],
         "markers_seen": found["markers_seen"],
@@ -131,6 +164,8 @@ def latency_phase(
         "drain_after_produce_seconds": (
             round(t_drained - t_produced, 3) if t_drained is not None else None
         ),
+        # Records past the group's committed offsets when the figures were checked.
+        "uncommitted_at_check": uncommitted,
         # The worker samples its lag every 5 s; read at each scrape.
         "max_consumer_lag_seconds_of_input": round(lag / rate, 2) if lag is not None else None,
         "scrapes_under_load": {

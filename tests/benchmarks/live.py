@@ -7,12 +7,18 @@ a tick every 10 ms. They are new lifecycles of the same 1,000 districts, stamped
 hour back from now (event times must be neither in the future nor older than the
 districts' watermarks minus the grace), with the data set's shares of duplicate,
 late and malformed records.
+
+A higher rate for longer (50,000/s for 60 s: three million records) would take minutes
+to generate, so such a phase generates a pool of a few seconds and produces it several
+times (``Cycled``), each time with the run's tag in every id replaced by one of its own
+length: each pass is a new set of lifecycles of the same shape, with the same truth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +52,32 @@ def generate_live(ds: Dataset, rate: float, seconds: float, tag: str) -> list[Si
     return list(generate_events(city, config))
 
 
+class Cycled(Sequence[SimRecord]):
+    """``cycles`` passes over ``pool``; pass c has the tag ``tag`` replaced in every id."""
+
+    def __init__(self, pool: list[SimRecord], tag: str, cycles: int) -> None:
+        self.pool = pool
+        self.cycles = cycles
+        # Ids read "<prefix>-<district>-<tag>-<n>": the hyphens keep the replacement in ids.
+        self._old = f"-{tag}-".encode()
+        self._new = [f"-{cycle_tag(tag, c)}-".encode() for c in range(cycles)]
+
+    def __len__(self) -> int:
+        return len(self.pool) * self.cycles
+
+    def __getitem__(self, i: int) -> SimRecord:  # type: ignore[override]
+        c, j = divmod(i, len(self.pool))
+        rec = self.pool[j]
+        if c == 0:
+            return rec
+        return rec._replace(value=rec.value.replace(self._old, self._new[c]))
+
+
+def cycle_tag(tag: str, cycle: int) -> str:
+    """The tag of pass ``cycle``: its last two characters replaced, its length kept."""
+    return f"{tag[:-2]}{cycle:02d}" if cycle else tag
+
+
 def live_truth(ds: Dataset, records: list[SimRecord]) -> Truth:
     return truth_of_records(records, ds.topics, frozenset(ds.codes))
 
@@ -66,7 +98,7 @@ class PacedResult:
 
 
 async def produce_paced(
-    ds: Dataset, records: list[SimRecord], rate: float, start_at: float
+    ds: Dataset, records: Sequence[SimRecord], rate: float, start_at: float
 ) -> PacedResult:
     """Produce ``records`` at ``rate``/s from wall time ``start_at``; wait for every receipt."""
     producer = RecordProducer(ds.settings(), acks=1)

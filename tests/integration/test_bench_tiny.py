@@ -1,8 +1,10 @@
 """The benchmark of issue #7 at a tiny size against the session broker, so that it cannot rot.
 
-It runs every part once (limit, naive, peer, kstreams, the real worker, scrapes, restarts
-and a short latency phase) on 2,000 simulator records for 20 districts and asserts that
-each part completes and counts exactly; speed is not asserted.
+It runs every part once (limit, naive, peer, kstreams, the real worker, scrapes, restarts,
+a short latency phase, a short "high rate" phase produced in two passes of one pool, and
+the RSS plateau over 900 days of event time for 10 districts) on 2,000 simulator records
+for 20 districts and asserts that each part completes and counts exactly; neither speed
+nor the plateau's verdict is asserted.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
             "--naive-seconds", "45",
             "--rate", "400",
             "--latency-seconds", "3",
+            # Two passes of a pool of 1,000 records: the second with ids of its own.
+            "--high-rate", "1000",
+            "--high-seconds", "2",
+            "--high-pool-seconds", "1",
+            # Past both edges (7 and 800 days) in about 15 s.
+            "--plateau-districts", "10",
+            "--plateau-days", "900",
+            "--plateau-density", "4",
+            "--plateau-speed", "60",
             "--scrapes", "3",
             "--work-dir", str(tmp_path / "work"),
             "--json", str(out),
@@ -85,10 +96,27 @@ def test_tiny_benchmark_completes_with_exact_counts(kafka_bootstrap: str, tmp_pa
         assert r["districts"] == DISTRICTS + 1  # the latency markers' district too
         assert r["ready_seconds"] <= r["correct_seconds"]
     assert wf["scrape"]["count"] == 3 and wf["scrape"]["series"] > DISTRICTS
-    (phase,) = wf["latency"]
-    assert phase["markers_sent"] > 0
-    assert phase["markers_seen"] == phase["markers_sent"]
-    assert phase["exact"], phase["figures"]
+    phase, high = wf["latency"]
+    for ph in (phase, high):
+        assert ph["markers_sent"] > 0
+        assert ph["markers_seen"] == ph["markers_sent"]
+        assert ph["exact"], ph["figures"]
     assert phase["produced"]["records"] == 400 * 3
+    # Had the second pass kept the first one's ids, its records would be duplicates and
+    # the figures (truth: the pool's intents twice) would not be exact.
+    assert (high["passes"], high["pool_records"]) == (2, 1000)
+    assert high["produced"]["records"] == 2000 and high["target_p99_seconds"] == 1.0
+
+    pl = report["plateau"]
+    assert pl["exact"], pl["figures"]
+    assert pl["records"] == sum(pl["intents"].values()) > 0
+    assert all(pl["intents"][k] > 0 for k in ("valid", "duplicate", "late")), pl["intents"]
+    # The worker's event time went past the 800-day retention and was sampled there.
+    assert max(day for _, day, _ in pl["samples"]) > 807
+    # At 60 days a second the first sample may come after day 7; the edges' must be there.
+    points = pl["checkpoints"]
+    assert points["day 807 (after the 800-day retention)"]["event_day"] >= 807, points
+    assert points["end"]["event_day"] > 899, points
+    assert pl["verdict"] in {"flat", "growing"} and pl["trend_after_edges"]["samples"] >= 3
     assert {t["met"] for t in report["targets"]} <= {"yes", "NO", "-"}
     assert code == 0

@@ -87,3 +87,14 @@ def test_categories_by_day() -> None:
     day = datetime(2026, 4, 12, tzinfo=TZ).timestamp()
     assert b.by_category(day, day + DAY_SECONDS) == {3: {"gas": 1, "fire": 1}}
     assert b.by_category(day, day + 2 * DAY_SECONDS) == {3: {"gas": 2, "fire": 1}}
+
+
+def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
+    from streams import windows
+
+    tz = ZoneInfo("America/St_Johns")  # a half-hour offset with daylight saving
+    start = datetime(2024, 1, 1, tzinfo=tz).timestamp()
+    for i in range(0, 3 * 365 * 96, 7):  # three years, every 7th quarter hour plus 13 min
+        ts = start + i * 900 + 780
+        assert windows.local_day(ts, tz) == datetime.fromtimestamp(ts, tz).toordinal()
+        assert len(windows._DAY_CACHE) <= windows.DAY_CACHE_MAX
