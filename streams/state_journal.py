@@ -83,6 +83,20 @@ def dump(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
+_SEQ_PREFIX = b'{"q":'
+
+
+def _journal_seq(raw: bytes) -> int:
+    """The seq of a journal, read from its head: ``dump`` writes ``{"q":<seq>,`` first."""
+    if raw.startswith(_SEQ_PREFIX):
+        end = raw.find(b",", len(_SEQ_PREFIX))
+        head = raw[len(_SEQ_PREFIX) : end]
+        if end > 0 and head.isdigit():
+            return int(head)
+    seq: int = orjson.loads(raw)["q"]
+    return seq
+
+
 def manifest_key(d: str) -> str:
     return f"{d}{SEP}m"
 
@@ -250,6 +264,10 @@ class StateStore:
         for slot in range(JOURNAL_SLOTS):
             raw_journal = table.get(f"{d}{SEP}j{SEP}{slot}")
             if raw_journal is None:
+                continue
+            # Most journals are older than the snapshot: their seq is read without
+            # decoding the rows (after a clean stop, every journal is).
+            if _journal_seq(raw_journal) <= prog.base_seq:
                 continue
             j = orjson.loads(raw_journal)
             if j["q"] > prog.base_seq:

@@ -16,6 +16,8 @@ from streams.state_journal import (
     JOURNAL_SLOTS,
     SNAPSHOT_AFTER_JOURNALS,
     StateStore,
+    _journal_seq,
+    dump,
     journal_key,
     manifest_key,
 )
@@ -188,3 +190,11 @@ def test_snapshots_are_compressed() -> None:
     parity = manifest["g"] % 2
     stored = sum(len(table[f"jinshui\x1fb{parity}\x1f{i}"]) for i in range(manifest["n"]))
     assert stored * 3 < len(orjson.dumps(states["jinshui"].to_snapshot()))
+
+
+def test_journal_seq_is_read_from_the_head_or_the_whole_record() -> None:
+    written = dump({"q": 1234, "e": {"t:0": 9}, "a": [[1, "c1", 1.0]], "l": 0, "u": 0})
+    assert _journal_seq(written) == 1234
+    # Any other layout of the same record (another writer's key order, spaces) still reads.
+    assert _journal_seq(b'{"e": {"t:0": 9}, "q": 77, "a": []}') == 77
+    assert _journal_seq(b'{"q": 5, "a": []}') == 5
