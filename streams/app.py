@@ -410,7 +410,9 @@ class Watchfloor:
             for k in self.store.table
             if self.engine.partition_of(district_of_key(k)) in partitions
         ]
-        self.engine.states = self.store.load(keys)
+        # The rebuild makes the whole state at once: see memory.collector_paused.
+        with memory.collector_paused():
+            self.engine.states = self.store.load(keys)
         self.engine.own(partitions)
         self.engine.tick()
         now = time.monotonic()
@@ -451,8 +453,8 @@ class Watchfloor:
         """
         async with self._batch_lock:
             self._stopped_counting = True
-            if not self.ready or self.commits_blocked:
-                return 0
+            if not self.ready or self.commits_blocked or self.kafka_problem is not None:
+                return 0  # nothing complete to snapshot, or no broker to take it
             t0 = time.monotonic()
             before = self.store.records_written
             n = self.store.checkpoint(self.engine.states)

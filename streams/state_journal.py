@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from . import memory
 from .engine import Journal
 from .events import Event
 from .partitioning import KEY_SEPARATOR as SEP
@@ -219,13 +218,12 @@ class StateStore:
         for key in keys:
             by_district[district_of_key(key)].append(key)
         states: dict[str, DistrictState] = {}
-        with memory.collector_paused():
-            for d, dkeys in by_district.items():
-                try:
-                    states[d] = self._load_one(d, dkeys)
-                except (ValueError, KeyError, TypeError, zlib.error) as exc:
-                    # A damaged record must not take the other districts down with it.
-                    log.error("State of district %s could not be rebuilt: %s", d, exc)
+        for d, dkeys in by_district.items():
+            try:
+                states[d] = self._load_one(d, dkeys)
+            except (ValueError, KeyError, TypeError, zlib.error) as exc:
+                # A damaged record must not take the other districts down with it.
+                log.error("State of district %s could not be rebuilt: %s", d, exc)
         return states
 
     def forget(self, districts: Iterable[str]) -> None:

@@ -34,7 +34,8 @@ def _timed_load(store: StateStore, prof: cProfile.Profile | None) -> tuple[float
     if prof:
         prof.enable()
     t0 = time.process_time()
-    states = store.load(keys)
+    with memory.collector_paused():  # as the worker rebuilds (Watchfloor.on_recovered)
+        states = store.load(keys)
     took = time.process_time() - t0
     if prof:
         prof.disable()
