@@ -177,6 +177,15 @@ _IS_OPEN: tuple[Callable[[int], bool], ...] = (
     _never_open,
     _never_open,
 )
+# The same tests as (flags to have, flags not to have): open iff it has the first and
+# none of the second. Patrols and accidents are never open (no flag is 0's).
+_OPEN_RULE: tuple[tuple[int, int], ...] = (
+    (OPENED, CLOSED),
+    (OPENED, RESOLVED | ESCALATED),
+    (OPENED, RECTIFIED | VERIFIED),
+    (0, 0),
+    (0, 0),
+)
 _GROUP_STREAM: tuple[int, ...] = (
     int(Stream.INCIDENTS) - 1,
     int(Stream.DISPUTES) - 1,
@@ -736,19 +745,37 @@ class DistrictState:
         self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
 
     def _rebuild_derived(self) -> None:
-        self._recount_open()
-        self._due = []
-        for sid, s in self.hazards.items():
-            if _hazard_open(s.flags):
-                self._schedule(sid, s)
-        self._closings = ({}, {}, {}, {}, {})
+        # One pass per group with the open test inlined: a restart runs this over every
+        # subject of every district (three passes over the hazards took a quarter of
+        # the rebuild).
+        closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
+        open_counts = [0, 0, 0, 0, 0]
+        due: list[tuple[float, int, str]] = []
         for group, subjects in enumerate(self._groups):
-            by_hour = self._closings[group]
-            is_open = _IS_OPEN[group]
+            by_hour = closings[group]
+            opened, closed = _OPEN_RULE[group]
+            n_open = 0
             for sid, s in subjects.items():
-                if not is_open(s.flags):
-                    by_hour.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
-        self._closing_hours = tuple(sorted(by_hour) for by_hour in self._closings)
+                flags = s.flags
+                if flags & opened and not flags & closed:
+                    n_open += 1
+                    if group == HAZARDS and s.deadline is not None:
+                        due.append((s.deadline, s.round, sid))
+                    continue
+                hour = int(s.last // HOUR_SECONDS)
+                sids = by_hour.get(hour)
+                if sids is None:
+                    by_hour[hour] = [sid]
+                else:
+                    sids.append(sid)
+            open_counts[group] = n_open
+        self.open_cases = open_counts[CASES]
+        self.open_disputes = open_counts[DISPUTES]
+        self.open_hazards = open_counts[HAZARDS]
+        heapq.heapify(due)
+        self._due = due
+        self._closings = closings
+        self._closing_hours = tuple(sorted(by_hour) for by_hour in closings)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -81,7 +81,7 @@ def main() -> None:
             t0 = time.process_time()
             store.checkpoint(engine.states)
             print(f"  clean-stop checkpoint: {time.process_time() - t0:.3f} s CPU")
-        prof = cProfile.Profile(time.process_time) if args.profile else None
+        prof = cProfile.Profile() if args.profile else None
         took, states = _timed_load(StateStore(table, reference.timezone, Limits()), prof)
         exact = {d: st.to_snapshot() for d, st in states.items()} == live
         print(

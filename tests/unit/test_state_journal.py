@@ -198,3 +198,30 @@ def test_journal_seq_is_read_from_the_head_or_the_whole_record() -> None:
     # Any other layout of the same record (another writer's key order, spaces) still reads.
     assert _journal_seq(b'{"e": {"t:0": 9}, "q": 77, "a": []}') == 77
     assert _journal_seq(b'{"q": 5, "a": []}') == 5
+
+
+def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
+    """What a rebuild derives from the subjects, against the rules applied one by one."""
+    from streams.state import _IS_OPEN, HOUR_SECONDS
+
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 900, seed=9), batch=50)
+    store.checkpoint(states)  # so the load replays no journal: all it holds is derived
+    st = StateStore(table, TZ, Limits()).load(table.keys())["jinshui"]
+    groups = (st.cases, st.disputes, st.hazards, st.patrols, st.accidents)
+    open_of = [[sid for sid, s in g.items() if _IS_OPEN[i](s.flags)] for i, g in enumerate(groups)]
+    assert open_of[0] and open_of[2] and len(open_of[2]) < len(st.hazards)  # both kinds exist
+    assert (st.open_cases, st.open_disputes, st.open_hazards) == tuple(map(len, open_of[:3]))
+    assert sorted(st._due) == sorted(
+        (st.hazards[sid].deadline, st.hazards[sid].round, sid) for sid in open_of[2]
+    )
+    assert st._due[0] == min(st._due)  # a heap
+    for i, g in enumerate(groups):
+        expected: dict[int, list[str]] = {}
+        for sid, s in g.items():
+            if sid not in open_of[i]:
+                expected.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
+        assert st._closings[i] == expected
+        assert st._closing_hours[i] == sorted(expected)
