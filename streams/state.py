@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -176,6 +176,15 @@ _IS_OPEN: tuple[Callable[[int], bool], ...] = (
     _hazard_open,
     _never_open,
     _never_open,
+)
+# The same tests as (flags to have, flags not to have): open iff it has the first and
+# none of the second. Patrols and accidents are never open (no flag is 0's).
+_OPEN_RULE: tuple[tuple[int, int], ...] = (
+    (OPENED, CLOSED),
+    (OPENED, RESOLVED | ESCALATED),
+    (OPENED, RECTIFIED | VERIFIED),
+    (0, 0),
+    (0, 0),
 )
 _GROUP_STREAM: tuple[int, ...] = (
     int(Stream.INCIDENTS) - 1,
@@ -736,19 +745,37 @@ class DistrictState:
         self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
 
     def _rebuild_derived(self) -> None:
-        self._recount_open()
-        self._due = []
-        for sid, s in self.hazards.items():
-            if _hazard_open(s.flags):
-                self._schedule(sid, s)
-        self._closings = ({}, {}, {}, {}, {})
+        # One pass per group with the open test inlined: a restart runs this over every
+        # subject of every district (three passes over the hazards took a quarter of
+        # the rebuild).
+        closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
+        open_counts = [0, 0, 0, 0, 0]
+        due: list[tuple[float, int, str]] = []
         for group, subjects in enumerate(self._groups):
-            by_hour = self._closings[group]
-            is_open = _IS_OPEN[group]
+            by_hour = closings[group]
+            opened, closed = _OPEN_RULE[group]
+            n_open = 0
             for sid, s in subjects.items():
-                if not is_open(s.flags):
-                    by_hour.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
-        self._closing_hours = tuple(sorted(by_hour) for by_hour in self._closings)
+                flags = s.flags
+                if flags & opened and not flags & closed:
+                    n_open += 1
+                    if group == HAZARDS and s.deadline is not None:
+                        due.append((s.deadline, s.round, sid))
+                    continue
+                hour = int(s.last // HOUR_SECONDS)
+                sids = by_hour.get(hour)
+                if sids is None:
+                    by_hour[hour] = [sid]
+                else:
+                    sids.append(sid)
+            open_counts[group] = n_open
+        self.open_cases = open_counts[CASES]
+        self.open_disputes = open_counts[DISPUTES]
+        self.open_hazards = open_counts[HAZARDS]
+        heapq.heapify(due)
+        self._due = due
+        self._closings = closings
+        self._closing_hours = tuple(sorted(by_hour) for by_hour in closings)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -852,11 +879,11 @@ class DistrictState:
         marks = [_infinite(w) for w in snap["stream_watermarks"]]
         st.stream_watermarks = marks + [_NEVER] * (6 - len(marks))
         st.evidence = dict(snap["evidence"])
-        st.cases = dict(Subject.from_row(r) for r in snap["cases"])
-        st.disputes = dict(Subject.from_row(r) for r in snap["disputes"])
-        st.hazards = dict(Subject.from_row(r) for r in snap["hazards"])
-        st.patrols = dict(Subject.from_row(r) for r in snap["patrols"])
-        st.accidents = dict(Subject.from_row(r) for r in snap.get("accidents", ()))
+        st.cases = _subjects(snap["cases"])
+        st.disputes = _subjects(snap["disputes"])
+        st.hazards = _subjects(snap["hazards"])
+        st.patrols = _subjects(snap["patrols"])
+        st.accidents = _subjects(snap.get("accidents", ()))
         st.late_total = snap["late"]
         st.duplicate_total = snap["dup"]
         st.last_patrol_end = snap["last_patrol_end"]
@@ -872,6 +899,44 @@ class DistrictState:
         st._groups = (st.cases, st.disputes, st.hazards, st.patrols, st.accidents)
         st._rebuild_derived()
         return st
+
+
+def _subjects(rows: Iterable[list[Any]]) -> dict[str, Subject]:
+    """The subjects of snapshot rows; what :meth:`Subject.from_row` does, inlined.
+
+    A restart decodes every subject of every district (hundreds of thousands at 1,000
+    districts), so the per-row call, tuple and padding are worth saving.
+    """
+    out: dict[str, Subject] = {}
+    new = Subject
+    intern = sys.intern
+    canon: dict[str, str] = {}  # this snapshot's category strings -> the shared copy
+    for row in rows:
+        if len(row) != 14:  # rows of snapshot version 1 had 8 fields
+            row = row + [None] * (14 - len(row))
+        (sid, flags, opened, last, category, deadline, major, rnd, closed_at, reopened_at,
+         community, unit, pending, figures) = row  # fmt: skip
+        if category is not None:
+            shared = canon.get(category)
+            if shared is None:
+                shared = canon[category] = canonical(category)
+            category = shared
+        out[sid] = new(
+            flags,
+            opened,
+            last,
+            category,
+            deadline,
+            major,
+            rnd,
+            closed_at,
+            reopened_at,
+            None if community is None else intern(community),
+            None if unit is None else intern(unit),
+            pending,
+            figures,
+        )
+    return out
 
 
 def _finite(x: float) -> float | None:

@@ -3,7 +3,8 @@
 The table is a Faust table whose changelog topic is the durable copy. Per district:
 
 - ``<d>␟m``: the manifest ``{"g": generation, "n": chunks, "q": last journal seq in the
-  snapshot}``;
+  snapshot, "z": 1}`` (``z``: the chunks together are one zlib stream; manifests without
+  it, written before, have plain JSON chunks);
 - ``<d>␟b<parity>␟<i>``: snapshot chunks of generation ``g`` (``parity = g % 2``), each
   prefixed by its generation. Two parities mean a snapshot interrupted half-way never
   damages the one the manifest points at;
@@ -47,6 +48,12 @@ SNAPSHOT_AFTER_JOURNALS = JOURNAL_SLOTS - 4
 # a snapshot costs about 1 us a subject, so this adds about 2 us per event.
 SNAPSHOT_AFTER_ROWS = 256
 CHUNK_BYTES = 256 * 1024
+# Snapshots are zlib-compressed (level 1: 4x smaller, about 200 MB/s, decompressed at
+# about 400 MB/s). A restart reads the whole changelog, and before compaction it holds
+# every snapshot of the last segment: its bytes, not the decoding, were most of the
+# restart (420 MB at 1,000 districts after a 1,000,000-event catch-up). The in-memory
+# table keeps the compressed chunks too.
+SNAPSHOT_ZLIB_LEVEL = 1
 
 
 @dataclass
@@ -73,6 +80,20 @@ def dump(value: Any) -> bytes:
     districts).
     """
     return bytes(memoryview(orjson.dumps(value)))
+
+
+_SEQ_PREFIX = b'{"q":'
+
+
+def _journal_seq(raw: bytes) -> int:
+    """The seq of a journal, read from its head: ``dump`` writes ``{"q":<seq>,`` first."""
+    if raw.startswith(_SEQ_PREFIX):
+        end = raw.find(b",", len(_SEQ_PREFIX))
+        head = raw[len(_SEQ_PREFIX) : end]
+        if end > 0 and head.isdigit():
+            return int(head)
+    seq: int = orjson.loads(raw)["q"]
+    return seq
 
 
 def manifest_key(d: str) -> str:
@@ -160,7 +181,7 @@ class StateStore:
         gen = prog.gen + 1
         parity = gen % 2
         # Each chunk is a new exact-size object (prefix + slice), see dump().
-        blob = orjson.dumps(st.to_snapshot())
+        blob = zlib.compress(orjson.dumps(st.to_snapshot()), SNAPSHOT_ZLIB_LEVEL)
         parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
         prefix = b"%d\n" % gen
         for i, part in enumerate(parts):
@@ -168,7 +189,7 @@ class StateStore:
         # Chunks left over from a bigger snapshot of the same parity.
         for i in range(len(parts), prog.chunks[parity]):
             self.table.pop(chunk_key(d, parity, i), None)
-        self.table[manifest_key(d)] = dump({"g": gen, "n": len(parts), "q": prog.seq})
+        self.table[manifest_key(d)] = dump({"g": gen, "n": len(parts), "q": prog.seq, "z": 1})
         self.records_written += len(parts) + 1
         chunks = list(prog.chunks)
         chunks[parity] = len(parts)
@@ -176,6 +197,20 @@ class StateStore:
         prog.gen = gen
         prog.base_seq = prog.seq
         prog.rows = 0
+
+    def checkpoint(self, states: dict[str, DistrictState]) -> int:
+        """Snapshot every district with journals since its last snapshot; return how many.
+
+        Done on a clean stop, so the next start loads snapshots and replays no journal.
+        """
+        due = [
+            st
+            for d, st in states.items()
+            if (prog := self._progress.get(d)) is not None and prog.seq > prog.base_seq
+        ]
+        for st in due:
+            self.snapshot(st)
+        return len(due)
 
     def load(self, keys: Iterable[str]) -> dict[str, DistrictState]:
         """Rebuild the states of the districts whose table keys are given."""
@@ -186,7 +221,7 @@ class StateStore:
         for d, dkeys in by_district.items():
             try:
                 states[d] = self._load_one(d, dkeys)
-            except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            except (ValueError, KeyError, TypeError, zlib.error) as exc:
                 # A damaged record must not take the other districts down with it.
                 log.error("State of district %s could not be rebuilt: %s", d, exc)
         return states
@@ -218,13 +253,19 @@ class StateStore:
                         f"snapshot chunk {i} is from generation {int(head)}, not {prog.gen}"
                     )
                 blob += body
-            st = DistrictState.from_snapshot(orjson.loads(blob), self.tz, self.limits)
+            # Snapshots written before compression have no "z" and are read as they are.
+            raw_snapshot = zlib.decompress(blob) if manifest.get("z") else blob
+            st = DistrictState.from_snapshot(orjson.loads(raw_snapshot), self.tz, self.limits)
         else:
             st = DistrictState(d, self.tz, self.limits)
         journals: list[dict[str, Any]] = []
         for slot in range(JOURNAL_SLOTS):
             raw_journal = table.get(f"{d}{SEP}j{SEP}{slot}")
             if raw_journal is None:
+                continue
+            # Most journals are older than the snapshot: their seq is read without
+            # decoding the rows (after a clean stop, every journal is).
+            if _journal_seq(raw_journal) <= prog.base_seq:
                 continue
             j = orjson.loads(raw_journal)
             if j["q"] > prog.base_seq:

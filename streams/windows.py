@@ -322,9 +322,11 @@ class Buckets:
     @classmethod
     def from_snapshot(cls, tz: ZoneInfo, snap: dict[str, Any]) -> Buckets:
         b = cls(tz)
-        b.slots = {int(k): _widen(v) for k, v in snap["s"]}
-        b.hours = {int(k): _widen(v) for k, v in snap["h"]}
-        b.days = {int(k): _widen(v) for k, v in snap["d"]}
+        # The decoded lists are fresh: kept as they are unless a measure is missing.
+        width = N_MEASURES
+        b.slots = {int(k): v if len(v) == width else _widen(v) for k, v in snap["s"]}
+        b.hours = {int(k): v if len(v) == width else _widen(v) for k, v in snap["h"]}
+        b.days = {int(k): v if len(v) == width else _widen(v) for k, v in snap["d"]}
         b.categories = {
             int(k): {category_key(m, cat): n for m, cat, n in v} for k, v in snap["c"]
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import threading
@@ -99,6 +100,7 @@ def run_worker(settings: Settings) -> int:
         """Faust's worker with a drain before stopping and a deadline on the stop."""
 
         _stopping = False
+        _checkpointing: asyncio.Task[None] | None = None
 
         async def on_execute(self) -> None:
             await super().on_execute()
@@ -135,9 +137,19 @@ def run_worker(settings: Settings) -> int:
                     drain,
                     deadline,
                 )
-                self.loop.call_later(drain, stop)
-            else:
-                stop()
+            self.loop.call_later(drain, self._stop_after_checkpoint, stop)
+
+        def _stop_after_checkpoint(self, stop: Any) -> None:
+            self._checkpointing = self.loop.create_task(self._checkpoint(stop))
+
+        async def _checkpoint(self, stop: Any) -> None:
+            # Bounded: a batch stuck on an unreachable broker holds the batch lock.
+            timeout = max(1.0, settings.shutdown_timeout / 2)
+            try:
+                await asyncio.wait_for(wf.checkpoint(), timeout)
+            except Exception:  # the journals hold everything; only the next start is slower
+                log.exception("Could not snapshot the districts before stopping.")
+            stop()
 
     worker = WatchfloorWorker(
         wf.app,

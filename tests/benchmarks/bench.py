@@ -439,7 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"restart {rep + 1}/{args.repeat}: {how}")
                     got = restart(live, truth, how)
                     wf["restarts"].append(got)
-                    log(f"  ready {got['ready_seconds']:.2f}s, exact {got['correct_seconds']:.2f}s")
+                    log(
+                        f"  ready {got['ready_seconds']:.2f}s "
+                        f"({got['ready_cpu_seconds']} s CPU), exact {got['correct_seconds']:.2f}s"
+                    )
             if args.profile:
                 log("profile: one more restart (SIGTERM) under py-spy")
                 raw = runs_dir / "profile-restart.raw"

@@ -519,6 +519,9 @@ def restart(
     finish = during(run.pid) if during is not None else None
     try:
         t_ready = run.wait_ready(timeout=timeout)
+        # CPU the new process spent to get ready (interpreter, Faust, changelog read,
+        # rebuild): on a shared machine it moves far less than the wall time.
+        ready_cpu = cpu_seconds(run.pid)
         deadline = time.monotonic() + timeout
         scrapes = 0
         wrong: list[str] = []
@@ -541,6 +544,7 @@ def restart(
         "how": how,
         "stop_seconds": round(stop_seconds, 3),
         "ready_seconds": round(t_ready - t0, 3),
+        "ready_cpu_seconds": None if ready_cpu is None else round(ready_cpu, 3),
         "correct_seconds": round(t_scraped - t0, 3),
         "scrapes_until_correct": scrapes,
         "worker_recovery_seconds": recovery,

@@ -53,6 +53,27 @@ def test_ready_only_after_recovery_with_correct_figures(cluster: Cluster, worker
     assert sample(m, "watchfloor_last_recovery_duration_seconds") > 0
 
 
+def changelog_latest(cluster: Cluster) -> dict[bytes, bytes | None]:
+    """The state changelog as a restart reads it: the newest value of each key."""
+    topic = f"{cluster.app_id}-state-changelog"
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(cluster.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        latest: dict[bytes, bytes | None] = {}
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            assert time.monotonic() < deadline, "the changelog could not be read"
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    latest[r.key] = r.value
+        return latest
+    finally:
+        consumer.close()
+
+
 def test_sigterm_commits_and_leaves_the_group(cluster: Cluster, workers) -> None:
     docs, truth = scripted_stream(DISTRICTS[:3], per_district=800, now=datetime.now(TZ), seed=4)
     cluster.publish(docs)
@@ -79,6 +100,13 @@ def test_sigterm_commits_and_leaves_the_group(cluster: Cluster, workers) -> None
     for tp in parts:
         # An empty partition has nothing to commit.
         assert (committed[tp] or 0) == ends[tp], f"{tp} committed up to the end"
+    # Every district was snapshotted after its last journal: the next start replays none.
+    latest = changelog_latest(cluster)
+    for d in DISTRICTS[:3]:
+        manifest = orjson.loads(latest[f"{d}\x1fm".encode()])
+        seqs = [orjson.loads(v)["q"] for k, v in latest.items()
+                if k.startswith(f"{d}\x1fj\x1f".encode()) and v is not None]
+        assert seqs and manifest["q"] == max(seqs), (d, manifest, max(seqs, default=None))
     # Having left the group, a new worker need not wait out the old session.
     w.start()
     assert w.wait_ready() < 15

@@ -27,6 +27,18 @@ assert gc.collect() == 0 or gc.get_freeze_count() == frozen
 freed = memory.full_collection()
 assert freed >= 2, freed          # the periodic full collection frees it
 assert gc.get_freeze_count() > 0  # and freezes the survivors again
+before = gc.get_freeze_count()
+with memory.collector_paused():   # a state rebuild
+    assert not gc.isenabled()
+    built = [[i] for i in range(50_000)]
+    assert gc.get_count()[0] >= 50_000, "no collection ran during the rebuild"
+assert gc.isenabled()
+assert gc.get_freeze_count() >= before + 50_000, "what the rebuild built is frozen"
+gc.disable()
+with memory.collector_paused():
+    pass
+assert not gc.isenabled(), "a collector disabled before stays disabled"
+gc.enable()
 memory.release_memory()           # glibc malloc_trim, or nothing elsewhere
 print("ok")
 """

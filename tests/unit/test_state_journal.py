@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,8 @@ from streams.state_journal import (
     JOURNAL_SLOTS,
     SNAPSHOT_AFTER_JOURNALS,
     StateStore,
+    _journal_seq,
+    dump,
     journal_key,
     manifest_key,
 )
@@ -120,3 +123,105 @@ def test_snapshot_is_due_before_journal_slots_wrap() -> None:
     prog = store._progress["jinshui"]
     assert prog.seq - prog.base_seq < JOURNAL_SLOTS
     assert journal_key("jinshui", prog.seq) in table
+
+
+def test_checkpoint_leaves_no_journal_to_replay() -> None:
+    """A clean stop's snapshots: the next load replays nothing and rebuilds the same state,
+    and journals written after it still replay on top."""
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 700, seed=5) + events("erqi", 90, seed=6)
+    evs.sort(key=lambda e: e.ts)
+    run_batches(store, states, evs[:500], batch=7)
+    pending = {d for d, p in store._progress.items() if p.seq > p.base_seq}
+    assert pending  # the test means something only if journals were waiting
+    assert store.checkpoint(states) == len(pending)
+    assert store.checkpoint(states) == 0  # nothing new since
+    fresh_store = StateStore(table, TZ, Limits())
+    fresh = fresh_store.load(table.keys())
+    for d, st in states.items():
+        assert fresh[d].to_snapshot() == st.to_snapshot()
+        prog = fresh_store._progress[d]
+        assert prog.rows == 0 and prog.seq == prog.base_seq == store._progress[d].seq
+    # Counting goes on from the rebuilt states; a crash then replays the new journals.
+    run_batches(fresh_store, fresh, evs[500:], batch=7, offset0=500)
+    run_batches(store, states, evs[500:], batch=7, offset0=500)
+    again = StateStore(table, TZ, Limits()).load(table.keys())
+    for d, st in states.items():
+        assert again[d].to_snapshot() == st.to_snapshot()
+
+
+def test_snapshots_written_before_compression_still_load() -> None:
+    """A changelog of plain-JSON snapshots (manifests without "z") rebuilds the same state."""
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 600, seed=7)
+    run_batches(store, states, evs, batch=9)
+    manifest = orjson.loads(table[manifest_key("jinshui")])
+    assert manifest["z"] == 1
+    # Rewrite the current snapshot as the previous format wrote it: its JSON, uncompressed,
+    # cut into chunks by the same rule, under a manifest without "z".
+    parity = manifest["g"] % 2
+    compressed = b"".join(
+        table[f"jinshui\x1fb{parity}\x1f{i}"].partition(b"\n")[2] for i in range(manifest["n"])
+    )
+    plain = zlib.decompress(compressed)
+    assert orjson.loads(plain)["district"] == "jinshui"
+    for i in range(manifest["n"]):
+        del table[f"jinshui\x1fb{parity}\x1f{i}"]
+    parts = [plain[i : i + 1000] for i in range(0, len(plain), 1000)]
+    for i, part in enumerate(parts):
+        table[f"jinshui\x1fb{parity}\x1f{i}"] = b"%d\n" % manifest["g"] + part
+    table[manifest_key("jinshui")] = orjson.dumps({"g": manifest["g"], "n": len(parts),
+                                                   "q": manifest["q"]})
+    fresh = StateStore(table, TZ, Limits()).load(table.keys())
+    assert fresh["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
+
+
+def test_snapshots_are_compressed() -> None:
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 600, seed=8), batch=600)
+    store.snapshot(states["jinshui"])
+    manifest = orjson.loads(table[manifest_key("jinshui")])
+    parity = manifest["g"] % 2
+    stored = sum(len(table[f"jinshui\x1fb{parity}\x1f{i}"]) for i in range(manifest["n"]))
+    assert stored * 3 < len(orjson.dumps(states["jinshui"].to_snapshot()))
+
+
+def test_journal_seq_is_read_from_the_head_or_the_whole_record() -> None:
+    written = dump({"q": 1234, "e": {"t:0": 9}, "a": [[1, "c1", 1.0]], "l": 0, "u": 0})
+    assert _journal_seq(written) == 1234
+    # Any other layout of the same record (another writer's key order, spaces) still reads.
+    assert _journal_seq(b'{"e": {"t:0": 9}, "q": 77, "a": []}') == 77
+    assert _journal_seq(b'{"q": 5, "a": []}') == 5
+
+
+def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
+    """What a rebuild derives from the subjects, against the rules applied one by one."""
+    from streams.state import _IS_OPEN, HOUR_SECONDS
+
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 900, seed=9), batch=50)
+    store.checkpoint(states)  # so the load replays no journal: all it holds is derived
+    st = StateStore(table, TZ, Limits()).load(table.keys())["jinshui"]
+    groups = (st.cases, st.disputes, st.hazards, st.patrols, st.accidents)
+    open_of = [[sid for sid, s in g.items() if _IS_OPEN[i](s.flags)] for i, g in enumerate(groups)]
+    assert open_of[0] and open_of[2] and len(open_of[2]) < len(st.hazards)  # both kinds exist
+    assert (st.open_cases, st.open_disputes, st.open_hazards) == tuple(map(len, open_of[:3]))
+    assert sorted(st._due) == sorted(
+        (st.hazards[sid].deadline, st.hazards[sid].round, sid) for sid in open_of[2]
+    )
+    assert st._due[0] == min(st._due)  # a heap
+    for i, g in enumerate(groups):
+        expected: dict[int, list[str]] = {}
+        for sid, s in g.items():
+            if sid not in open_of[i]:
+                expected.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
+        assert st._closings[i] == expected
+        assert st._closing_hours[i] == sorted(expected)
