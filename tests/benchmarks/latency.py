@@ -43,7 +43,7 @@ def latency_phase(
     label: str,
     scrape_interval: float = 15.0,
     pool_seconds: float | None = None,
-    target_p99: float = 2.0,
+    target_p99: float = 0.5,
     log: Any = print,
 ) -> tuple[dict[str, Any], Truth]:
     """Run one phase; return its figures and the truth including what it produced.

@@ -1,4 +1,4 @@
-"""Figures of repeated runs (best and spread), the targets of issue #7, and the printed table."""
+"""Figures of repeated runs (best and spread), the targets of issue #16, and the printed table."""
 
 from __future__ import annotations
 
@@ -358,7 +358,7 @@ def plateau_rows(pl: dict[str, Any]) -> list[list[str]]:
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, str]]:
-    """Each target of issue #7 with the measured figure and whether it is met."""
+    """Each target of issue #16 with the measured figure and whether it is met."""
     out: list[dict[str, str]] = []
 
     def add(target: str, measured: str, met: bool | None) -> None:
@@ -366,19 +366,18 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
         out.append({"target": target, "measured": measured, "met": verdict})
 
     ratios = report.get("ratios") or {}
-    for impl, want in (("limit", 0.3), ("naive", 10.0), ("peer", 2.0)):
+    cpu_ratios = report.get("cpu_ratios") or {}
+    for impl, want in (("limit", 0.5), ("peer", 5.0), ("kstreams", 0.5)):
         if impl in ratios:
-            cpu = (report.get("cpu_ratios") or {}).get(impl)
+            cpu = cpu_ratios.get(impl)
             per_cpu = f" ({cpu:.2f} x per CPU-second)" if cpu else ""
-            add(
-                f"watchfloor >= {want:g} x {impl}",
-                f"{ratios[impl]:.2f} x{per_cpu}",
-                ratios[impl] >= want,
-            )
+            # Kafka Streams is judged on both, as the issue asks for both ratios.
+            met = ratios[impl] >= want and (impl != "kstreams" or (cpu or 0.0) >= want)
+            add(f"watchfloor >= {want:g} x {impl}", f"{ratios[impl]:.2f} x{per_cpu}", met)
     wf_runs = report["runs"].get("watchfloor") or []
     if wf_runs:
         best = report["summary"]["watchfloor"]["events_per_second"]["best"]
-        add(">= 50,000 events/s on one worker", f"{best:,.0f} events/s", best >= 50_000)
+        add("catch-up events/s on one worker (for the record)", f"{best:,.0f} events/s", None)
         exact = all(r["exact"] for runs in report["runs"].values() for r in runs)
         add(
             "counts exact (every implementation, every run)",
@@ -400,14 +399,14 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     for rs in wf.get("restarts", []):
         add(
             f"restart ({'SIGKILL' if rs['how'] == 'kill' else 'SIGTERM'}) with "
-            f"{rs['districts']} districts correct in <= 10 s",
+            f"{rs['districts']} districts correct in <= 3 s",
             f"{rs['correct_seconds']:.2f} s",
-            rs["correct_seconds"] <= 10.0,
+            rs["correct_seconds"] <= 3.0,
         )
     if wf.get("peak_rss_bytes"):
         peak = wf["peak_rss_bytes"]
         districts = report["params"]["districts"]
-        add(f"peak RSS <= 500 MB ({districts:,} districts)", _mb(peak), peak <= 500 * 2**20)
+        add(f"peak RSS <= 350 MB ({districts:,} districts)", _mb(peak), peak <= 350 * 2**20)
     for ph in wf.get("latency", []):
         r = ph["rss"]
         if r:
@@ -433,16 +432,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     sc = wf.get("scrape")
     if sc:
         add(
-            f"/metrics scrape <= 0.5 s ({report['params']['districts']:,} districts, idle, max)",
+            f"/metrics scrape, idle ({report['params']['districts']:,} districts, max; "
+            "for the record)",
             f"{sc['max_seconds']:.3f} s",
-            sc["max_seconds"] <= 0.5,
+            None,
         )
     for ph in wf.get("latency", []):
         su = ph["scrapes_under_load"]
         if su["count"]:
+            judged = ph["rate_target"] <= 20_000  # the issue sets it at 20,000 events/s
             add(
-                "/metrics scrape <= 0.5 s under load (max)",
+                f"/metrics scrape <= 0.25 s under {ph['rate_target']:,.0f} events/s (max)"
+                + ("" if judged else "; for the record"),
                 f"{su['max_seconds']:.3f} s",
-                su["max_seconds"] <= 0.5,
+                su["max_seconds"] <= 0.25 if judged else None,
             )
     return out

@@ -1,4 +1,4 @@
-"""The benchmark of issue #7 at a tiny size against the session broker, so that it cannot rot.
+"""The benchmark (issues #7 and #16) at a tiny size against the session broker, so it cannot rot.
 
 It runs every part once (limit, naive, peer, kstreams, the real worker, scrapes, restarts,
 a short latency phase, a short "high rate" phase produced in two passes of one pool, and
