@@ -662,6 +662,10 @@ class DistrictState:
             if s.major:
                 self.overdue_major += 1
             moved += 1
+        if moved:
+            # The overdue set is part of what the state shows: readers that keep figures
+            # per version (the scrape's district texts) must see the timer's moves.
+            self.version += 1
         return moved
 
     def next_deadline(self) -> float | None:
