@@ -68,6 +68,12 @@ WINDOWS: dict[str, int] = {
 }
 
 
+SHORTEST_WINDOW = min(WINDOWS.values())
+# Counts remembered between two reads of the rolling windows; past this many (a district
+# nobody reads, or a busy one read rarely) the next read sums the buckets again.
+PENDING_MAX = 512
+
+
 def zeros() -> list[int]:
     return [0] * N_MEASURES
 
@@ -101,6 +107,8 @@ class Buckets:
     __slots__ = (
         "_day_next",
         "_hour_next",
+        "_pending",
+        "_rolled",
         "categories",
         "day_cut",
         "days",
@@ -124,6 +132,10 @@ class Buckets:
         # When the hour and day cuts next move: a local-midnight lookup only then.
         self._hour_next = float("-inf")
         self._day_next = float("-inf")
+        # The last rolling windows read, with the slot end and cuts they were read at,
+        # and the counts added since as (ts, measure, n); None once too many to keep.
+        self._rolled: tuple[float, tuple[float, float, float], dict[str, list[int]]] | None = None
+        self._pending: list[tuple[float, int, int]] | None = None
 
     # -- writing ---------------------------------------------------------------------
 
@@ -139,6 +151,12 @@ class Buckets:
 
     def add(self, measure: int, ts: float, category: str | None, n: int = 1) -> None:
         """Count ``n`` at event time ``ts``, in every resolution still kept for that time."""
+        pending = self._pending
+        if pending is not None:
+            if len(pending) < PENDING_MAX:
+                pending.append((ts, measure, n))
+            else:
+                self._pending = None
         if ts >= self.slot_cut:
             key = int(ts // SLOT_SECONDS)
             vec = self.slots.get(key)
@@ -213,16 +231,33 @@ class Buckets:
         Ending at the slot's end keeps an event stamped this very second inside the
         window; the windows nest, so each one adds only the stretch the shorter one lacks.
         """
+        end = rolling_end(now)
+        cuts = (self.slot_cut, self.hour_cut, self.day_cut)
+        rolled, pending = self._rolled, self._pending
+        if rolled is not None and pending is not None and rolled[0] == end and rolled[1] == cuts:
+            # Counts added since the last read, all in the shortest window (read from
+            # slots and hours, so wholly inside every window): each window gains them.
+            # Anything else (an older event, a new slot, an expiry) reads the buckets.
+            lo = end - SHORTEST_WINDOW
+            if lo >= self.slot_cut and all(lo <= ts < end for ts, _, _ in pending):
+                kept = {label: list(vec) for label, vec in rolled[2].items()}
+                for _, measure, n in pending:
+                    for vec in kept.values():
+                        vec[measure] += n
+                self._rolled = (end, cuts, kept)
+                pending.clear()
+                return {label: list(vec) for label, vec in kept.items()}
         out: dict[str, list[int]] = {}
         acc = zeros()
-        end = rolling_end(now)
         prev_lo = end
         for label, length in sorted(WINDOWS.items(), key=lambda kv: kv[1]):
             lo = end - length
             self._total_into(acc, lo, prev_lo)
             out[label] = list(acc)
             prev_lo = lo
-        return out
+        self._rolled = (end, cuts, out)
+        self._pending = []
+        return {label: list(vec) for label, vec in out.items()}
 
     def _total_into(self, out: list[int], lo: float, hi: float) -> None:
         if hi <= lo:

@@ -87,3 +87,53 @@ def test_categories_by_day() -> None:
     day = datetime(2026, 4, 12, tzinfo=TZ).timestamp()
     assert b.by_category(day, day + DAY_SECONDS) == {3: {"gas": 1, "fire": 1}}
     assert b.by_category(day, day + 2 * DAY_SECONDS) == {3: {"gas": 2, "fire": 1}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_rolling_read_again_after_new_counts_equals_summing_the_buckets(seed: int) -> None:
+    """Windows kept between reads and moved by the counts added since (live events in the
+    last hour) equal a fresh sum; and so with older, future and negative counts, reads
+    within and across slots, and expiries."""
+    rng = random.Random(seed)
+    b, times = filled(seed % 6, n=800)
+    now = NOW
+    wm = NOW
+    for _ in range(40):
+        for _ in range(rng.choice((0, 1, 3, 20))):
+            r = rng.random()
+            if r < 0.7:
+                ts = now - rng.random() * HOUR_SECONDS  # live: in the shortest window
+            elif r < 0.8:
+                ts = now - rng.random() * 40 * DAY_SECONDS
+            elif r < 0.9:
+                ts = now + rng.random() * 600  # a little ahead of the clock
+            else:
+                ts = (now // SLOT_SECONDS) * SLOT_SECONDS - HOUR_SECONDS + rng.choice((-1, 0, 1))
+            measure, n = rng.randrange(3), rng.choice((1, 1, 1, 2, -1))
+            b.add(measure, ts, "x", n)
+            times.append(ts)
+            if ts > wm and rng.random() < 0.3:
+                wm = ts
+                b.expire(wm, retention_days=800)
+        if rng.random() < 0.3:
+            b.expire(wm, retention_days=800)
+        now += rng.choice((0.0, 1.0, 60.0, SLOT_SECONDS, rng.random() * 3 * HOUR_SECONDS))
+        wm = max(wm, now)
+        got = b.rolling(now)
+        fresh = Buckets.from_snapshot(TZ, b.to_snapshot()).rolling(now)
+        assert got == fresh
+        for label, lo, hi in rolling_bounds(now):
+            assert got[label] == b.total(lo, hi)
+        got["1h"][0] += 1000  # a reader's change to what it got never reaches the next read
+        assert b.rolling(now) == fresh
+
+
+def test_rolling_many_counts_between_reads() -> None:
+    b, _ = filled(3, n=200)
+    first = b.rolling(NOW)
+    for i in range(2000):  # more than the buckets remember one by one: summed again
+        b.add(1, NOW - i % 3000, "x")
+    got = b.rolling(NOW)
+    assert got == Buckets.from_snapshot(TZ, b.to_snapshot()).rolling(NOW)
+    assert got["1h"][1] - first["1h"][1] == 2000
