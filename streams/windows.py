@@ -68,7 +68,6 @@ WINDOWS: dict[str, int] = {
 }
 
 
-SHORTEST_WINDOW = min(WINDOWS.values())
 # Counts remembered between two reads of the rolling windows; past this many (a district
 # nobody reads, or a busy one read rarely) the next read sums the buckets again.
 PENDING_MAX = 512
@@ -234,19 +233,33 @@ class Buckets:
         end = rolling_end(now)
         cuts = (self.slot_cut, self.hour_cut, self.day_cut)
         rolled, pending = self._rolled, self._pending
-        if rolled is not None and pending is not None and rolled[0] == end and rolled[1] == cuts:
-            # Counts added since the last read, all in the shortest window (read from
-            # slots and hours, so wholly inside every window): each window gains them.
-            # Anything else (an older event, a new slot, an expiry) reads the buckets.
-            lo = end - SHORTEST_WINDOW
-            if lo >= self.slot_cut and all(lo <= ts < end for ts, _, _ in pending):
-                kept = {label: list(vec) for label, vec in rolled[2].items()}
-                for _, measure, n in pending:
-                    for vec in kept.values():
-                        vec[measure] += n
-                self._rolled = (end, cuts, kept)
-                pending.clear()
-                return {label: list(vec) for label, vec in kept.items()}
+        if (
+            rolled is not None
+            and pending is not None
+            and rolled[0] == end
+            and rolled[1] == cuts
+            and end >= self.slot_cut
+            and (self.hour_cut == float("-inf") or self.hour_cut % HOUR_SECONDS == 0)
+            and _midnights_on_hours(self.tz, int(end // DAY_SECONDS))
+        ):
+            # Same edges, same cuts: each window reads the same buckets as at the last
+            # read, which hold what they held then plus the counts added since. A count
+            # is in a window when its time is within the stretch the window's buckets
+            # cover; one before the day cut was kept nowhere.
+            starts = [
+                (label, self._region_start(end - length)) for label, length in WINDOWS.items()
+            ]
+            kept = {label: list(vec) for label, vec in rolled[2].items()}
+            day_cut = self.day_cut
+            for ts, measure, n in pending:
+                if ts >= end or ts < day_cut:
+                    continue
+                for label, start in starts:
+                    if ts >= start:
+                        kept[label][measure] += n
+            self._rolled = (end, cuts, kept)
+            pending.clear()
+            return {label: list(vec) for label, vec in kept.items()}
         out: dict[str, list[int]] = {}
         acc = zeros()
         prev_lo = end
@@ -258,6 +271,15 @@ class Buckets:
         self._rolled = (end, cuts, out)
         self._pending = []
         return {label: list(vec) for label, vec in out.items()}
+
+    def _region_start(self, lo: float) -> float:
+        """Where the buckets ``_total_into(lo, hi)`` reads begin: ``lo`` rounded up to the
+        slot, hour or local day, as the resolution kept at ``lo`` is."""
+        if lo >= self.slot_cut:
+            return _ceil_div(lo, SLOT_SECONDS) * SLOT_SECONDS
+        if lo >= self.hour_cut:
+            return _ceil_div(lo, HOUR_SECONDS) * HOUR_SECONDS
+        return self._midnight_of_ordinal(self._first_day_starting_at_or_after(lo))
 
     def _total_into(self, out: list[int], lo: float, hi: float) -> None:
         if hi <= lo:
@@ -376,6 +398,21 @@ def _first_day_starting_at_or_after(tz: ZoneInfo, ts: float) -> int:
     day = local.date().toordinal()
     midnight = datetime.combine(local.date(), time(0), tz).timestamp()
     return day if midnight >= ts else day + 1
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@lru_cache(maxsize=64)
+def _midnights_on_hours(tz: ZoneInfo, utc_day: int) -> bool:
+    """Whether every local midnight of the 40 days to ``utc_day`` falls on a UTC hour:
+    only then do the hour and day buckets a window reads meet without gap or overlap
+    (a zone such as +05:30 reads its windows by summing the buckets, never by adding on)."""
+    first = _EPOCH_ORDINAL + utc_day - 40
+    return all(
+        _midnight_of_ordinal(tz, ordinal) % HOUR_SECONDS == 0
+        for ordinal in range(first, first + 42)
+    )
 
 
 def _widen(vec: list[int]) -> list[int]:
