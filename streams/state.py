@@ -268,6 +268,9 @@ class DistrictState:
         self.version = 0
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
         self._open_by_category: tuple[int, dict[str, int]] | None = None
+        # Bumped by every hazard event and every open hazard forgotten: the open hazards
+        # by category change only then, not with the other events of the district.
+        self.hazard_changes = 0
         self._oldest_dispute: tuple[int, float | None] | None = None
         self._handlers: dict[Kind, Callable[[Event, bool], Outcome]] = {
             Kind.CASE_FILED: self._case_filed,
@@ -533,6 +536,7 @@ class DistrictState:
     # hazards --------------------------------------------------------------------------
 
     def _hazard_found(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is not None and s.flags & OPENED:
             return Outcome.DUPLICATE
@@ -571,6 +575,7 @@ class DistrictState:
             self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
 
     def _hazard_rectified(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is None:
             s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
@@ -589,6 +594,7 @@ class DistrictState:
         return Outcome.COUNTED
 
     def _hazard_verified(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if ev.confirmed:
             if s is None:
@@ -718,6 +724,7 @@ class DistrictState:
                 if is_open(s.flags):
                     dropped_open = True
                     if group == HAZARDS:
+                        self.hazard_changes += 1
                         self._unmark_overdue(sid, s)
         if dropped_open:
             self._recount_open()
@@ -791,16 +798,17 @@ class DistrictState:
         return oldest
 
     def open_hazards_by_category(self) -> dict[str, int]:
-        """Open hazards per category; scanned again only after an event changed the state
-        (a scrape at 1,000 districts otherwise walks every hazard kept)."""
+        """Open hazards per category; scanned again only after a hazard event or expiry
+        (a scrape at 1,000 districts otherwise walks every hazard kept, and under load
+        nearly every district has other events between two scrapes)."""
         cached = self._open_by_category
-        if cached is not None and cached[0] == self.version:
+        if cached is not None and cached[0] == self.hazard_changes:
             return cached[1]
         out: dict[str, int] = {}
         for _, s in self.open_hazard_items():
             key = s.category or "unknown"
             out[key] = out.get(key, 0) + 1
-        self._open_by_category = (self.version, out)
+        self._open_by_category = (self.hazard_changes, out)
         return out
 
     def overdue_by_category(self) -> dict[str, int]:

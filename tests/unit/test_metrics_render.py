@@ -142,3 +142,37 @@ def test_a_kept_district_text_follows_every_change() -> None:
                      category="theft"))  # fmt: skip
     states["zhongyuan"] = gone
     same("a district came back")
+
+
+def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
+    """The by-category count is kept between hazard events; other events leave it be."""
+    import random
+
+    rng = random.Random(16)
+    st = DistrictState("jinshui", TZ)
+    t = NOW - 20 * 86400
+    for i in range(600):
+        t += rng.random() * 1800
+        sid = f"h{rng.randrange(40)}"
+        kind = rng.choice([Kind.HAZARD_FOUND, Kind.HAZARD_RECTIFIED, Kind.HAZARD_VERIFIED,
+                           Kind.CASE_FILED, Kind.PATROL_COMPLETED])  # fmt: skip
+        extra: dict[str, object] = {}
+        if kind is Kind.HAZARD_FOUND:
+            extra = {"category": rng.choice(["gas", "fire", "road"]), "deadline": t + 86400}
+        elif kind is Kind.HAZARD_VERIFIED:
+            extra = {"confirmed": rng.random() < 0.5}
+        elif kind is Kind.CASE_FILED:
+            extra = {"category": "theft"}
+            sid = f"c{i}"
+        elif kind is Kind.PATROL_COMPLETED:
+            extra = {"ended": t}
+            sid = f"p{i}"
+        st.apply(Event(kind, f"e{i}", "/t", "jinshui", sid, t, **extra))  # type: ignore[arg-type]
+        # Checked after every event: one missed invalidation shows at once.
+        # A copy from a snapshot has no cache: it scans every hazard it holds.
+        truth: dict[str, int] = {}
+        fresh = DistrictState.from_snapshot(st.to_snapshot(), TZ)
+        for _, s in fresh.open_hazard_items():
+            truth[s.category or "unknown"] = truth.get(s.category or "unknown", 0) + 1
+        assert st.open_hazards_by_category() == truth, i
+        assert sum(truth.values()) == st.open_hazards
