@@ -535,7 +535,7 @@ _INDEX = {fam.name: i for i, fam in enumerate(_LAYOUT)}
 # Families with a line per district (all but the city's target and the partitions' reach).
 _N_DISTRICT = len(_LAYOUT) - 2
 _HEADERS = [
-    f"# HELP {name} {_escape_help(fam.doc)}\n# TYPE {name} {fam.kind}\n"
+    f"# HELP {name} {_escape_help(fam.doc)}\n# TYPE {name} {fam.kind}\n".encode()
     for fam in _LAYOUT[:_N_DISTRICT]
     for name in [f"{fam.name}_total" if fam.kind == "counter" else fam.name]
 ]
@@ -636,7 +636,7 @@ class _Text:
     state: DistrictState
     heads: _Heads
     key: tuple[float, ...] | None = None
-    parts: list[str] = field(default_factory=list)
+    parts: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -866,26 +866,29 @@ class DistrictCollector(Collector):
         ctx = self._context(now, states)
         texts = self._texts
         slot = rolling_end(now)
-        rows: list[list[str]] = []
-        fresh: list[tuple[str, str, str]] = []
+        rows: list[list[bytes]] = []
+        fresh: list[tuple[bytes, bytes, bytes]] = []
         for d, st in states.items():
             t = texts.get(d)
             if t is None or t.state is not st:
                 t = texts[d] = _Text(st, _Heads(d))
             key = (st.version, st.late_total, st.duplicate_total, slot, ctx.day)
             if t.key != key:
-                t.parts = self._district_parts(d, st, now, ctx, t.heads)
+                # Kept as bytes: the exposition is joined, not encoded, at each scrape (its
+                # help texts are not ASCII, so encoding 7 MB of str took tens of ms).
+                t.parts = [part.encode() for part in self._district_parts(d, st, now, ctx, t.heads)]
                 t.key = key
             rows.append(t.parts)
-            fresh.append(self._clock_parts(st, now, t.heads))
+            age, over, newest_30d = self._clock_parts(st, now, t.heads)
+            fresh.append((age.encode(), over.encode(), newest_30d.encode()))
         self._forget_gone(states)
         # Family by family: every district's lines of the family, in the districts' order.
-        cols: list[Sequence[str]] = [*zip(*rows, strict=True)] if rows else [()] * _N_DISTRICT
-        clock_cols: list[Sequence[str]] = [*zip(*fresh, strict=True)] if fresh else [()] * 3
+        cols: list[Sequence[bytes]] = [*zip(*rows, strict=True)] if rows else [()] * _N_DISTRICT
+        clock_cols: list[Sequence[bytes]] = [*zip(*fresh, strict=True)] if fresh else [()] * 3
         for i, col in zip(_CLOCK_FAMILIES, clock_cols, strict=True):
             cols[i] = col
-        out: list[str] = []
-        for header, col in zip(_HEADERS, cols, strict=False):
+        out: list[bytes] = []
+        for header, col in zip(_HEADERS, cols, strict=True):
             out.append(header)
             out.extend(col)
         city, newest = _LAYOUT[_N_DISTRICT:]
@@ -894,8 +897,8 @@ class DistrictCollector(Collector):
             city.samples.append(((), ctx.targets.city.deaths))
         newest = Family(newest.name, newest.kind, newest.doc, newest.labels)
         newest.samples.extend(self._reach(states))
-        out.append(format_families([city, newest]))
-        return "".join(out).encode()
+        out.append(format_families([city, newest]).encode())
+        return b"".join(out)
 
     def _context(self, now: float, states: Mapping[str, DistrictState]) -> _Context:
         tz = next(iter(states.values())).tz if states else None
