@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ BODY_READ_SECONDS = 30.0
 ENCODINGS = {"identity": None, "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 # Fastest zlib level: the exposition's repeated names compress 15-fold even so.
 METRICS_GZIP_LEVEL = 1
+# The send buffer asked for a /metrics answer: its size plus headers, at most 16 MB.
+SEND_BUFFER_SLACK = 64 * 1024
+SEND_BUFFER_MAX = 16 * 1024 * 1024
 
 
 def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:
@@ -57,6 +61,7 @@ def register(wf: Watchfloor) -> None:
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
             body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+            make_room(request.transport, len(body))
             return self.web.bytes(body, headers=headers)
 
     @app.page("/health")
@@ -182,6 +187,25 @@ def metrics_answer(wf: Watchfloor, accept_encoding: str | None) -> tuple[bytes, 
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
     return body, headers
+
+
+def make_room(transport: Any, size: int) -> None:
+    """Let the socket take a whole answer of ``size`` bytes in one write.
+
+    What the kernel does not take at once is written in later turns of the event loop,
+    and each of those waits for the batch being counted then (hundreds of ms under
+    load). A connection starts with a small send buffer; the kernel caps what is asked
+    at net.core.wmem_max.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    try:
+        wanted = min(size + SEND_BUFFER_SLACK, SEND_BUFFER_MAX)
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < wanted:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted)
+    except OSError:  # not a socket that has one (a Unix pipe in tests): nothing to do
+        return
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -432,6 +456,7 @@ async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
 
     async def handle(request: aioweb.Request) -> aioweb.Response:
         body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+        make_room(request.transport, len(body))
         return aioweb.Response(body=body, headers=headers)
 
     web_app = aioweb.Application()

@@ -358,3 +358,26 @@ def test_metrics_are_gzipped_when_the_scraper_asks_and_say_the_same(tmp_path: Pa
         assert len(raw) < len(text) / 3
 
     served(wf, check)
+
+
+def test_a_metrics_answer_gets_a_send_buffer_it_fits_in() -> None:
+    import socket
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> Any:
+            return self.sock if name == "socket" else None
+
+    wmem_max = int(Path("/proc/sys/net/core/wmem_max").read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        size = 4 * before
+        web.make_room(Transport(sock), size)
+        # Linux doubles what is asked (bookkeeping) and caps it at wmem_max.
+        after = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert after >= min(size, wmem_max) > before
+        web.make_room(Transport(sock), 1000)  # never shrunk
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == after
+    web.make_room(None, 1000)  # no transport (a test request): nothing to do
