@@ -277,6 +277,9 @@ class DistrictState:
         self.version = 0
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
         self._open_by_category: tuple[int, dict[str, int]] | None = None
+        # Bumped by every hazard event and every open hazard forgotten: the open hazards
+        # by category change only then, not with the other events of the district.
+        self.hazard_changes = 0
         self._oldest_dispute: tuple[int, float | None] | None = None
         self._handlers: dict[Kind, Callable[[Event, bool], Outcome]] = {
             Kind.CASE_FILED: self._case_filed,
@@ -542,6 +545,7 @@ class DistrictState:
     # hazards --------------------------------------------------------------------------
 
     def _hazard_found(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is not None and s.flags & OPENED:
             return Outcome.DUPLICATE
@@ -580,6 +584,7 @@ class DistrictState:
             self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
 
     def _hazard_rectified(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is None:
             s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
@@ -598,6 +603,7 @@ class DistrictState:
         return Outcome.COUNTED
 
     def _hazard_verified(self, ev: Event, late: bool) -> Outcome:
+        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if ev.confirmed:
             if s is None:
@@ -671,6 +677,10 @@ class DistrictState:
             if s.major:
                 self.overdue_major += 1
             moved += 1
+        if moved:
+            # The overdue set is part of what the state shows: readers that keep figures
+            # per version (the scrape's district texts) must see the timer's moves.
+            self.version += 1
         return moved
 
     def next_deadline(self) -> float | None:
@@ -723,6 +733,7 @@ class DistrictState:
                 if is_open(s.flags):
                     dropped_open = True
                     if group == HAZARDS:
+                        self.hazard_changes += 1
                         self._unmark_overdue(sid, s)
         if dropped_open:
             self._recount_open()
@@ -814,16 +825,17 @@ class DistrictState:
         return oldest
 
     def open_hazards_by_category(self) -> dict[str, int]:
-        """Open hazards per category; scanned again only after an event changed the state
-        (a scrape at 1,000 districts otherwise walks every hazard kept)."""
+        """Open hazards per category; scanned again only after a hazard event or expiry
+        (a scrape at 1,000 districts otherwise walks every hazard kept, and under load
+        nearly every district has other events between two scrapes)."""
         cached = self._open_by_category
-        if cached is not None and cached[0] == self.version:
+        if cached is not None and cached[0] == self.hazard_changes:
             return cached[1]
         out: dict[str, int] = {}
         for _, s in self.open_hazard_items():
             key = s.category or "unknown"
             out[key] = out.get(key, 0) + 1
-        self._open_by_category = (self.version, out)
+        self._open_by_category = (self.hazard_changes, out)
         return out
 
     def overdue_by_category(self) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,11 @@ COMPRESSED_SLACK = 4096
 # A client that trickles its body is cut off after this long (408).
 BODY_READ_SECONDS = 30.0
 ENCODINGS = {"identity": None, "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+# Fastest zlib level: the exposition's repeated names compress 15-fold even so.
+METRICS_GZIP_LEVEL = 1
+# The send buffer asked for a /metrics answer: its size plus headers, at most 16 MB.
+SEND_BUFFER_SLACK = 64 * 1024
+SEND_BUFFER_MAX = 16 * 1024 * 1024
 
 
 def _error(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:
@@ -54,10 +60,9 @@ def register(wf: Watchfloor) -> None:
     @app.page("/metrics")
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
-            return self.web.bytes(
-                exposition(wf.registry, wf.districts_collector),
-                headers={"Content-Type": CONTENT_TYPE_LATEST},
-            )
+            body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+            make_room(request.transport, len(body))
+            return self.web.bytes(body, headers=headers)
 
     @app.page("/health")
     class Health(faust.web.View):
@@ -164,6 +169,66 @@ def register(wf: Watchfloor) -> None:
             except QueryError as exc:
                 return _error(self, 400, str(exc))
             return self.web.json(body)
+
+
+def metrics_answer(wf: Watchfloor, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of ``/metrics``: gzipped when the scraper accepts it.
+
+    Prometheus asks for gzip. At 1,000 districts the text is about 7 MB, more than a
+    socket takes at once, so the rest went out in later turns of the event loop, each
+    behind the batch then being counted: under load a scrape took two or three batches.
+    Compressed at level 1 (10 ms, 15 times smaller) it leaves in one write.
+    """
+    body = exposition(wf.registry, wf.districts_collector)
+    headers = {"Content-Type": CONTENT_TYPE_LATEST}
+    if accepts_gzip(accept_encoding):
+        packer = zlib.compressobj(METRICS_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = packer.compress(body) + packer.flush()
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+    return body, headers
+
+
+def make_room(transport: Any, size: int) -> None:
+    """Let the socket take a whole answer of ``size`` bytes in one write.
+
+    What the kernel does not take at once is written in later turns of the event loop,
+    and each of those waits for the batch being counted then (hundreds of ms under
+    load). A connection starts with a small send buffer; the kernel caps what is asked
+    at net.core.wmem_max.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    try:
+        wanted = min(size + SEND_BUFFER_SLACK, SEND_BUFFER_MAX)
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < wanted:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted)
+    except OSError:  # not a socket that has one (a Unix pipe in tests): nothing to do
+        return
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header allows gzip (RFC 9110: a q of 0 refuses it; gzip
+    named outright decides over ``*``)."""
+    q: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.partition(";")
+        name = name.strip().lower()
+        if name == "x-gzip":
+            name = "gzip"
+        if name not in ("gzip", "*"):
+            continue
+        weight = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        q[name] = weight
+    return q.get("gzip", q.get("*", 0.0)) > 0
 
 
 async def ingest_answer(ingest: IngestService, request: Any, limit: int) -> IngestResponse:
@@ -389,11 +454,10 @@ async def _gather(
 async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
     """A second listener with /metrics only, when WATCHFLOOR_METRICS_PORT differs."""
 
-    async def handle(_: aioweb.Request) -> aioweb.Response:
-        return aioweb.Response(
-            body=exposition(wf.registry, wf.districts_collector),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
+    async def handle(request: aioweb.Request) -> aioweb.Response:
+        body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+        make_room(request.transport, len(body))
+        return aioweb.Response(body=body, headers=headers)
 
     web_app = aioweb.Application()
     web_app.router.add_get("/metrics", handle)

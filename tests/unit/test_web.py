@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams import web
 from streams.ingest import IngestResponse, hash_token
@@ -302,3 +303,81 @@ def test_periods_outside_the_calendar_are_400(tmp_path: Path) -> None:
         assert resp.status == 200
 
     served(wf, check)
+
+
+@pytest.mark.parametrize(
+    ("header", "gzipped"),
+    [
+        (None, False),
+        ("", False),
+        ("gzip", True),
+        ("identity", False),
+        ("deflate, gzip;q=0.5", True),
+        ("GZIP ; Q=1", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0, deflate", False),
+        ("*", True),
+        ("*;q=0", False),
+        ("*;q=0, gzip", True),
+        ("gzip;q=0, *", False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_gzip_is_accepted_as_rfc_9110_says(header: str | None, gzipped: bool) -> None:
+    assert web.accepts_gzip(header) is gzipped
+
+
+def test_metrics_are_gzipped_when_the_scraper_asks_and_say_the_same(tmp_path: Path) -> None:
+    from streams.metrics import exposition
+    from tests.unit.test_metrics import state
+
+    wf = worker(tmp_path, Sent())
+    wf.engine.states["jinshui"] = state("jinshui")
+
+    async def check(client: TestClient) -> None:
+        # As Prometheus asks (its scrape requests carry Accept-Encoding: gzip).
+        packed = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                                  auto_decompress=False)  # fmt: skip
+        assert packed.status == 200
+        assert packed.headers["Content-Encoding"] == "gzip"
+        assert packed.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        raw = await packed.read()
+        plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"},
+                                 auto_decompress=False)  # fmt: skip
+        assert "Content-Encoding" not in plain.headers
+        text = await plain.read()
+        # The same exposition either way (the process collector's figures aside, which
+        # move between two scrapes), and it is the one the registry and districts give.
+        def steady(body: bytes) -> list[bytes]:
+            return [line for line in body.splitlines() if not line.startswith(b"process_")]
+
+        assert steady(gzip.decompress(raw)) == steady(text)
+        assert steady(text) == steady(exposition(wf.registry, wf.districts_collector))
+        assert b'watchfloor_open_cases{district="jinshui"} 3.0' in text
+        assert len(raw) < len(text) / 3
+
+    served(wf, check)
+
+
+def test_a_metrics_answer_gets_a_send_buffer_it_fits_in() -> None:
+    import socket
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> Any:
+            return self.sock if name == "socket" else None
+
+    wmem_max = int(Path("/proc/sys/net/core/wmem_max").read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        size = 4 * before
+        web.make_room(Transport(sock), size)
+        # Linux doubles what is asked (bookkeeping) and caps it at wmem_max.
+        after = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert after >= min(size, wmem_max) > before
+        web.make_room(Transport(sock), 1000)  # never shrunk
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == after
+    web.make_room(None, 1000)  # no transport (a test request): nothing to do

@@ -6,6 +6,7 @@ import random
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +99,63 @@ def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
         ts = start + i * 900 + 780
         assert windows.local_day(ts, tz) == datetime.fromtimestamp(ts, tz).toordinal()
         assert len(windows._DAY_CACHE) <= windows.DAY_CACHE_MAX
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000))
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Asia/Kolkata", "America/New_York"])
+def test_rolling_read_again_after_new_counts_equals_summing_the_buckets(
+    zone: str, seed: int
+) -> None:
+    """Windows kept between reads and moved by the counts added since equal a fresh sum:
+    live, older, future and negative counts, counts before the day cut, reads within and
+    across slots, expiries; in zones with whole-hour, half-hour and changing offsets."""
+    rng = random.Random(seed)
+    tz = ZoneInfo(zone)
+    retention = rng.choice((800, 31))
+    b = Buckets(tz)
+    times = [NOW - rng.random() * 70 * DAY_SECONDS for _ in range(800)]
+    for ts in sorted(times):
+        b.add(0, ts, "x")
+    b.expire(NOW, retention_days=retention)
+    now = NOW
+    wm = NOW
+    for _ in range(40):
+        for _ in range(rng.choice((0, 1, 3, 20))):
+            r = rng.random()
+            if r < 0.7:
+                ts = now - rng.random() * HOUR_SECONDS  # live: in the shortest window
+            elif r < 0.8:
+                ts = now - rng.random() * 40 * DAY_SECONDS
+            elif r < 0.9:
+                ts = now + rng.random() * 600  # a little ahead of the clock
+            else:
+                ts = (now // SLOT_SECONDS) * SLOT_SECONDS - HOUR_SECONDS + rng.choice((-1, 0, 1))
+            measure, n = rng.randrange(3), rng.choice((1, 1, 1, 2, -1))
+            b.add(measure, ts, "x", n)
+            times.append(ts)
+            if ts > wm and rng.random() < 0.3:
+                wm = ts
+                b.expire(wm, retention_days=retention)
+        if rng.random() < 0.3:
+            b.expire(wm, retention_days=retention)
+        now += rng.choice((0.0, 1.0, 60.0, SLOT_SECONDS, rng.random() * 3 * HOUR_SECONDS))
+        wm = max(wm, now)
+        got = b.rolling(now)
+        fresh = Buckets.from_snapshot(tz, b.to_snapshot()).rolling(now)
+        assert got == fresh
+        if zone != "Asia/Kolkata":  # a half-hour zone's nested windows tile differently
+            for label, lo, hi in rolling_bounds(now):
+                assert got[label] == b.total(lo, hi)
+        got["1h"][0] += 1000  # a reader's change to what it got never reaches the next read
+        assert b.rolling(now) == fresh
+
+
+def test_rolling_many_counts_between_reads() -> None:
+    b, _ = filled(3, n=200)
+    first = b.rolling(NOW)
+    for i in range(2000):  # more than the buckets remember one by one: summed again
+        b.add(1, NOW - i % 3000, "x")
+    got = b.rolling(NOW)
+    assert got == Buckets.from_snapshot(TZ, b.to_snapshot()).rolling(NOW)
+    assert got["1h"][1] - first["1h"][1] == 2000

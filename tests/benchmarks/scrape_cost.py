@@ -1,0 +1,88 @@
+"""CPU of a ``/metrics`` render at 1,000 districts: ``python -m tests.benchmarks.scrape_cost``.
+
+Simulator records go through ``Engine.process`` as in ``engine_cost``; then the
+district collector renders the exposition: once cold, again with nothing changed (an
+idle worker), and after each of a few more batches (a worker under load, where most
+districts changed since the last scrape). It prints milliseconds per render and, with
+``--profile``, the functions that take the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from streams import memory
+from streams.clock import FixedClock
+from streams.engine import Engine
+from streams.metrics import DistrictCollector
+from streams.reference import load_reference
+from streams.simulator.files import load_city, write_reference
+from streams.state import Limits
+from streams.validation import EventValidator
+from tests.benchmarks.engine_cost import START, TOPICS, batches, records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--districts", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--loaded", type=int, default=8, help="batches rendered after")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_file = write_reference(Path(tmp) / "city.json", args.districts)
+        reference = load_reference(ref_file)
+        city = load_city(ref_file)
+    clock = FixedClock(START + timedelta(days=15))
+    engine = Engine(reference=reference, validator=EventValidator(reference, clock=clock),
+                    topics=TOPICS, partitions=4, limits=Limits(), clock=clock)
+    todo = batches(records(city, args.events, 4, engine), args.batch)
+    head, tail = todo[: -args.loaded], todo[-args.loaded :]
+    # The worker's collector policy (streams.memory), as in engine_cost.
+    memory.configure_gc()
+    for batch in head:
+        engine.process(batch)
+        memory.after_batch()
+    engine.tick()
+    collector = DistrictCollector(lambda: engine.states, clock.time, reference.work_safety,
+                                  topics=TOPICS, partition_of=engine.partition_of)
+    prof = cProfile.Profile() if args.profile else None
+
+    def timed() -> float:
+        t = time.process_time()
+        if prof:
+            prof.enable()
+        body = collector.render()
+        if prof:
+            prof.disable()
+        took = time.process_time() - t
+        timed.size = len(body)  # type: ignore[attr-defined]
+        return took
+
+    cold = timed()
+    idle = [timed() for _ in range(5)]
+    loaded = []
+    for batch in tail:
+        engine.process(batch)
+        engine.tick()
+        memory.after_batch()
+        loaded.append(timed())
+    print(f"{len(engine.states):,} districts, {timed.size / 1e6:.1f} MB of district text")  # type: ignore[attr-defined]
+    print(f"cold render:   {cold * 1e3:7.1f} ms CPU")
+    print(f"idle render:   {statistics.median(idle) * 1e3:7.1f} ms CPU (median of {len(idle)})")
+    print(f"after a batch: {statistics.median(loaded) * 1e3:7.1f} ms CPU"
+          f" (median of {len(loaded)} batches of {args.batch:,} records)")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The fast district render: byte for byte the plain formatting, and never stale."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.events import Event, Kind, Stream
+from streams.metrics import DistrictCollector, format_families
+from streams.state import DistrictState, Outcome
+from tests.unit.test_metrics import NOW, TZ, signals_state, state
+from tests.unit.test_worksafety import TARGETS
+from tests.unit.test_worksafety import district as accident_district
+
+TOPICS = {"t.incidents": Stream.INCIDENTS, "t.disputes": Stream.DISPUTES,
+          "t.patrols": Stream.PATROLS}  # fmt: skip
+WS_NOW = datetime(2026, 4, 12, 12, 0, tzinfo=TZ).timestamp()
+
+
+def collector(states: dict[str, DistrictState], now: list[float]) -> DistrictCollector:
+    partition = {d: i % 4 for i, d in enumerate(sorted(states))}
+    return DistrictCollector(lambda: states, lambda: now[0], TARGETS, topics=TOPICS,
+                             partition_of=lambda d: partition.setdefault(d, 0))  # fmt: skip
+
+
+def reference_text(states: dict[str, DistrictState], now: float) -> bytes:
+    """What a collector that never rendered before writes, the plain way (line by line)."""
+    return format_families(collector(states, [now]).families()).encode()
+
+
+def renamed(st: DistrictState, district: str) -> DistrictState:
+    snap = st.to_snapshot()
+    snap["district"] = district
+    again = DistrictState.from_snapshot(snap, TZ)
+    again.tick(NOW)
+    return again
+
+
+def city() -> dict[str, DistrictState]:
+    """Districts with every optional series, names that need escaping, a % in one."""
+    awkward = state('er"qi\\x\n%s%%')
+    awkward.apply(Event(Kind.HAZARD_FOUND, "hq", "/t", awkward.district, "hq", NOW - 900,
+                        category='we"ird\\%d', deadline=NOW - 60))  # fmt: skip
+    awkward.tick(NOW)
+    return {"jinshui": accident_district(), "erqi": renamed(signals_state(), "erqi"),
+            awkward.district: awkward, "zhongyuan": state("zhongyuan"),
+            "empty": DistrictState("empty", TZ)}  # fmt: skip
+
+
+def test_render_is_the_plain_formatting_byte_for_byte() -> None:
+    states = city()
+    for now in (NOW, WS_NOW + 86400 * 3):
+        fast = collector(states, [now]).render()
+        assert fast == reference_text(states, now)
+        assert b"watchfloor_work_safety_deaths_target" in fast
+        assert b"watchfloor_overdue_hazards_by_category" in fast
+        assert b"watchfloor_oldest_open_dispute_age_seconds" in fast
+        assert b"watchfloor_dispute_open_30d_newest_timestamp_seconds" in fast
+
+
+def test_render_parses_as_prometheus_client_writes_it() -> None:
+    states = city()
+    c = collector(states, [NOW])
+    reg = CollectorRegistry()
+    reg.register(c)
+    ours = list(text_string_to_metric_families(c.render().decode()))
+    theirs = list(text_string_to_metric_families(generate_latest(reg).decode()))
+    assert [(f.name, f.type, f.documentation) for f in ours] == [
+        (f.name, f.type, f.documentation) for f in theirs
+    ]
+    assert [s for f in ours for s in f.samples] == [s for f in theirs for s in f.samples]
+
+
+def test_no_empty_families_and_no_districts() -> None:
+    states: dict[str, DistrictState] = {}
+    c = collector(states, [NOW])
+    assert c.render() == reference_text(states, NOW)
+    states["erqi"] = renamed(signals_state(), "erqi")
+    assert c.render() == reference_text(states, NOW)
+    del states["erqi"]
+    assert c.render() == reference_text(states, NOW)
+
+
+def test_a_kept_district_text_follows_every_change() -> None:
+    """One collector scraped after each kind of change says what a fresh one says."""
+    states = city()
+    now = [NOW]
+    c = collector(states, now)
+
+    def same(why: str) -> bytes:
+        text = c.render()
+        assert text == reference_text(states, now[0]), why
+        return text
+
+    before = same("first scrape")
+    assert c.render() == before, "nothing changed"
+    zy = states["zhongyuan"]
+    zy.apply(Event(Kind.CASE_FILED, "n1", "/t", "zhongyuan", "n1", NOW - 5, category="theft"))
+    assert same("an event") != before
+    # A repeat and a late event change counters but not the state's version.
+    before = same("again")
+    assert zy.apply(Event(Kind.CASE_FILED, "n1", "/t", "zhongyuan", "n1", NOW - 5,
+                          category="theft")) is Outcome.DUPLICATE  # fmt: skip
+    assert same("a duplicate") != before
+    before = same("again")
+    assert zy.apply(Event(Kind.CASE_FILED, "old", "/t", "zhongyuan", "old", NOW - 3 * 86400,
+                          category="theft")) is Outcome.TOO_LATE  # fmt: skip
+    assert same("a late event") != before
+    before = same("again")
+    zy.late_total += 2  # as a journal's replay adds its late count
+    assert same("a replayed journal's counts") != before
+    # The overdue timer moves a hazard, no event: overdue gauges change.
+    zy.apply(Event(Kind.HAZARD_FOUND, "hz", "/t", "zhongyuan", "hz", NOW - 4, category="gas",
+                   deadline=NOW + 30, major=True))  # fmt: skip
+    before = same("a hazard")
+    now[0] = NOW + 60
+    assert zy.tick(now[0]) == 1
+    after = same("the timer")
+    # The fixture's own major hazard was overdue already; this one makes two.
+    assert b'watchfloor_overdue_major_hazards{district="zhongyuan"} 2.0' in after
+    # The clock alone, within the slot: ages move; then into later slots and days.
+    for step in (1.0, 7.0, 300.0, 3600.0, 86400.0, 86400.0 * 30):
+        before = same("again")
+        now[0] += step
+        assert same(f"the clock, +{step:g} s") != before
+    # A state replaced by another object (a restore) with the same version number.
+    erqi = states["erqi"]
+    other = renamed(signals_state(), "erqi")
+    other.apply(Event(Kind.CASE_FILED, "x1", "/t", "erqi", "x1", now[0] - 5, category="theft"))
+    replaced = DistrictState.from_snapshot(other.to_snapshot(), TZ)
+    replaced.version = erqi.version
+    replaced.tick(now[0])
+    before = same("again")
+    states["erqi"] = replaced
+    assert same("a replaced state") != before
+    # A district that leaves (revoked) and comes back.
+    gone = states.pop("zhongyuan")
+    same("a district left")
+    gone.apply(Event(Kind.CASE_FILED, "n2", "/t", "zhongyuan", "n2", now[0] - 5,
+                     category="theft"))  # fmt: skip
+    states["zhongyuan"] = gone
+    same("a district came back")
+
+
+def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
+    """The by-category count is kept between hazard events; other events leave it be."""
+    import random
+
+    rng = random.Random(16)
+    st = DistrictState("jinshui", TZ)
+    t = NOW - 20 * 86400
+    for i in range(600):
+        t += rng.random() * 1800
+        sid = f"h{rng.randrange(40)}"
+        kind = rng.choice([Kind.HAZARD_FOUND, Kind.HAZARD_RECTIFIED, Kind.HAZARD_VERIFIED,
+                           Kind.CASE_FILED, Kind.PATROL_COMPLETED])  # fmt: skip
+        extra: dict[str, object] = {}
+        if kind is Kind.HAZARD_FOUND:
+            extra = {"category": rng.choice(["gas", "fire", "road"]), "deadline": t + 86400}
+        elif kind is Kind.HAZARD_VERIFIED:
+            extra = {"confirmed": rng.random() < 0.5}
+        elif kind is Kind.CASE_FILED:
+            extra = {"category": "theft"}
+            sid = f"c{i}"
+        elif kind is Kind.PATROL_COMPLETED:
+            extra = {"ended": t}
+            sid = f"p{i}"
+        st.apply(Event(kind, f"e{i}", "/t", "jinshui", sid, t, **extra))  # type: ignore[arg-type]
+        # Checked after every event: one missed invalidation shows at once.
+        # A copy from a snapshot has no cache: it scans every hazard it holds.
+        truth: dict[str, int] = {}
+        fresh = DistrictState.from_snapshot(st.to_snapshot(), TZ)
+        for _, s in fresh.open_hazard_items():
+            truth[s.category or "unknown"] = truth.get(s.category or "unknown", 0) + 1
+        assert st.open_hazards_by_category() == truth, i
+        assert sum(truth.values()) == st.open_hazards
