@@ -276,10 +276,11 @@ class DistrictState:
         self.overdue_major = 0
         self.version = 0
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
-        self._open_by_category: tuple[int, dict[str, int]] | None = None
-        # Bumped by every hazard event and every open hazard forgotten: the open hazards
-        # by category change only then, not with the other events of the district.
-        self.hazard_changes = 0
+        # Open hazards per category, moved with open_hazards at each opening and closing
+        # (a hazard's category is fixed from its opening on): under load nearly every
+        # district has a hazard event between two scrapes, and a scan of every hazard
+        # kept for two months was the largest part of a scrape.
+        self._open_hazard_cats: dict[str, int] = {}
         self._oldest_dispute: tuple[int, float | None] | None = None
         self._handlers: dict[Kind, Callable[[Event, bool], Outcome]] = {
             Kind.CASE_FILED: self._case_filed,
@@ -545,7 +546,6 @@ class DistrictState:
     # hazards --------------------------------------------------------------------------
 
     def _hazard_found(self, ev: Event, late: bool) -> Outcome:
-        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is not None and s.flags & OPENED:
             return Outcome.DUPLICATE
@@ -564,6 +564,7 @@ class DistrictState:
             s.deadline = ev.deadline
         if _hazard_open(s.flags):
             self.open_hazards += 1
+            self._hazard_opened(s)
             self._schedule(ev.subject, s)
         self._opening(s, Measure.HAZARDS_FOUND, ev.ts, ev.category)
         self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
@@ -576,6 +577,7 @@ class DistrictState:
         s.last = max(s.last, ts)
         if was_open:
             self.open_hazards -= 1
+            self._hazard_closed(s)
             self._unmark_overdue(sid, s)
         s.closed_at = ts
         self._closed_now(HAZARDS, sid, s)
@@ -584,7 +586,6 @@ class DistrictState:
             self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
 
     def _hazard_rectified(self, ev: Event, late: bool) -> Outcome:
-        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if s is None:
             s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
@@ -603,7 +604,6 @@ class DistrictState:
         return Outcome.COUNTED
 
     def _hazard_verified(self, ev: Event, late: bool) -> Outcome:
-        self.hazard_changes += 1
         s = self.hazards.get(ev.subject)
         if ev.confirmed:
             if s is None:
@@ -644,9 +644,32 @@ class DistrictState:
         if _hazard_open(s.flags):
             if was_closed:
                 self.open_hazards += 1
+                self._hazard_opened(s)
             self._schedule(ev.subject, s)
         self._step(s, Measure.HAZARDS_LOOKBACK_FAILED, ev.ts, None)
         return Outcome.COUNTED
+
+    def _hazard_opened(self, s: Subject) -> None:
+        key = s.category or "unknown"
+        cats = self._open_hazard_cats
+        cats[key] = cats.get(key, 0) + 1
+
+    def _hazard_closed(self, s: Subject) -> None:
+        key = s.category or "unknown"
+        cats = self._open_hazard_cats
+        n = cats[key] - 1
+        if n:
+            cats[key] = n
+        else:
+            del cats[key]
+
+    def _count_open_hazard_categories(self) -> None:
+        cats: dict[str, int] = {}
+        for s in self.hazards.values():
+            if _hazard_open(s.flags):
+                key = s.category or "unknown"
+                cats[key] = cats.get(key, 0) + 1
+        self._open_hazard_cats = cats
 
     # -- overdue ------------------------------------------------------------------------
 
@@ -733,8 +756,7 @@ class DistrictState:
                 if is_open(s.flags):
                     dropped_open = True
                     if group == HAZARDS:
-                        self.hazard_changes += 1
-                        self._unmark_overdue(sid, s)
+                                        self._unmark_overdue(sid, s)
         if dropped_open:
             self._recount_open()
         # Rectified hazards leave their deadline entries behind until the deadline comes;
@@ -754,6 +776,7 @@ class DistrictState:
         self.open_cases = sum(1 for s in self.cases.values() if _case_open(s.flags))
         self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
         self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
+        self._count_open_hazard_categories()
 
     def _rebuild_derived(self) -> None:
         # One pass per group with the open test inlined: a restart runs this over every
@@ -783,6 +806,7 @@ class DistrictState:
         self.open_cases = open_counts[CASES]
         self.open_disputes = open_counts[DISPUTES]
         self.open_hazards = open_counts[HAZARDS]
+        self._count_open_hazard_categories()
         heapq.heapify(due)
         self._due = due
         self._closings = closings
@@ -825,18 +849,8 @@ class DistrictState:
         return oldest
 
     def open_hazards_by_category(self) -> dict[str, int]:
-        """Open hazards per category; scanned again only after a hazard event or expiry
-        (a scrape at 1,000 districts otherwise walks every hazard kept, and under load
-        nearly every district has other events between two scrapes)."""
-        cached = self._open_by_category
-        if cached is not None and cached[0] == self.hazard_changes:
-            return cached[1]
-        out: dict[str, int] = {}
-        for _, s in self.open_hazard_items():
-            key = s.category or "unknown"
-            out[key] = out.get(key, 0) + 1
-        self._open_by_category = (self.hazard_changes, out)
-        return out
+        """Open hazards per category, in category order (kept as hazards open and close)."""
+        return dict(sorted(self._open_hazard_cats.items()))
 
     def overdue_by_category(self) -> dict[str, int]:
         out: dict[str, int] = {}
