@@ -20,7 +20,7 @@ from streams import memory
 from streams.clock import FixedClock
 from streams.engine import Engine
 from streams.events import Stream
-from streams.reference import load_reference
+from streams.reference import Reference, load_reference
 from streams.simulator.city import SimCity
 from streams.simulator.config import SimConfig
 from streams.simulator.files import load_city, write_reference
@@ -66,6 +66,21 @@ def batches(parts: list[tuple[str, int, Any]], size: int) -> list[list[tuple[str
     return out
 
 
+def city_engine(districts: int) -> tuple[Engine, SimCity, Reference]:
+    """A synthetic city of ``districts`` and an engine for it, its clock 15 days in."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_file = write_reference(Path(tmp) / "city.json", districts)
+        reference = load_reference(ref_file)
+        city = load_city(ref_file)
+    clock = FixedClock(START + timedelta(days=15))
+    engine = Engine(reference=reference, validator=EventValidator(reference, clock=clock),
+                    topics=TOPICS, partitions=4, limits=Limits(), clock=clock)
+    return engine, city, reference
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -73,16 +88,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ref_file = write_reference(Path(tmp) / "city.json", args.districts)
-        reference = load_reference(ref_file)
-        city = load_city(ref_file)
-    clock = FixedClock(START + timedelta(days=15))
-    engine = Engine(reference=reference, validator=EventValidator(reference, clock=clock),
-                    topics=TOPICS, partitions=4, limits=Limits(), clock=clock)
+    engine, city, reference = city_engine(args.districts)
     parts = records(city, args.events, 4, engine)
     todo = batches(parts, args.batch)
     store = StateStore({}, reference.timezone, Limits())

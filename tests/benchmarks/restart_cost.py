@@ -12,21 +12,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import tempfile
 import time
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from streams import memory
-from streams.clock import FixedClock
-from streams.engine import Engine
-from streams.reference import load_reference
-from streams.simulator.files import load_city, write_reference
 from streams.state import Limits
 from streams.state_journal import StateStore
-from streams.validation import EventValidator
-from tests.benchmarks.engine_cost import START, TOPICS, batches, records
+from tests.benchmarks.engine_cost import batches, city_engine, records
 
 
 def _timed_load(store: StateStore, prof: cProfile.Profile | None) -> tuple[float, dict[str, Any]]:
@@ -49,19 +41,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ref_file = write_reference(Path(tmp) / "city.json", args.districts)
-        reference = load_reference(ref_file)
-        city = load_city(ref_file)
-    clock = FixedClock(START + timedelta(days=15))
-    engine = Engine(
-        reference=reference,
-        validator=EventValidator(reference, clock=clock),
-        topics=TOPICS,
-        partitions=4,
-        limits=Limits(),
-        clock=clock,
-    )
+    engine, city, reference = city_engine(args.districts)
     parts = records(city, args.events, 4, engine)
     table: dict[str, bytes] = {}
     store = StateStore(table, reference.timezone, Limits())

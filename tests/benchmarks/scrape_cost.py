@@ -13,20 +13,11 @@ import argparse
 import cProfile
 import pstats
 import statistics
-import tempfile
 import time
-from datetime import timedelta
-from pathlib import Path
 
 from streams import memory
-from streams.clock import FixedClock
-from streams.engine import Engine
 from streams.metrics import DistrictCollector
-from streams.reference import load_reference
-from streams.simulator.files import load_city, write_reference
-from streams.state import Limits
-from streams.validation import EventValidator
-from tests.benchmarks.engine_cost import START, TOPICS, batches, records
+from tests.benchmarks.engine_cost import TOPICS, batches, city_engine, records
 
 
 def main() -> None:
@@ -37,13 +28,7 @@ def main() -> None:
     parser.add_argument("--loaded", type=int, default=8, help="batches rendered after")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ref_file = write_reference(Path(tmp) / "city.json", args.districts)
-        reference = load_reference(ref_file)
-        city = load_city(ref_file)
-    clock = FixedClock(START + timedelta(days=15))
-    engine = Engine(reference=reference, validator=EventValidator(reference, clock=clock),
-                    topics=TOPICS, partitions=4, limits=Limits(), clock=clock)
+    engine, city, reference = city_engine(args.districts)
     todo = batches(records(city, args.events, 4, engine), args.batch)
     head, tail = todo[: -args.loaded], todo[-args.loaded :]
     # The worker's collector policy (streams.memory), as in engine_cost.
@@ -52,7 +37,7 @@ def main() -> None:
         engine.process(batch)
         memory.after_batch()
     engine.tick()
-    collector = DistrictCollector(lambda: engine.states, clock.time, reference.work_safety,
+    collector = DistrictCollector(lambda: engine.states, engine.clock.time, reference.work_safety,
                                   topics=TOPICS, partition_of=engine.partition_of)
     prof = cProfile.Profile() if args.profile else None
 
