@@ -22,8 +22,9 @@ from .deadletter import build_dead_letter
 from .engine import BatchResult, Engine
 from .errors import SettingsError
 from .events import Stream
+from .exposition import DistrictCollector
 from .kafka import delivery_problem, faust_credentials, install_aiokafka_fixes
-from .metrics import DistrictCollector, Metrics
+from .metrics import Metrics
 from .partitioning import district_of_key, district_partitioner
 from .reference import load_reference
 from .settings import Settings
@@ -173,7 +174,7 @@ class Watchfloor:
         )
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry, list(self.engine.topics))
-        # Not registered: /metrics renders it with its own fast writer (metrics.exposition).
+        # Not registered: /metrics renders it with its own fast writer (exposition.exposition).
         self.districts_collector = DistrictCollector(
             lambda: self.engine.states,
             self.clock.time,

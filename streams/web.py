@@ -19,8 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import query, worksafety
 from .deadletter import DeadLetter
 from .errors import QueryError
+from .exposition import exposition
 from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
-from .metrics import exposition
 from .overdue_list import parse_limit
 from .periods import parse_period
 

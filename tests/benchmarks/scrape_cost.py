@@ -16,7 +16,7 @@ import statistics
 import time
 
 from streams import memory
-from streams.metrics import DistrictCollector
+from streams.exposition import DistrictCollector
 from tests.benchmarks.engine_cost import TOPICS, batches, city_engine, records
 
 

@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.events import Event, Kind
-from streams.metrics import BulkHistogram, DistrictCollector, Metrics, series_per_district
+from streams.exposition import DistrictCollector, series_per_district
+from streams.metrics import BulkHistogram, Metrics
 from streams.state import DistrictState
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -152,7 +153,7 @@ def test_fast_render_equals_prometheus_client_text() -> None:
 
 
 def test_exposition_serves_both_parts_once() -> None:
-    from streams.metrics import exposition
+    from streams.exposition import exposition
 
     reg = CollectorRegistry()
     Metrics(reg, ["t1"])

@@ -329,7 +329,7 @@ def test_gzip_is_accepted_as_rfc_9110_says(header: str | None, gzipped: bool) ->
 
 
 def test_metrics_are_gzipped_when_the_scraper_asks_and_say_the_same(tmp_path: Path) -> None:
-    from streams.metrics import exposition
+    from streams.exposition import exposition
     from tests.unit.test_metrics import state
 
     wf = worker(tmp_path, Sent())

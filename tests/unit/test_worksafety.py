@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.errors import QueryError, ReferenceDataError
 from streams.events import Event, Kind
-from streams.metrics import DistrictCollector
+from streams.exposition import DistrictCollector
 from streams.periods import parse_period
 from streams.reference import DeathTarget, WorkSafetyYear, load_reference
 from streams.settings import PROJECT_ROOT

@@ -1,0 +1,781 @@
+"""District figures on /metrics: computed at scrape time, kept per district, rendered as text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .events import Stream
+from .periods import Period
+from .rates import RATES
+from .reference import WorkSafetyYear
+from .signals import (
+    cases_filed_baseline,
+    disputes_open_a_month,
+    matured_cohort,
+    newest_overdue_major_deadline,
+    open_dispute_times,
+)
+from .state import DistrictState
+from .windows import WINDOWS, Measure, rolling_end
+from .worksafety import (
+    alert_threshold,
+    indicators,
+    share_reached_at,
+    year_before,
+    year_to_date,
+)
+
+# Measures exported as rolling windows and all-time counters, by metric stem.
+EXPORTED: dict[str, Measure] = {
+    "cases_filed": Measure.CASES_FILED,
+    "cases_cleared": Measure.CASES_CLEARED,
+    "disputes_reported": Measure.DISPUTES_REPORTED,
+    "disputes_resolved": Measure.DISPUTES_RESOLVED,
+    "disputes_escalated": Measure.DISPUTES_ESCALATED,
+    "hazards_found": Measure.HAZARDS_FOUND,
+    "hazards_rectified": Measure.HAZARDS_RECTIFIED,
+    "hazards_found_rectified": Measure.HAZARDS_FOUND_RECTIFIED,
+    "patrols_completed": Measure.PATROLS_COMPLETED,
+    "cases_filed_cleared": Measure.CASES_FILED_CLEARED,
+    "disputes_reported_resolved": Measure.DISPUTES_REPORTED_RESOLVED,
+}
+# Cohort numerators: counted at the opening's time and lowered again by a failed look-back
+# visit, so not counts of events; they have rolling windows but no all-time counter.
+COHORT_STEMS = frozenset(
+    {"hazards_found_rectified", "cases_filed_cleared", "disputes_reported_resolved"}
+)
+HELP: dict[str, str] = {
+    "cases_filed": "Criminal cases filed (立案)",
+    "cases_cleared": "Cases cleared/solved (破案)",
+    "disputes_reported": "Disputes found and reported (排查)",
+    "disputes_resolved": "Disputes resolved (化解)",
+    "disputes_escalated": "Disputes escalated to a higher authority",
+    "hazards_found": "Safety hazards found (排查发现)",
+    "hazards_rectified": "Hazard rectifications (整改), by the time they were done",
+    "hazards_found_rectified": (
+        "Hazards found in the window that are rectified now (cohort by found time)"
+    ),
+    "patrols_completed": "Patrols completed (巡逻)",
+    "cases_filed_cleared": "Cases filed in the window that are cleared now (cohort by filing time)",
+    "disputes_reported_resolved": (
+        "Disputes reported in the window that are resolved now (cohort by report time)"
+    ),
+}
+# The four work-safety indicators (四项指标) by metric stem, with their help text.
+WORK_SAFETY_HELP: dict[str, str] = {
+    "accidents": "Work-safety accidents (生产安全事故)",
+    "deaths": "Deaths in work-safety accidents",
+    "serious_injuries": "Serious injuries in work-safety accidents",
+    "direct_loss_yuan": "Direct economic loss of work-safety accidents, whole yuan",
+}
+# Values of the work-safety gauges' `period` label.
+YEAR_TO_DATE = "year_to_date"
+SAME_PERIOD_LAST_YEAR = "same_period_last_year"
+
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "open_cases": ("Cases filed and not yet cleared", ("district",)),
+    "open_disputes": ("Disputes reported and neither resolved nor escalated", ("district",)),
+    "oldest_open_dispute_age_seconds": (
+        "Age of the oldest open dispute (absent while none is open)",
+        ("district",),
+    ),
+    "open_hazards": ("Hazards found and not rectified", ("district",)),
+    "overdue_hazards": ("Open hazards past their rectification deadline", ("district",)),
+    "overdue_major_hazards": (
+        "Overdue hazards under listed supervision (挂牌督办)",
+        ("district",),
+    ),
+    "open_hazards_by_category": (
+        "Open hazards by category (only categories with some)",
+        ("district", "category"),
+    ),
+    "overdue_hazards_by_category": (
+        "Overdue hazards by category (only categories with some)",
+        ("district", "category"),
+    ),
+    "last_patrol_timestamp_seconds": (
+        "End of the district's latest completed patrol",
+        ("district",),
+    ),
+    "overdue_major_hazard_newest_deadline_timestamp_seconds": (
+        "Latest deadline among the overdue major hazards (absent while none is overdue)",
+        ("district",),
+    ),
+    "matured_cohort_hazards_found": (
+        "Hazards found 35 to 7 days ago (the matured cohort)",
+        ("district",),
+    ),
+    "matured_cohort_hazards_found_rectified": (
+        "Of the hazards found 35 to 7 days ago, how many are rectified now",
+        ("district",),
+    ),
+    "matured_cohort_rectification_ratio": (
+        "Of the hazards found 35 to 7 days ago, the share rectified now (整改率), 0-1",
+        ("district",),
+    ),
+    "disputes_open_over_30d": (
+        "Open disputes reported more than 30 days ago",
+        ("district",),
+    ),
+    "dispute_open_30d_newest_timestamp_seconds": (
+        "When the most recently reported of the disputes open over 30 days reached 30 days",
+        ("district",),
+    ),
+    "cases_filed_daily_baseline": (
+        "Cases filed per day over up to 28 days before the last 24 h (absent under 7 days)",
+        ("district",),
+    ),
+}
+
+
+@dataclass(slots=True)
+class Family:
+    """One family of district figures: computed once per scrape, then collected or rendered."""
+
+    name: str  # as exposed, counters without their _total suffix
+    kind: str  # "gauge" or "counter"
+    doc: str
+    labels: tuple[str, ...]
+    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escape_help(doc: str) -> str:
+    return doc.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _number(value: float) -> str:
+    if type(value) is int:
+        return f"{value}.0"
+    return repr(float(value)) if value == value else "NaN"
+
+
+def _layout() -> list[Family]:
+    """Every family of district figures, without samples, in the order they are exposed."""
+    return [
+        *(
+            Family(f"watchfloor_rolling_{stem}", "gauge", f"{doc}, in the window",
+                   ("district", "window"))
+            for stem, doc in HELP.items()
+        ),
+        *(
+            Family(f"watchfloor_cohort_{rate.metric}", "gauge", rate.help, ("district", "window"))
+            for rate in RATES
+        ),
+        *(
+            Family(f"watchfloor_{stem}", "counter", f"{doc}, all time", ("district",))
+            for stem, doc in HELP.items()
+            if stem not in COHORT_STEMS
+        ),
+        *(
+            Family(f"watchfloor_{name}", "gauge", doc, labels)
+            for name, (doc, labels) in GAUGES.items()
+        ),
+        Family(
+            "watchfloor_late_events",
+            "counter",
+            "Events too late to count (beyond the grace), dead-lettered",
+            ("district",),
+        ),
+        Family(
+            "watchfloor_duplicate_events",
+            "counter",
+            "Repeated transitions (counted once), dead-lettered",
+            ("district",),
+        ),
+        *(
+            Family(
+                f"watchfloor_work_safety_{stem}",
+                "gauge",
+                f"{doc}: this year to the end of today, and the same dates last year",
+                ("district", "period"),
+            )
+            for stem, doc in WORK_SAFETY_HELP.items()
+        ),
+        Family(
+            "watchfloor_work_safety_deaths_target",
+            "gauge",
+            "This year's control target on work-safety deaths (死亡人数控制指标)",
+            ("district",),
+        ),
+        Family(
+            "watchfloor_work_safety_deaths_alert_share_ratio",
+            "gauge",
+            "Share of the death target at which operators are warned (reference data), 0-1",
+            ("district",),
+        ),
+        Family(
+            "watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds",
+            "gauge",
+            "Time of the accident report that took this year's deaths to the alert share",
+            ("district",),
+        ),
+        Family(
+            "watchfloor_city_work_safety_deaths_target",
+            "gauge",
+            "This year's control target on work-safety deaths for the whole city",
+            (),
+        ),
+        Family(
+            "watchfloor_newest_event_timestamp_seconds",
+            "gauge",
+            "Latest event time counted from the source partition (its districts' watermark)",
+            ("topic", "partition"),
+        ),
+    ]
+
+
+_LAYOUT = _layout()
+_INDEX = {fam.name: i for i, fam in enumerate(_LAYOUT)}
+# Families with a line per district (all but the city's target and the partitions' reach).
+_N_DISTRICT = len(_LAYOUT) - 2
+_HEADERS = [
+    f"# HELP {name} {_escape_help(fam.doc)}\n# TYPE {name} {fam.kind}\n".encode()
+    for fam in _LAYOUT[:_N_DISTRICT]
+    for name in [f"{fam.name}_total" if fam.kind == "counter" else fam.name]
+]
+_GAUGE_INDEX = {name: _INDEX[f"watchfloor_{name}"] for name in GAUGES}
+# Gauges that move with the clock itself: written anew at every scrape.
+_CLOCK_FAMILIES = (
+    _GAUGE_INDEX["oldest_open_dispute_age_seconds"],
+    _GAUGE_INDEX["disputes_open_over_30d"],
+    _GAUGE_INDEX["dispute_open_30d_newest_timestamp_seconds"],
+)
+_LATE = _INDEX["watchfloor_late_events"]
+_DUP = _INDEX["watchfloor_duplicate_events"]
+_WS_TARGET = _INDEX["watchfloor_work_safety_deaths_target"]
+_WS_SHARE = _INDEX["watchfloor_work_safety_deaths_alert_share_ratio"]
+_WS_REACHED = _INDEX["watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds"]
+
+
+class _Heads:
+    """One district's line heads (name and labels, escaped) for every family, made once."""
+
+    __slots__ = ("_category", "_label", "dup", "gauge", "late", "ratios", "rolling", "totals",
+                 "work_safety", "ws_reached", "ws_share", "ws_target")
+
+    def __init__(self, district: str) -> None:
+        e = self._label = _escape_label(district)
+        # A %-template per rolling family: its four windows' lines in one formatting.
+        pct = e.replace("%", "%%")
+        self.rolling = [
+            (
+                _INDEX[f"watchfloor_rolling_{stem}"],
+                m,
+                "".join(
+                    f'watchfloor_rolling_{stem}{{district="{pct}",window="{w}"}} %s\n'
+                    for w in WINDOWS
+                ),
+            )
+            for stem, m in EXPORTED.items()
+        ]
+        self.ratios = [
+            (
+                _INDEX[f"watchfloor_cohort_{rate.metric}"],
+                rate.numerator,
+                rate.denominator,
+                [
+                    f'watchfloor_cohort_{rate.metric}{{district="{e}",window="{w}"}} '
+                    for w in WINDOWS
+                ],
+            )
+            for rate in RATES
+        ]
+        self.totals = [
+            (
+                _INDEX[f"watchfloor_{stem}"],
+                EXPORTED[stem],
+                f'watchfloor_{stem}_total{{district="{e}"}} ',
+            )
+            for stem in HELP
+            if stem not in COHORT_STEMS
+        ]
+        self.gauge = {
+            name: f'watchfloor_{name}{{district="{e}"}} '
+            for name, (_, labels) in GAUGES.items()
+            if labels == ("district",)
+        }
+        self.late = f'watchfloor_late_events_total{{district="{e}"}} '
+        self.dup = f'watchfloor_duplicate_events_total{{district="{e}"}} '
+        self.work_safety = [
+            (
+                _INDEX[f"watchfloor_work_safety_{stem}"],
+                f'watchfloor_work_safety_{stem}{{district="{e}",period="{YEAR_TO_DATE}"}} ',
+                f'watchfloor_work_safety_{stem}{{district="{e}",'
+                f'period="{SAME_PERIOD_LAST_YEAR}"}} ',
+            )
+            for stem in WORK_SAFETY_HELP
+        ]
+        self.ws_target = f'watchfloor_work_safety_deaths_target{{district="{e}"}} '
+        self.ws_share = f'watchfloor_work_safety_deaths_alert_share_ratio{{district="{e}"}} '
+        self.ws_reached = (
+            "watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds"
+            f'{{district="{e}"}} '
+        )
+        self._category: dict[tuple[str, str], str] = {}
+
+    def category(self, gauge: str, category: str) -> str:
+        head = self._category.get((gauge, category))
+        if head is None:
+            head = self._category[(gauge, category)] = (
+                f'watchfloor_{gauge}{{district="{self._label}",'
+                f'category="{_escape_label(category)}"}} '
+            )
+        return head
+
+
+@dataclass(slots=True)
+class _Text:
+    """One district's rendered lines per family, and the key of what they show."""
+
+    state: DistrictState
+    heads: _Heads
+    key: tuple[float, ...] | None = None
+    parts: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Context:
+    """What a scrape's work-safety figures read: this year and last, targets, local day."""
+
+    ytd: Period | None
+    last_year: Period | None
+    targets: WorkSafetyYear | None
+    day: int
+
+
+@dataclass(slots=True)
+class _Signals:
+    """A district's figures that only change with its state or the 5-minute slot."""
+
+    matured_found: int
+    matured_rectified: int
+    baseline: float | None
+
+
+@dataclass(slots=True)
+class _WorkSafety:
+    """A district's work-safety figures, which change with its state or the local day."""
+
+    current: list[int]
+    previous: list[int]
+    reached_at: float | None
+
+
+class DistrictCollector(Collector):
+    """Exports the figures of the districts this worker owns, computed at scrape time.
+
+    It reads the engine's live states; a district leaves the exposition the moment its
+    partition is revoked, so two workers never export the same district. ``render``
+    writes the text format itself: at 1,000 districts (75,000 series) prometheus_client's
+    generic formatting alone takes about half a second, the whole scrape budget.
+    ``work_safety`` is the reference data's death control targets by year; ``topics``
+    (source topic -> stream) and ``partition_of`` (district -> partition) let it say how
+    far each source partition's counted events reach.
+    """
+
+    def __init__(
+        self,
+        states: Callable[[], dict[str, DistrictState]],
+        now: Callable[[], float],
+        work_safety: Mapping[int, WorkSafetyYear] | None = None,
+        *,
+        topics: Mapping[str, Stream] | None = None,
+        partition_of: Callable[[str], int] | None = None,
+    ) -> None:
+        self._states = states
+        self._now = now
+        self._work_safety = dict(work_safety or {})
+        self._topics = dict(topics or {})
+        self._partition_of = partition_of
+        # Per district: (state version, slot end) -> signals; (version, day) -> work safety.
+        # Figures over weeks and years are not summed again for a district nothing touched.
+        self._signals: dict[str, tuple[tuple[int, float], _Signals]] = {}
+        self._ws: dict[str, tuple[tuple[int, int], _WorkSafety]] = {}
+        # Per district: state version -> report times of the open disputes, oldest first.
+        self._disputes: dict[str, tuple[int, list[float]]] = {}
+        # Per district: its lines as last rendered (``render``).
+        self._texts: dict[str, _Text] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # unchecked: the series depend on the districts owned
+
+    def _signals_of(self, st: DistrictState, now: float) -> _Signals:
+        key = (st.version, rolling_end(now))
+        cached = self._signals.get(st.district)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        cohort = matured_cohort(st, now)
+        baseline = cases_filed_baseline(st, now)
+        per_day = None if baseline is None else baseline.per_day
+        sig = _Signals(cohort.found, cohort.rectified, per_day)
+        self._signals[st.district] = (key, sig)
+        return sig
+
+    def _open_disputes_of(self, st: DistrictState) -> list[float]:
+        cached = self._disputes.get(st.district)
+        if cached is not None and cached[0] == st.version:
+            return cached[1]
+        times = open_dispute_times(st)
+        self._disputes[st.district] = (st.version, times)
+        return times
+
+    def _work_safety_of(
+        self, st: DistrictState, ytd: Period, last_year: Period, targets: WorkSafetyYear | None
+    ) -> _WorkSafety:
+        key = (st.version, ytd.end.toordinal())
+        cached = self._ws.get(st.district)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        current = indicators(st, ytd)
+        reached = None
+        target = targets.districts.get(st.district) if targets is not None else None
+        if targets is not None and target is not None:
+            threshold = alert_threshold(target, targets.alert_share)
+            reached = share_reached_at(st, targets.year, current[1], threshold)
+        ws = _WorkSafety(current, indicators(st, last_year), reached)
+        self._ws[st.district] = (key, ws)
+        return ws
+
+    def families(self) -> list[Family]:
+        now = self._now()
+        fams = _layout()
+        by_name = {fam.name: fam for fam in fams}
+        rolling = {stem: by_name[f"watchfloor_rolling_{stem}"] for stem in HELP}
+        ratios = {rate.metric: by_name[f"watchfloor_cohort_{rate.metric}"] for rate in RATES}
+        totals = {
+            stem: by_name[f"watchfloor_{stem}"] for stem in HELP if stem not in COHORT_STEMS
+        }
+        g = {name: by_name[f"watchfloor_{name}"] for name in GAUGES}
+        late = by_name["watchfloor_late_events"]
+        dup = by_name["watchfloor_duplicate_events"]
+        ws = {stem: by_name[f"watchfloor_work_safety_{stem}"] for stem in WORK_SAFETY_HELP}
+        ws_target = by_name["watchfloor_work_safety_deaths_target"]
+        ws_share = by_name["watchfloor_work_safety_deaths_alert_share_ratio"]
+        ws_reached = by_name["watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds"]
+        city_target = by_name["watchfloor_city_work_safety_deaths_target"]
+        newest_event = by_name["watchfloor_newest_event_timestamp_seconds"]
+        rolling_fams = [(rolling[stem].samples, m) for stem, m in EXPORTED.items()]
+        ratio_fams = [
+            (ratios[rate.metric].samples, rate.numerator, rate.denominator) for rate in RATES
+        ]
+        total_fams = [(fam.samples, EXPORTED[stem]) for stem, fam in totals.items()]
+        ws_fams = [ws[stem].samples for stem in WORK_SAFETY_HELP]
+        states = self._states()
+        tz = next(iter(states.values())).tz if states else None
+        targets = None
+        ytd = last_year = None
+        if tz is not None:
+            local_now = datetime.fromtimestamp(now, tz)
+            ytd = year_to_date(local_now, tz)
+            last_year = year_before(ytd, tz)
+            targets = self._work_safety.get(local_now.year)
+        if targets is not None:
+            city_target.samples.append(((), targets.city.deaths))
+        newest_event.samples.extend(self._reach(states))
+        for d, st in states.items():
+            windows = st.rolling(now)
+            for label in WINDOWS:
+                vec = windows[label]
+                key = (d, label)
+                for samples, m in rolling_fams:
+                    samples.append((key, vec[m]))
+                for samples, num, den in ratio_fams:
+                    if vec[den]:
+                        samples.append((key, vec[num] / vec[den]))
+            dk = (d,)
+            for samples, m in total_fams:
+                samples.append((dk, st.totals[m]))
+            oldest = st.oldest_open_dispute()
+            g["open_cases"].samples.append((dk, st.open_cases))
+            g["open_disputes"].samples.append((dk, st.open_disputes))
+            if oldest is not None:  # absent while none is open, as null in the API
+                g["oldest_open_dispute_age_seconds"].samples.append((dk, max(0.0, now - oldest)))
+            g["open_hazards"].samples.append((dk, st.open_hazards))
+            g["overdue_hazards"].samples.append((dk, len(st.overdue)))
+            g["overdue_major_hazards"].samples.append((dk, st.overdue_major))
+            newest = newest_overdue_major_deadline(st)
+            if newest is not None:
+                g["overdue_major_hazard_newest_deadline_timestamp_seconds"].samples.append(
+                    (dk, newest)
+                )
+            for cat, n in st.open_hazards_by_category().items():
+                g["open_hazards_by_category"].samples.append(((d, cat), n))
+            for cat, n in st.overdue_by_category().items():
+                g["overdue_hazards_by_category"].samples.append(((d, cat), n))
+            if st.last_patrol_end is not None:
+                g["last_patrol_timestamp_seconds"].samples.append((dk, st.last_patrol_end))
+            late.samples.append((dk, st.late_total))
+            dup.samples.append((dk, st.duplicate_total))
+            sig = self._signals_of(st, now)
+            g["matured_cohort_hazards_found"].samples.append((dk, sig.matured_found))
+            g["matured_cohort_hazards_found_rectified"].samples.append(
+                (dk, sig.matured_rectified)
+            )
+            if sig.matured_found:
+                g["matured_cohort_rectification_ratio"].samples.append(
+                    (dk, sig.matured_rectified / sig.matured_found)
+                )
+            if sig.baseline is not None:
+                g["cases_filed_daily_baseline"].samples.append((dk, sig.baseline))
+            month_old = disputes_open_a_month(self._open_disputes_of(st), now)
+            g["disputes_open_over_30d"].samples.append((dk, month_old.count))
+            if month_old.newest_at is not None:
+                g["dispute_open_30d_newest_timestamp_seconds"].samples.append(
+                    (dk, month_old.newest_at)
+                )
+            if ytd is not None and last_year is not None:
+                w = self._work_safety_of(st, ytd, last_year, targets)
+                for samples, cur, prev in zip(ws_fams, w.current, w.previous, strict=True):
+                    samples.append(((d, YEAR_TO_DATE), cur))
+                    samples.append(((d, SAME_PERIOD_LAST_YEAR), prev))
+                target = targets.districts.get(d) if targets is not None else None
+                if targets is not None and target is not None:
+                    ws_target.samples.append((dk, target.deaths))
+                    ws_share.samples.append((dk, targets.alert_share))
+                    if w.reached_at is not None:
+                        ws_reached.samples.append((dk, w.reached_at))
+        self._forget_gone(states)
+        return fams
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in self.families():
+            cls = CounterMetricFamily if fam.kind == "counter" else GaugeMetricFamily
+            metric = cls(fam.name, fam.doc, labels=list(fam.labels))
+            for labels, value in fam.samples:
+                metric.add_metric(list(labels), value)
+            yield metric
+
+    def render(self) -> bytes:
+        """The same families in Prometheus text format 0.0.4, byte for byte as ``families``
+        formatted by ``format_families``, faster.
+
+        Each district's lines are kept, per family, with what they were computed from:
+        its state object and version (every event applied, every hazard the timer made
+        overdue), its late and duplicate counts (which change without a version), the
+        5-minute slot and the local day. A district nothing touched costs a key
+        comparison; the three gauges that move with the clock itself are written anew.
+        """
+        now = self._now()
+        states = self._states()
+        ctx = self._context(now, states)
+        texts = self._texts
+        slot = rolling_end(now)
+        rows: list[list[bytes]] = []
+        fresh: list[tuple[bytes, bytes, bytes]] = []
+        for d, st in states.items():
+            t = texts.get(d)
+            if t is None or t.state is not st:
+                t = texts[d] = _Text(st, _Heads(d))
+            key = (st.version, st.late_total, st.duplicate_total, slot, ctx.day)
+            if t.key != key:
+                # Kept as bytes: the exposition is joined, not encoded, at each scrape (its
+                # help texts are not ASCII, so encoding 7 MB of str took tens of ms).
+                t.parts = [part.encode() for part in self._district_parts(d, st, now, ctx, t.heads)]
+                t.key = key
+            rows.append(t.parts)
+            age, over, newest_30d = self._clock_parts(st, now, t.heads)
+            fresh.append((age.encode(), over.encode(), newest_30d.encode()))
+        self._forget_gone(states)
+        # Family by family: every district's lines of the family, in the districts' order.
+        cols: list[Sequence[bytes]] = [*zip(*rows, strict=True)] if rows else [()] * _N_DISTRICT
+        clock_cols: list[Sequence[bytes]] = [*zip(*fresh, strict=True)] if fresh else [()] * 3
+        for i, col in zip(_CLOCK_FAMILIES, clock_cols, strict=True):
+            cols[i] = col
+        out: list[bytes] = []
+        for header, col in zip(_HEADERS, cols, strict=True):
+            out.append(header)
+            out.extend(col)
+        city, newest = _LAYOUT[_N_DISTRICT:]
+        city = Family(city.name, city.kind, city.doc, city.labels)
+        if ctx.targets is not None:
+            city.samples.append(((), ctx.targets.city.deaths))
+        newest = Family(newest.name, newest.kind, newest.doc, newest.labels)
+        newest.samples.extend(self._reach(states))
+        out.append(format_families([city, newest]).encode())
+        return b"".join(out)
+
+    def _context(self, now: float, states: Mapping[str, DistrictState]) -> _Context:
+        tz = next(iter(states.values())).tz if states else None
+        if tz is None:
+            return _Context(None, None, None, 0)
+        local_now = datetime.fromtimestamp(now, tz)
+        ytd = year_to_date(local_now, tz)
+        return _Context(
+            ytd, year_before(ytd, tz), self._work_safety.get(local_now.year), ytd.end.toordinal()
+        )
+
+    def _reach(self, states: Mapping[str, DistrictState]) -> list[tuple[tuple[str, ...], float]]:
+        """How far each source partition's counted events reach: hours or days behind the
+        clock while the worker reads a backlog of it (alerts wait for it to catch up)."""
+        if self._partition_of is None:
+            return []
+        reach: dict[tuple[str, str], float] = {}
+        for d, st in states.items():
+            partition = str(self._partition_of(d))
+            for topic, stream in self._topics.items():
+                mark = st.stream_watermarks[int(stream) - 1]
+                key = (topic, partition)
+                if mark != float("-inf") and mark > reach.get(key, float("-inf")):
+                    reach[key] = mark
+        return sorted(reach.items())
+
+    def _forget_gone(self, states: Mapping[str, DistrictState]) -> None:
+        for cache in (self._signals, self._ws, self._disputes, self._texts):
+            for gone in cache.keys() - states.keys():
+                del cache[gone]
+
+    def _clock_parts(self, st: DistrictState, now: float, h: _Heads) -> tuple[str, str, str]:
+        """The lines of the gauges that move with the clock, not only with the state."""
+        g = h.gauge
+        oldest = st.oldest_open_dispute()
+        age = ""
+        if oldest is not None:  # absent while none is open, as null in the API
+            age = f"{g['oldest_open_dispute_age_seconds']}{_number(max(0.0, now - oldest))}\n"
+        month_old = disputes_open_a_month(self._open_disputes_of(st), now)
+        over = f"{g['disputes_open_over_30d']}{_number(month_old.count)}\n"
+        newest = ""
+        if month_old.newest_at is not None:
+            name = "dispute_open_30d_newest_timestamp_seconds"
+            newest = f"{g[name]}{_number(month_old.newest_at)}\n"
+        return age, over, newest
+
+    def _district_parts(
+        self, d: str, st: DistrictState, now: float, ctx: _Context, h: _Heads
+    ) -> list[str]:
+        """One district's lines of each family but the clock's three, as ``families`` has them."""
+        parts = [""] * _N_DISTRICT
+        windows = st.rolling(now)
+        vecs = [windows[label] for label in WINDOWS]
+        for i, m, template in h.rolling:
+            parts[i] = template % tuple([_number(vec[m]) for vec in vecs])
+        for i, num, den, heads in h.ratios:
+            lines = [
+                f"{head}{_number(vec[num] / vec[den])}\n"
+                for head, vec in zip(heads, vecs, strict=True)
+                if vec[den]
+            ]
+            parts[i] = "".join(lines)
+        totals = st.totals
+        for i, m, head in h.totals:
+            parts[i] = f"{head}{_number(totals[m])}\n"
+        g = h.gauge
+        gi = _GAUGE_INDEX
+        parts[gi["open_cases"]] = f"{g['open_cases']}{_number(st.open_cases)}\n"
+        parts[gi["open_disputes"]] = f"{g['open_disputes']}{_number(st.open_disputes)}\n"
+        parts[gi["open_hazards"]] = f"{g['open_hazards']}{_number(st.open_hazards)}\n"
+        parts[gi["overdue_hazards"]] = f"{g['overdue_hazards']}{_number(len(st.overdue))}\n"
+        parts[gi["overdue_major_hazards"]] = (
+            f"{g['overdue_major_hazards']}{_number(st.overdue_major)}\n"
+        )
+        newest = newest_overdue_major_deadline(st)
+        if newest is not None:
+            name = "overdue_major_hazard_newest_deadline_timestamp_seconds"
+            parts[gi[name]] = f"{g[name]}{_number(newest)}\n"
+        for name, by_category in (
+            ("open_hazards_by_category", st.open_hazards_by_category()),
+            ("overdue_hazards_by_category", st.overdue_by_category()),
+        ):
+            if by_category:
+                parts[gi[name]] = "".join(
+                    [f"{h.category(name, cat)}{_number(n)}\n" for cat, n in by_category.items()]
+                )
+        if st.last_patrol_end is not None:
+            name = "last_patrol_timestamp_seconds"
+            parts[gi[name]] = f"{g[name]}{_number(st.last_patrol_end)}\n"
+        parts[_LATE] = f"{h.late}{_number(st.late_total)}\n"
+        parts[_DUP] = f"{h.dup}{_number(st.duplicate_total)}\n"
+        sig = self._signals_of(st, now)
+        name = "matured_cohort_hazards_found"
+        parts[gi[name]] = f"{g[name]}{_number(sig.matured_found)}\n"
+        name = "matured_cohort_hazards_found_rectified"
+        parts[gi[name]] = f"{g[name]}{_number(sig.matured_rectified)}\n"
+        if sig.matured_found:
+            name = "matured_cohort_rectification_ratio"
+            parts[gi[name]] = f"{g[name]}{_number(sig.matured_rectified / sig.matured_found)}\n"
+        if sig.baseline is not None:
+            name = "cases_filed_daily_baseline"
+            parts[gi[name]] = f"{g[name]}{_number(sig.baseline)}\n"
+        if ctx.ytd is not None and ctx.last_year is not None:
+            targets = ctx.targets
+            w = self._work_safety_of(st, ctx.ytd, ctx.last_year, targets)
+            for (i, this_year, last_year), cur, prev in zip(
+                h.work_safety, w.current, w.previous, strict=True
+            ):
+                parts[i] = f"{this_year}{_number(cur)}\n{last_year}{_number(prev)}\n"
+            target = targets.districts.get(d) if targets is not None else None
+            if targets is not None and target is not None:
+                parts[_WS_TARGET] = f"{h.ws_target}{_number(target.deaths)}\n"
+                parts[_WS_SHARE] = f"{h.ws_share}{_number(targets.alert_share)}\n"
+                if w.reached_at is not None:
+                    parts[_WS_REACHED] = f"{h.ws_reached}{_number(w.reached_at)}\n"
+        return parts
+
+
+def format_families(families: Iterable[Family]) -> str:
+    """Families in Prometheus text format 0.0.4, line by line (the reference ``render``
+    must equal, and what it writes for the few families not kept per district)."""
+    out: list[str] = []
+    escaped: dict[str, str] = {}
+    for fam in families:
+        name = f"{fam.name}_total" if fam.kind == "counter" else fam.name
+        out.append(f"# HELP {name} {_escape_help(fam.doc)}\n# TYPE {name} {fam.kind}\n")
+        heads: dict[tuple[str, ...], str] = {}
+        for labels, value in fam.samples:
+            head = heads.get(labels)
+            if head is None:
+                pairs = []
+                for k, v in zip(fam.labels, labels, strict=True):
+                    e = escaped.get(v)
+                    if e is None:
+                        e = escaped[v] = _escape_label(v)
+                    pairs.append(f'{k}="{e}"')
+                head = heads[labels] = f"{name}{{{','.join(pairs)}}} "
+            out.append(f"{head}{_number(value)}\n")
+    return "".join(out)
+
+
+def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
+    """What ``/metrics`` serves: the registry's metrics, then the district figures."""
+    return generate_latest(registry) + districts.render()
+
+
+def series_per_district() -> dict[str, Any]:
+    """How many series one district adds (documented in docs/metrics.md)."""
+    always = (
+        len(EXPORTED) * len(WINDOWS)  # rolling windows
+        + (len(HELP) - len(COHORT_STEMS))  # all-time counters
+        + 5  # open cases, disputes, hazards; overdue hazards, overdue major hazards
+        + 2  # late and duplicate events
+        + 2  # matured cohort: found, found and rectified
+        + 1  # open disputes over 30 days
+        + len(WORK_SAFETY_HELP) * 2  # the four indicators, this year and last
+    )
+    return {
+        "always": always,
+        "ratios_at_most": len(RATES) * len(WINDOWS) + 1,  # and the matured cohort's
+        "last_patrol": 1,
+        "oldest_open_dispute": 1,
+        "newest_overdue_major_deadline": 1,
+        "newest_month_old_dispute": 1,
+        "cases_filed_baseline": 1,
+        "death_target": 3,  # target, alert share, when the share was reached
+        "by_category": "one per category with open or overdue hazards",
+    }
