@@ -599,6 +599,7 @@ class Watchfloor:
             self.app.topics.add(topic)
         consumer = batch_consumer(self.app)
         consumer.configure_batches(frozenset(self.engine.topics), self._deliver)
+        consumer.fetch_max_wait_ms = self.settings.fetch_max_wait_ms
         consumer.on_refetch = self.metrics.refetched_records.inc
         consumer.on_fetch_error = self.metrics.fetch_errors.inc
         consumer.commit_allowed = self.commit_allowed

@@ -139,11 +139,25 @@ def awaits_position(subscriptions: Any, tp: TP) -> bool:
     return state is None or not state.has_valid_position
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer told how long a fetch may wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed 1,500 ms; aiokafka reads it when the consumer starts.
+        consumer._fetch_max_wait_ms = cast(BatchConsumer, self.consumer).fetch_max_wait_ms
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with an ordered batch path for ``batch_topics``."""
 
     batch_topics: frozenset[str] = frozenset()
     deliver_batch: Callable[[Batch], Awaitable[None]] | None = None
+    fetch_max_wait_ms: int = 1500  # Faust's own value; the worker sets its setting
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

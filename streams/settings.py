@@ -104,6 +104,11 @@ class Settings:
     data_dir: str = ".watchfloor"
     standby_replicas: int = 0
     batch_max_events: int = 20000
+    # Longest the broker holds a fetch that finds no new record. Faust fixes 1,500 ms, and
+    # aiokafka sends no other fetch to a broker while one is held: a fetch of quiet
+    # partitions alone (the forward topic's) then held every busy partition back by up
+    # to 1.5 s (p50 event-to-metric 1.3 s at 20,000 events/s; 0.26 s at 100 ms).
+    fetch_max_wait_ms: int = 100
     commit_interval: float = 2.0
     # A worker that dies is noticed after this long; its partitions move only then.
     session_timeout: float = 10.0

@@ -147,3 +147,17 @@ def test_a_declined_commit_is_retried_without_new_records(
 class SimpleRecord:
     def __init__(self, offset: int) -> None:
         self.offset = offset
+
+
+def test_the_aiokafka_consumer_gets_the_fetch_wait_setting(tmp_path: Path) -> None:
+    # Faust hard-codes 1,500 ms; a held fetch of quiet partitions then held back every
+    # busy one (docs/performance.md, "What each change of issue #16 bought").
+    wf = worker(tmp_path, fetch_max_wait_ms=40)
+    consumer = batch_consumer(wf.app)
+
+    async def main() -> int:
+        aio = consumer._thread._create_worker_consumer(wf.app.transport)
+        return int(aio._fetch_max_wait_ms)
+
+    assert asyncio.run(main()) == 40
+    assert Settings().fetch_max_wait_ms == 100
