@@ -220,6 +220,7 @@ class Watchfloor:
         # slows the fetches down instead of piling batches up in memory.
         self.batches = self.app.channel(maxsize=2)
         self._waiting_batch: Batch | None = None  # the newest batch sent to the channel
+        self._batch_grew = asyncio.Event()
         self.subscribe_sources()
 
     # -- readiness ------------------------------------------------------------------
@@ -474,11 +475,29 @@ class Watchfloor:
         written twice, never lost). Everything else runs without awaiting, so a
         rebalance cannot cut a batch in half.
         """
-        batch.taken = True  # before any await: no fetch may join it from here on
+        await self._linger(batch)
+        batch.taken = True  # before any other await: no fetch may join it from here on
         async with self._batch_lock:
             if self._stopped_counting:
                 return None
             return await self._process_batch(batch)
+
+    async def _linger(self, batch: Batch) -> None:
+        """Let later fetches join a small batch, for at most the linger from its fetch."""
+        s = self.settings
+        if s.batch_linger_ms <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = batch.fetched_at + s.batch_linger_ms / 1000.0
+        while len(batch) < s.batch_min_events and batch is self._waiting_batch:
+            delay = deadline - loop.time()
+            if delay <= 0 or self._stopped_counting:
+                return
+            self._batch_grew.clear()
+            try:
+                await asyncio.wait_for(self._batch_grew.wait(), delay)
+            except TimeoutError:
+                return
 
     async def _process_batch(self, batch: Batch) -> BatchResult | None:
         consumer = batch_consumer(self.app)
@@ -611,7 +630,10 @@ class Watchfloor:
         # and a record's wait is one batch, not the channel's whole queue (issue #16,
         # event-to-metric latency). During a catch-up batches are full and queue.
         waiting = self._waiting_batch
-        if waiting is not None and waiting.absorb(batch, self.settings.batch_max_events):
+        absorbed = waiting is not None and waiting.absorb(batch, self.settings.batch_max_events)
+        # Wakes a lingering batch: it has grown, or a batch now queues behind it.
+        self._batch_grew.set()
+        if absorbed:
             return
         self._waiting_batch = batch
         await self.batches.send(value=batch)

@@ -121,3 +121,79 @@ def test_fetches_join_the_batch_waiting_for_the_agent_and_count_once(wf: Watchfl
     assert [[r.offset for _, rs in b.parts for r in rs] for b in queued] == [[0, 1, 2], [3]]
     assert wf.engine.states["jinshui"].totals[0] == 4
     assert sorted(batch_consumer(wf.app)._acked[tp]) == [0, 1, 2, 3]
+
+
+def lingering(linger_ms: int, min_events: int, max_events: int = 20000) -> Watchfloor:
+    w = build_worker(Settings(app_id="unit-linger", batch_linger_ms=linger_ms,
+                              batch_min_events=min_events, batch_max_events=max_events),
+                     clock=FixedClock(NOW), registry=CollectorRegistry())
+    w.store.table = {}
+    w.ready = True
+    return w
+
+
+def test_a_small_batch_waits_for_later_fetches_to_join_it() -> None:
+    wf = lingering(linger_ms=10_000, min_events=3)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+
+    async def run() -> tuple[Batch, float]:
+        wf.batches.clone(is_iterator=True)
+        wf.app.flow_control.resume()
+        loop = asyncio.get_running_loop()
+        first = fetched(wf, tp, [Record(0, filed(0))])
+        first.fetched_at = loop.time()
+        await wf._deliver(first)
+        counting = asyncio.ensure_future(wf.process_batch(first))
+        for i in (1, 2):
+            await asyncio.sleep(0.01)
+            assert not counting.done() and not first.taken, "counted before the linger ended"
+            await wf._deliver(fetched(wf, tp, [Record(i, filed(i))]))
+        await asyncio.wait_for(counting, 1.0)  # the third record filled it: no 10 s wait
+        return first, loop.time() - first.fetched_at
+
+    batch, waited = asyncio.run(run())
+    assert [r.offset for _, rs in batch.parts for r in rs] == [0, 1, 2]
+    assert waited < 1.0
+    assert wf.engine.states["jinshui"].totals[0] == 3
+
+
+def test_a_small_batch_waits_no_longer_than_the_linger() -> None:
+    wf = lingering(linger_ms=50, min_events=1000)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+
+    async def run() -> float:
+        wf.batches.clone(is_iterator=True)
+        wf.app.flow_control.resume()
+        loop = asyncio.get_running_loop()
+        batch = fetched(wf, tp, [Record(0, filed(0))])
+        batch.fetched_at = loop.time()
+        await wf._deliver(batch)
+        await asyncio.wait_for(wf.process_batch(batch), 2.0)
+        return loop.time() - batch.fetched_at
+
+    waited = asyncio.run(run())
+    assert 0.04 <= waited < 1.0
+    assert wf.engine.states["jinshui"].totals[0] == 1
+
+
+def test_a_lingering_batch_is_taken_at_once_when_another_queues_behind_it() -> None:
+    # A batch too full to absorb the next fetch goes to the channel on its own; the first
+    # must not keep it waiting for the rest of its linger.
+    wf = lingering(linger_ms=10_000, min_events=3, max_events=2)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+
+    async def run() -> None:
+        wf.batches.clone(is_iterator=True)
+        wf.app.flow_control.resume()
+        loop = asyncio.get_running_loop()
+        first = fetched(wf, tp, [Record(0, filed(0)), Record(1, filed(1))])
+        first.fetched_at = loop.time()
+        await wf._deliver(first)
+        counting = asyncio.ensure_future(wf.process_batch(first))
+        await asyncio.sleep(0.01)
+        assert not counting.done()
+        await wf._deliver(fetched(wf, tp, [Record(2, filed(2))]))  # cannot join: max 2
+        await asyncio.wait_for(counting, 1.0)
+
+    asyncio.run(run())
+    assert wf.engine.states["jinshui"].totals[0] == 2
