@@ -8,13 +8,16 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import orjson
+import pytest
 
+from streams import state_journal
 from streams.engine import Journal
 from streams.events import Event, Kind
 from streams.state import DistrictState, Limits, Outcome
 from streams.state_journal import (
     JOURNAL_SLOTS,
     SNAPSHOT_AFTER_JOURNALS,
+    SNAPSHOT_AFTER_ROWS,
     StateStore,
     _journal_seq,
     dump,
@@ -123,6 +126,51 @@ def test_snapshot_is_due_before_journal_slots_wrap() -> None:
     prog = store._progress["jinshui"]
     assert prog.seq - prog.base_seq < JOURNAL_SLOTS
     assert journal_key("jinshui", prog.seq) in table
+
+
+def test_a_batch_takes_a_bounded_number_of_row_due_snapshots_and_defers_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many districts under the same load fall due in the same batch; the ones over the
+    # cap wait for a later batch, and every state still rebuilds exactly.
+    cap = 3
+    monkeypatch.setattr(state_journal, "SNAPSHOTS_PER_BATCH", cap)
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    n = 64
+    names = [f"d{i:03d}" for i in range(n)]
+    per_batch = 16  # events of each district per batch: rows fall due before the slots
+    length = 4 * SNAPSHOT_AFTER_ROWS
+    per_district = {d: events(d, length, seed=i) for i, d in enumerate(names)}
+    # Every batch holds the next events of every district: all fall due together.
+    rounds = [
+        [ev for d in names for ev in per_district[d][k : k + per_batch]]
+        for k in range(0, length, per_batch)
+    ]
+    most = 0
+    for evs in rounds:
+        gens = {d: store._progress[d].gen if d in store._progress else 0 for d in names}
+        run_batches(store, states, evs, batch=len(evs))
+        taken = sum(store._progress[d].gen - gens[d] for d in names)
+        most = max(most, taken)
+        for d in names:
+            prog = store._progress[d]
+            assert prog.seq - prog.base_seq < JOURNAL_SLOTS  # slots never wrap
+    assert most == cap
+    assert all(store._progress[d].gen >= 1 for d in names)  # deferred, not skipped
+    fresh = StateStore(table, TZ, Limits()).load(table.keys())
+    for d, st in states.items():
+        assert fresh[d].to_snapshot() == st.to_snapshot()
+
+
+def test_districts_under_the_same_load_reach_their_journal_limit_in_different_batches() -> None:
+    limits = [state_journal._journal_limit(f"district-{i}") for i in range(1000)]
+    assert max(limits) <= SNAPSHOT_AFTER_JOURNALS < JOURNAL_SLOTS
+    assert min(limits) > SNAPSHOT_AFTER_JOURNALS // 2
+    # Spread over the whole range: no batch holds more than a few percent of them.
+    assert len(set(limits)) == SNAPSHOT_AFTER_JOURNALS // 3
+    assert max(limits.count(n) for n in set(limits)) < 0.1 * len(limits)
 
 
 def test_checkpoint_leaves_no_journal_to_replay() -> None:
