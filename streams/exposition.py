@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -246,6 +248,8 @@ _LAYOUT = _layout()
 _INDEX = {fam.name: i for i, fam in enumerate(_LAYOUT)}
 # Families with a line per district (all but the city's target and the partitions' reach).
 _N_DISTRICT = len(_LAYOUT) - 2
+# A scrape renders for at most this long before the event loop gets a turn.
+RENDER_SLICE_SECONDS = 0.02
 _HEADERS = [
     f"# HELP {name} {_escape_help(fam.doc)}\n# TYPE {name} {fam.kind}\n".encode()
     for fam in _LAYOUT[:_N_DISTRICT]
@@ -573,14 +577,43 @@ class DistrictCollector(Collector):
         5-minute slot and the local day. A district nothing touched costs a key
         comparison; the three gauges that move with the clock itself are written anew.
         """
+        steps = self._render_steps(None)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(bytes, done.value)
+
+    async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
+        """``render``, handing the event loop back every ``slice_seconds`` of work.
+
+        Under load most districts changed since the last scrape, and rendering them all
+        takes a few hundred ms: in one piece it held every batch (and so every event's
+        way to the figures) behind it. Lines rendered before a pause may be a batch
+        older than the ones after it, as if scraped a moment earlier; a rebalance during
+        the render makes it start again without pauses, so only districts still owned
+        are exported.
+        """
+        steps = self._render_steps(slice_seconds)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(bytes, done.value)
+            await asyncio.sleep(0)
+
+    def _render_steps(self, slice_seconds: float | None) -> Generator[None, None, bytes]:
         now = self._now()
         states = self._states()
+        items = list(states.items())
         ctx = self._context(now, states)
         texts = self._texts
         slot = rolling_end(now)
         rows: list[list[bytes]] = []
         fresh: list[tuple[bytes, bytes, bytes]] = []
-        for d, st in states.items():
+        clock = time.perf_counter
+        paused_at = clock()
+        for d, st in items:
             t = texts.get(d)
             if t is None or t.state is not st:
                 t = texts[d] = _Text(st, _Heads(d))
@@ -590,9 +623,16 @@ class DistrictCollector(Collector):
                 # help texts are not ASCII, so encoding 7 MB of str took tens of ms).
                 t.parts = [part.encode() for part in self._district_parts(d, st, now, ctx, t.heads)]
                 t.key = key
+                if slice_seconds is not None and clock() - paused_at > slice_seconds:
+                    yield
+                    paused_at = clock()
             rows.append(t.parts)
             age, over, newest_30d = self._clock_parts(st, now, t.heads)
             fresh.append((age.encode(), over.encode(), newest_30d.encode()))
+        if slice_seconds is not None:
+            current = self._states()
+            if len(current) != len(items) or any(current.get(d) is not st for d, st in items):
+                return (yield from self._render_steps(None))
         self._forget_gone(states)
         # Family by family: every district's lines of the family, in the districts' order.
         cols: list[Sequence[bytes]] = [*zip(*rows, strict=True)] if rows else [()] * _N_DISTRICT
@@ -755,6 +795,12 @@ def format_families(families: Iterable[Family]) -> str:
 def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
     """What ``/metrics`` serves: the registry's metrics, then the district figures."""
     return generate_latest(registry) + districts.render()
+
+
+async def exposition_async(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
+    """``exposition``, letting batches be counted while the district figures render."""
+    head = generate_latest(registry)
+    return head + await districts.render_async()
 
 
 def series_per_district() -> dict[str, Any]:

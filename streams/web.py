@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import query, worksafety
 from .deadletter import DeadLetter
 from .errors import QueryError
-from .exposition import exposition
+from .exposition import exposition_async
 from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
 from .overdue_list import parse_limit
 from .periods import parse_period
@@ -60,7 +60,7 @@ def register(wf: Watchfloor) -> None:
     @app.page("/metrics")
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
-            body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+            body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
             make_room(request.transport, len(body))
             return self.web.bytes(body, headers=headers)
 
@@ -171,7 +171,9 @@ def register(wf: Watchfloor) -> None:
             return self.web.json(body)
 
 
-def metrics_answer(wf: Watchfloor, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+async def metrics_answer(
+    wf: Watchfloor, accept_encoding: str | None
+) -> tuple[bytes, dict[str, str]]:
     """The body and headers of ``/metrics``: gzipped when the scraper accepts it.
 
     Prometheus asks for gzip. At 1,000 districts the text is about 7 MB, more than a
@@ -179,7 +181,7 @@ def metrics_answer(wf: Watchfloor, accept_encoding: str | None) -> tuple[bytes, 
     behind the batch then being counted: under load a scrape took two or three batches.
     Compressed at level 1 (10 ms, 15 times smaller) it leaves in one write.
     """
-    body = exposition(wf.registry, wf.districts_collector)
+    body = await exposition_async(wf.registry, wf.districts_collector)
     headers = {"Content-Type": CONTENT_TYPE_LATEST}
     if accepts_gzip(accept_encoding):
         packer = zlib.compressobj(METRICS_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -455,7 +457,7 @@ async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
     """A second listener with /metrics only, when WATCHFLOOR_METRICS_PORT differs."""
 
     async def handle(request: aioweb.Request) -> aioweb.Response:
-        body, headers = metrics_answer(wf, request.headers.get("Accept-Encoding"))
+        body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
         make_room(request.transport, len(body))
         return aioweb.Response(body=body, headers=headers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -181,3 +182,43 @@ def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
             truth[s.category or "unknown"] = truth.get(s.category or "unknown", 0) + 1
         assert st.open_hazards_by_category() == truth, i
         assert sum(truth.values()) == st.open_hazards
+
+
+def test_render_async_is_render_and_hands_the_loop_back_while_it_renders() -> None:
+    states = city()
+    c = collector(states, [NOW])
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def scrape() -> bytes:
+        worker = asyncio.ensure_future(other_work())
+        try:
+            # A zero slice pauses after every district it renders.
+            return await c.render_async(slice_seconds=0.0)
+        finally:
+            worker.cancel()
+
+    text = asyncio.run(scrape())
+    assert text == reference_text(states, NOW)
+    assert turns >= len(states) - 1  # the loop ran between the districts
+
+
+def test_a_district_revoked_during_an_async_render_is_not_exported() -> None:
+    states = city()
+    c = collector(states, [NOW])
+
+    async def scrape() -> bytes:
+        render = asyncio.ensure_future(c.render_async(slice_seconds=0.0))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        del states["zhongyuan"]  # a rebalance took its partition meanwhile
+        return await render
+
+    text = asyncio.run(scrape())
+    assert b'district="zhongyuan"' not in text
+    assert text == reference_text(states, NOW)
