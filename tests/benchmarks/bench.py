@@ -147,6 +147,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep the topics each run created (changelogs, dead letters)",
     )
     p.add_argument(
+        "--store",
+        default="rocksdb://",
+        help="the worker's WATCHFLOOR_STORE (default rocksdb://, as deploy/ runs it: a "
+        "restart reads its own disk, not the whole changelog; memory:// is the setting's "
+        "default)",
+    )
+    p.add_argument(
         "--worker-env",
         action="append",
         default=[],
@@ -334,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         duplicate_share=args.duplicate_share,
         malformed_share=args.malformed_share,
     )
-    worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    worker_env = {"WATCHFLOOR_STORE": args.store}
+    worker_env.update(item.split("=", 1) for item in args.worker_env)
     report: dict[str, Any] = {
         "machine": machine(),
         "code": code_version(),

@@ -119,6 +119,9 @@ def render(report: dict[str, Any]) -> str:
             f"code: commit {code.get('commit')}"
             + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else "")
         )
+    env = p.get("worker_env") or {}
+    if env:
+        parts.append("worker settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
     parts += [""]
     rows = throughput_rows(report)
     if rows:
