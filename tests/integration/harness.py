@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import ensure_topics
@@ -129,6 +129,27 @@ class Cluster:
                 out.extend(batch)
         consumer.close()
         return out
+
+
+    def wait_committed(self, roles: Iterable[str] = ("incidents", "disputes", "patrols"),
+                       timeout: float = 30.0) -> None:
+        """Until the worker group has committed every record of these topics: all of them
+        were counted, none is still on its way (a batch may wait for more records)."""
+        parts = [TopicPartition(self.topic(r), p) for r in roles for p in range(self.partitions)]
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            ends = consumer.end_offsets(parts)
+
+            def committed() -> bool:
+                got = admin.list_group_offsets(self.app_id).get(self.app_id, {})
+                done = {(tp.topic, tp.partition): int(om.offset) for tp, om in got.items()}
+                return all(done.get((tp.topic, tp.partition), 0) >= ends[tp] for tp in parts)
+
+            wait_for(committed, timeout=timeout, what="the worker group's commits")
+        finally:
+            consumer.close()
+            admin.close()
 
 
 class WorkerProcess:
