@@ -148,10 +148,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--store",
-        default="rocksdb://",
-        help="the worker's WATCHFLOOR_STORE (default rocksdb://, as deploy/ runs it: a "
-        "restart reads its own disk, not the whole changelog; memory:// is the setting's "
-        "default)",
+        default="memory://",
+        help="the worker's WATCHFLOOR_STORE (default memory://, the setting's default; "
+        "deploy/ runs rocksdb://, whose restart reads its own disk instead of the whole "
+        "changelog, at a cost in CPU and memory: docs/performance.md)",
     )
     p.add_argument(
         "--worker-env",
