@@ -577,12 +577,11 @@ class DistrictCollector(Collector):
         5-minute slot and the local day. A district nothing touched costs a key
         comparison; the three gauges that move with the clock itself are written anew.
         """
-        steps = self._render_steps(None)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return cast(bytes, done.value)
+        try:
+            next(self._render_steps(None))
+        except StopIteration as done:
+            return cast(bytes, done.value)
+        raise AssertionError("a render without slices never pauses")
 
     async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
         """``render``, handing the event loop back every ``slice_seconds`` of work.
