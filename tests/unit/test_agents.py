@@ -132,17 +132,23 @@ def lingering(linger_ms: int, min_events: int, max_events: int = 20000) -> Watch
     return w
 
 
+async def first_fetch(wf: Watchfloor, tp: TP, records: list[Record]) -> Batch:
+    """A fetch just made, handed to the channel of a worker between rebalances."""
+    wf.batches.clone(is_iterator=True)  # what the agent's stream reads
+    wf.app.flow_control.resume()
+    batch = fetched(wf, tp, records)
+    batch.fetched_at = asyncio.get_running_loop().time()
+    await wf._deliver(batch)
+    return batch
+
+
 def test_a_small_batch_waits_for_later_fetches_to_join_it() -> None:
     wf = lingering(linger_ms=10_000, min_events=3)
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
 
     async def run() -> tuple[Batch, float]:
-        wf.batches.clone(is_iterator=True)
-        wf.app.flow_control.resume()
         loop = asyncio.get_running_loop()
-        first = fetched(wf, tp, [Record(0, filed(0))])
-        first.fetched_at = loop.time()
-        await wf._deliver(first)
+        first = await first_fetch(wf, tp, [Record(0, filed(0))])
         counting = asyncio.ensure_future(wf.process_batch(first))
         for i in (1, 2):
             await asyncio.sleep(0.01)
@@ -162,12 +168,8 @@ def test_a_small_batch_waits_no_longer_than_the_linger() -> None:
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
 
     async def run() -> float:
-        wf.batches.clone(is_iterator=True)
-        wf.app.flow_control.resume()
         loop = asyncio.get_running_loop()
-        batch = fetched(wf, tp, [Record(0, filed(0))])
-        batch.fetched_at = loop.time()
-        await wf._deliver(batch)
+        batch = await first_fetch(wf, tp, [Record(0, filed(0))])
         await asyncio.wait_for(wf.process_batch(batch), 2.0)
         return loop.time() - batch.fetched_at
 
@@ -183,12 +185,7 @@ def test_a_lingering_batch_is_taken_at_once_when_another_queues_behind_it() -> N
     tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
 
     async def run() -> None:
-        wf.batches.clone(is_iterator=True)
-        wf.app.flow_control.resume()
-        loop = asyncio.get_running_loop()
-        first = fetched(wf, tp, [Record(0, filed(0)), Record(1, filed(1))])
-        first.fetched_at = loop.time()
-        await wf._deliver(first)
+        first = await first_fetch(wf, tp, [Record(0, filed(0)), Record(1, filed(1))])
         counting = asyncio.ensure_future(wf.process_batch(first))
         await asyncio.sleep(0.01)
         assert not counting.done()
