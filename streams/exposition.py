@@ -791,13 +791,9 @@ def format_families(families: Iterable[Family]) -> str:
     return "".join(out)
 
 
-def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
-    """What ``/metrics`` serves: the registry's metrics, then the district figures."""
-    return generate_latest(registry) + districts.render()
-
-
-async def exposition_async(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
-    """``exposition``, letting batches be counted while the district figures render."""
+async def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
+    """What ``/metrics`` serves: the registry's metrics, then the district figures
+    (rendered in slices, so batches are counted meanwhile)."""
     head = generate_latest(registry)
     return head + await districts.render_async()
 

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import query, worksafety
 from .deadletter import DeadLetter
 from .errors import QueryError
-from .exposition import exposition_async
+from .exposition import exposition
 from .ingest import IngestResponse, IngestService, TokenSource, problem, too_large
 from .overdue_list import parse_limit
 from .periods import parse_period
@@ -181,7 +181,7 @@ async def metrics_answer(
     behind the batch then being counted: under load a scrape took two or three batches.
     Compressed at level 1 (10 ms, 15 times smaller) it leaves in one write.
     """
-    body = await exposition_async(wf.registry, wf.districts_collector)
+    body = await exposition(wf.registry, wf.districts_collector)
     headers = {"Content-Type": CONTENT_TYPE_LATEST}
     if accepts_gzip(accept_encoding):
         packer = zlib.compressobj(METRICS_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

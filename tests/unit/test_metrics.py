@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -158,7 +159,7 @@ def test_exposition_serves_both_parts_once() -> None:
     reg = CollectorRegistry()
     Metrics(reg, ["t1"])
     states = {"jinshui": state("jinshui")}
-    text = exposition(reg, DistrictCollector(lambda: states, lambda: NOW)).decode()
+    text = asyncio.run(exposition(reg, DistrictCollector(lambda: states, lambda: NOW))).decode()
     names = [f.name for f in text_string_to_metric_families(text)]
     assert len(names) == len(set(names))
     assert "watchfloor_events_received" in names and "watchfloor_open_cases" in names

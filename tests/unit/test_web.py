@@ -353,7 +353,7 @@ def test_metrics_are_gzipped_when_the_scraper_asks_and_say_the_same(tmp_path: Pa
             return [line for line in body.splitlines() if not line.startswith(b"process_")]
 
         assert steady(gzip.decompress(raw)) == steady(text)
-        assert steady(text) == steady(exposition(wf.registry, wf.districts_collector))
+        assert steady(text) == steady(await exposition(wf.registry, wf.districts_collector))
         assert b'watchfloor_open_cases{district="jinshui"} 3.0' in text
         assert len(raw) < len(text) / 3
 
