@@ -1,0 +1,84 @@
+"""The worker's one-request seek to committed offsets, against aiokafka's own, on Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streams.consumer import seek_to_committed_at_once
+
+PARTITIONS = 4
+RECORDS_PER_PARTITION = 5
+# Partition -> committed offset; partition 3 is never committed.
+COMMITS = {0: 3, 1: 0, 2: 5}
+
+
+async def _positions_after(bootstrap: str, topic: str, group: str, ours: bool) -> tuple:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        # Positions somewhere else first, so a seek that is not made shows.
+        for tp in tps:
+            consumer.seek(tp, 4)
+        if ours:
+            committed = await seek_to_committed_at_once(consumer)
+        else:
+            committed = await consumer.seek_to_committed()
+        positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        return {tp.partition: off for tp, off in committed.items()}, positions
+    finally:
+        await consumer.stop()
+
+
+def test_one_request_seek_gives_what_aiokafka_gives_partition_by_partition(
+    kafka_bootstrap: str,
+) -> None:
+    topic = f"test-seek-{uuid.uuid4().hex[:10]}"
+    group = f"wf-test-seek-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        admin.close()
+
+    async def prepare() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for p in range(PARTITIONS):
+                for i in range(RECORDS_PER_PARTITION):
+                    await producer.send_and_wait(topic, b"%d" % i, partition=p)
+        finally:
+            await producer.stop()
+        committer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await committer.start()
+        try:
+            committer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            await committer.commit(
+                {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in COMMITS.items()}
+            )
+        finally:
+            await committer.stop()
+
+    asyncio.run(prepare())
+    ours = asyncio.run(_positions_after(kafka_bootstrap, topic, group, ours=True))
+    theirs = asyncio.run(_positions_after(kafka_bootstrap, topic, group, ours=False))
+
+    # The truth, written down: committed offsets as committed (none for partition 3);
+    # partitions committed above 0 are moved there, the others stay at 4.
+    assert ours[0] == {0: 3, 1: 0, 2: 5, 3: None}
+    assert ours[1] == {0: 3, 1: 4, 2: 5, 3: 4}
+    assert ours == theirs
