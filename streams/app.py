@@ -89,6 +89,11 @@ class StateWriteGuard(faust.Sensor):
             self.wf.state_write_failed(exc)
 
 
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("Rendering the exposition ahead of a scrape failed: %r", task.exception())
+
+
 class StateTable(faust.Table[bytes, bytes]):
     """The state table; tells the worker when recovery of its partitions is complete, and
     when its writes have reached Kafka."""
@@ -192,6 +197,7 @@ class Watchfloor:
         self._crashing: asyncio.Future[Any] | None = None
         self.assigned: set[int] = set()
         self._recovery_started: float | None = None
+        self._warming: asyncio.Task[bytes] | None = None
         self._last_offset: dict[TP, int] = {}
         # Held while a batch is between counting and journaling (see checkpoint()).
         self._batch_lock = asyncio.Lock()
@@ -425,6 +431,7 @@ class Watchfloor:
         self.metrics.owned_districts.set(len(self.engine.states))
         self.ready = True
         self.metrics.ready.set(1)
+        self._warm_exposition()
         log.info(
             "Recovered %d districts of partitions %s in %.2fs (rebuild %.2fs)",
             len(self.engine.states),
@@ -432,6 +439,17 @@ class Watchfloor:
             now - started,
             now - t0,
         )
+
+    def _warm_exposition(self) -> None:
+        # The first scrape after a rebuild renders every district (0.2 s at 1,000). Begun
+        # now, in slices, it mostly fills the time Faust still waits on the broker before
+        # the worker is ready, and the first scrape finds the districts rendered.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing will scrape before the next render
+            return
+        self._warming = loop.create_task(self.districts_collector.render_async())
+        self._warming.add_done_callback(_log_failure)
 
     def _purge_foreign_keys(self, partitions: set[int]) -> None:
         # Keys this worker wrote for partitions it no longer owns would linger in the

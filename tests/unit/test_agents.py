@@ -194,3 +194,22 @@ def test_a_lingering_batch_is_taken_at_once_when_another_queues_behind_it() -> N
 
     asyncio.run(run())
     assert wf.engine.states["jinshui"].totals[0] == 2
+
+
+def test_a_rebuild_renders_the_districts_before_the_first_scrape(wf: Watchfloor) -> None:
+    p = district_partition("jinshui", wf.settings.partitions)
+    tp = TP(wf.settings.topic_incidents, p)
+    put(wf, fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+    collector = wf.districts_collector
+    assert collector._texts == {}  # nothing scraped yet
+
+    async def restart() -> None:
+        wf.on_recovered({p})  # rebuilds jinshui from the journals in the table
+        assert wf._warming is not None
+        await wf._warming
+
+    asyncio.run(restart())
+    st = wf.engine.states["jinshui"]
+    assert st.totals[0] == 3
+    text = collector._texts["jinshui"]
+    assert text.state is st and text.key[0] == st.version  # rendered from the rebuilt state
