@@ -127,7 +127,23 @@ class StateTable(faust.Table[bytes, bytes]):
         return not not_done
 
     def _new_store_by_url(self, url: str | URL) -> Any:
-        if URL(str(url)).scheme != "rocksdb":
+        scheme = URL(str(url)).scheme
+        if scheme == "memory" and self.watchfloor is not None:
+            from .restore import BulkRestoredStore
+
+            return BulkRestoredStore(
+                url,
+                self.app,
+                self,
+                table_name=self.name,
+                key_type=self.key_type,
+                key_serializer=self.key_serializer,
+                value_serializer=self.value_serializer,
+                value_type=self.value_type,
+                options=self.options,
+                settings=self.watchfloor.settings,
+            )
+        if scheme != "rocksdb":
             return super()._new_store_by_url(url)
         from .rocksdb_store import DistrictRocksDBStore
 
