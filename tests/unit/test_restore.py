@@ -1,0 +1,43 @@
+"""The state table's bulk-restored store, where no broker answers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from streams.clock import FixedClock
+from streams.restore import BulkRestoredStore
+from streams.settings import Settings
+from streams.worker import build_worker
+
+NOW = datetime(2026, 4, 12, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_a_failed_bulk_read_leaves_the_partitions_to_faust_from_their_start() -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    w = build_worker(Settings(app_id="unit-restore", bootstrap_servers="127.0.0.1:1"),
+                     clock=FixedClock(NOW), registry=CollectorRegistry())
+    store = w.table.data
+    assert isinstance(store, BulkRestoredStore)
+    tp = TP(w.changelog_topic, 0)
+    store._read_to[tp] = 41  # read up to there at an earlier rebalance
+    assert store.persisted_offset(tp) == 41
+    asyncio.run(store.on_rebalance({tp}, set(), set()))
+    assert store.persisted_offset(tp) is None  # Faust's recovery reads it all
+
+
+def test_a_partition_given_up_is_forgotten() -> None:
+    w = build_worker(Settings(app_id="unit-restore"), clock=FixedClock(NOW),
+                     registry=CollectorRegistry())
+    store = w.table.data
+    assert isinstance(store, BulkRestoredStore)
+    kept, gone = TP(w.changelog_topic, 0), TP(w.changelog_topic, 1)
+    store._read_to.update({kept: 3, gone: 9})
+    source = TP(w.settings.topic_incidents, 0)
+    # No changelog partition assigned any more: nothing to read, nothing remembered.
+    asyncio.run(store.on_rebalance({source}, {kept, gone}, set()))
+    assert store.persisted_offset(kept) is None and store.persisted_offset(gone) is None
