@@ -27,6 +27,7 @@ from .kafka import delivery_problem, faust_credentials, install_aiokafka_fixes
 from .metrics import Metrics
 from .partitioning import district_of_key, district_partitioner
 from .reference import load_reference
+from .restore import BulkRestoredStore
 from .settings import Settings
 from .state_journal import StateStore, Utf8Keys
 
@@ -129,8 +130,6 @@ class StateTable(faust.Table[bytes, bytes]):
     def _new_store_by_url(self, url: str | URL) -> Any:
         scheme = URL(str(url)).scheme
         if scheme == "memory" and self.watchfloor is not None:
-            from .restore import BulkRestoredStore
-
             return BulkRestoredStore(
                 url,
                 self.app,
@@ -223,7 +222,13 @@ class Watchfloor:
         self.table = self._make_table()
         self.changelog_topic = self.table.changelog_topic.get_topic_name()
         self.app.sensors.add(StateWriteGuard(self))
-        self.store = StateStore(Utf8Keys(self.table), self.tz, self.limits)
+        data = self.table.data
+        self.store = StateStore(
+            Utf8Keys(self.table),
+            self.tz,
+            self.limits,
+            local=data.data if isinstance(data, BulkRestoredStore) else None,
+        )
         self.deadletter = self.app.topic(
             settings.topic_deadletter,
             key_serializer="raw",

@@ -190,8 +190,20 @@ class Utf8Keys(MutableMapping[str, bytes]):
 class StateStore:
     """Writes journals and snapshots for the engine's states; rebuilds states from them."""
 
-    def __init__(self, table: MutableMapping[str, bytes], tz: ZoneInfo, limits: Limits) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, bytes],
+        tz: ZoneInfo,
+        limits: Limits,
+        local: MutableMapping[bytes, bytes] | None = None,
+    ) -> None:
         self.table = table
+        # The table's local copy, where it has one (the in-memory store's dict). Journals
+        # a snapshot covers are dropped from it without a changelog record: the changelog
+        # keeps them until their slot is written again, and a rebuild skips them by their
+        # seq. They were a quarter of the table (25 of 85 MB after a 1,000,000-event
+        # catch-up at 1,000 districts).
+        self.local = local
         self.tz = tz
         self.limits = limits
         self._progress: dict[str, _Progress] = {}
@@ -248,8 +260,12 @@ class StateStore:
         chunks[parity] = len(parts)
         prog.chunks = (chunks[0], chunks[1])
         prog.gen = gen
+        covered = range(prog.base_seq + 1, prog.seq + 1)
         prog.base_seq = prog.seq
         prog.rows = 0
+        if self.local is not None:
+            for seq in covered:
+                self.local.pop(journal_key(d, seq).encode(), None)
 
     def checkpoint(self, states: dict[str, DistrictState]) -> int:
         """Snapshot every district with journals since its last snapshot; return how many.
@@ -312,13 +328,17 @@ class StateStore:
         else:
             st = DistrictState(d, self.tz, self.limits)
         journals: list[dict[str, Any]] = []
+        local = self.local
         for slot in range(JOURNAL_SLOTS):
-            raw_journal = table.get(f"{d}{SEP}j{SEP}{slot}")
+            key = f"{d}{SEP}j{SEP}{slot}"
+            raw_journal = table.get(key)
             if raw_journal is None:
                 continue
             # Most journals are older than the snapshot: their seq is read without
             # decoding the rows (after a clean stop, every journal is).
             if _journal_seq(raw_journal) <= prog.base_seq:
+                if local is not None:
+                    local.pop(key.encode(), None)
                 continue
             j = _journal(raw_journal)
             if j["q"] > prog.base_seq:

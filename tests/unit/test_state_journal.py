@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -317,3 +318,71 @@ def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
                 expected.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
         assert st._closings[i] == expected
         assert st._closing_hours[i] == sorted(expected)
+
+
+class _Mirrored(dict):  # type: ignore[type-arg]
+    """A table as the worker has it: each write goes to its local copy (bytes keys) and to
+    a changelog (here, the latest value of each key, as compaction leaves it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local: dict[bytes, bytes] = {}
+        self.changelog: dict[str, bytes] = {}
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.local[key.encode()] = value
+        self.changelog[key] = value
+
+    def __getitem__(self, key: str) -> bytes:
+        return self.local[key.encode()]
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        return self.local.get(key.encode(), default)
+
+    def pop(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        self.changelog.pop(key, None)
+        return self.local.pop(key.encode(), default)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (k.decode() for k in list(self.local))
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        return list(iter(self))
+
+
+def test_journals_a_snapshot_covers_leave_the_local_copy_but_not_the_changelog() -> None:
+    table = _Mirrored()
+    store = StateStore(table, TZ, Limits(), local=table.local)
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 3000, seed=13) + events("erqi", 3000, seed=14)
+    run_batches(store, states, sorted(evs, key=lambda e: e.ts), batch=40)
+
+    def journals(keys: Iterable[str]) -> dict[int, str]:
+        return {_journal_seq(table.changelog[k]): k for k in keys if "\x1fj\x1f" in k}
+
+    for d in ("jinshui", "erqi"):
+        base = orjson.loads(table.changelog[manifest_key(d)])["q"]
+        local = journals(k.decode() for k in table.local if k.startswith(d.encode()))
+        logged = journals(k for k in table.changelog if k.startswith(d))
+        assert base > 0 and all(seq > base for seq in local)  # only uncovered ones kept
+        assert any(seq <= base for seq in logged)  # the changelog still has covered ones
+        assert set(local) == {seq for seq in logged if seq > base}
+    # A rebuild from the changelog (a restart) and from the local copy (a rebalance that
+    # kept the partition) both give the live states, the truth built event by event.
+    for source in (dict(table.changelog), table):
+        rebuilt = StateStore(source, TZ, Limits()).load(source.keys())
+        for d, st in states.items():
+            assert rebuilt[d].to_snapshot() == st.to_snapshot()
+
+
+def test_a_rebuild_drops_the_covered_journals_from_the_local_copy() -> None:
+    table = _Mirrored()
+    states: dict[str, DistrictState] = {}
+    run_batches(StateStore(table, TZ, Limits()), states, events("jinshui", 3000, seed=15),
+                batch=40)  # written without a local copy: covered journals stay
+    base = orjson.loads(table.changelog[manifest_key("jinshui")])["q"]
+    covered = [k for k in table.local if b"\x1fj\x1f" in k and _journal_seq(table.local[k]) <= base]
+    assert covered
+    rebuilt = StateStore(table, TZ, Limits(), local=table.local).load(table.keys())
+    assert rebuilt["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
+    assert not any(k in table.local for k in covered)
