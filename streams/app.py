@@ -131,16 +131,7 @@ class StateTable(faust.Table[bytes, bytes]):
         scheme = URL(str(url)).scheme
         if scheme == "memory" and self.watchfloor is not None:
             return BulkRestoredStore(
-                url,
-                self.app,
-                self,
-                table_name=self.name,
-                key_type=self.key_type,
-                key_serializer=self.key_serializer,
-                value_serializer=self.value_serializer,
-                value_type=self.value_type,
-                options=self.options,
-                settings=self.watchfloor.settings,
+                url, self.app, self, settings=self.watchfloor.settings, **self._store_options()
             )
         if scheme != "rocksdb":
             return super()._new_store_by_url(url)
@@ -150,14 +141,20 @@ class StateTable(faust.Table[bytes, bytes]):
             url,
             self.app,
             self,
-            table_name=self.name,
-            key_type=self.key_type,
-            key_serializer=self.key_serializer,
-            value_serializer=self.value_serializer,
-            value_type=self.value_type,
-            options=self.options,
             partitions=self.partitions or self.app.conf.topic_partitions,
+            **self._store_options(),
         )
+
+    def _store_options(self) -> dict[str, Any]:
+        """What Faust's own ``_new_store_by_url`` gives every store."""
+        return {
+            "table_name": self.name,
+            "key_type": self.key_type,
+            "key_serializer": self.key_serializer,
+            "value_serializer": self.value_serializer,
+            "value_type": self.value_type,
+            "options": self.options,
+        }
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

@@ -36,6 +36,19 @@ ROLE_OF_PREFIX = {"incident": "incidents", "dispute": "disputes", "patrol": "pat
                   "hazard": "patrols"}
 
 
+def new_topic(bootstrap: str, prefix: str, partitions: int) -> str:
+    """A fresh topic of ``partitions`` on the broker, named ``<prefix>-<random>``."""
+    from kafka.admin import NewTopic
+
+    topic = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+    return topic
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,9 +7,9 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.consumer import seek_to_committed_at_once
+from tests.integration.harness import new_topic
 
 PARTITIONS = 4
 RECORDS_PER_PARTITION = 5
@@ -44,13 +44,8 @@ async def _positions_after(bootstrap: str, topic: str, group: str, ours: bool) -
 def test_one_request_seek_gives_what_aiokafka_gives_partition_by_partition(
     kafka_bootstrap: str,
 ) -> None:
-    topic = f"test-seek-{uuid.uuid4().hex[:10]}"
+    topic = new_topic(kafka_bootstrap, "test-seek", PARTITIONS)
     group = f"wf-test-seek-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        admin.close()
 
     async def prepare() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)

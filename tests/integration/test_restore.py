@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.restore import read_changelog
 from streams.settings import Settings
+from tests.integration.harness import new_topic
 
 PARTITIONS = 3
 Records = list[tuple[int, bytes, bytes | None]]  # partition, key, value (None: delete)
-
-
-def _topic(bootstrap: str) -> str:
-    topic = f"test-restore-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        admin.close()
-    return topic
 
 
 async def _produce(bootstrap: str, topic: str, records: Records) -> None:
@@ -59,7 +48,7 @@ def _latest(records: Records) -> dict[bytes, bytes]:
 
 
 def test_the_bulk_read_leaves_the_latest_value_of_every_key(kafka_bootstrap: str) -> None:
-    topic = _topic(kafka_bootstrap)
+    topic = new_topic(kafka_bootstrap, "test-restore", PARTITIONS)
     rng = random.Random(7)
     first = _records(rng, 600, "a")
     asyncio.run(_produce(kafka_bootstrap, topic, first))
@@ -90,7 +79,7 @@ def test_the_bulk_read_leaves_the_latest_value_of_every_key(kafka_bootstrap: str
 
 
 def test_an_empty_partition_is_read_up_to_minus_one(kafka_bootstrap: str) -> None:
-    topic = _topic(kafka_bootstrap)
+    topic = new_topic(kafka_bootstrap, "test-restore", PARTITIONS)
     asyncio.run(_produce(kafka_bootstrap, topic, [(0, b"k", b"v")]))
     data: dict[bytes, bytes] = {}
     read_to = asyncio.run(read_changelog(Settings(bootstrap_servers=kafka_bootstrap),
