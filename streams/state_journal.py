@@ -105,7 +105,7 @@ def dump(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
-def journal_record(seq: int, journal: dict[str, Any]) -> bytes:
+def journal_record(journal: dict[str, Any]) -> bytes:
     """A journal as stored: plain JSON (``dump``) if small, else ``z<seq>\\n`` and zlib.
 
     The seq stays in the clear, so a rebuild skips the journals a snapshot covers
@@ -115,7 +115,7 @@ def journal_record(seq: int, journal: dict[str, Any]) -> bytes:
     if len(data) < JOURNAL_COMPRESS_FROM:
         return bytes(memoryview(data))
     z = zlib.compressobj(*JOURNAL_ZLIB)
-    return b"z%d\n" % seq + z.compress(data) + z.flush()
+    return b"z%d\n" % journal["q"] + z.compress(data) + z.flush()
 
 
 def _journal(raw: bytes) -> dict[str, Any]:
@@ -220,7 +220,6 @@ class StateStore:
                 prog = self._progress[d] = _Progress()
             prog.seq += 1
             table[journal_key(d, prog.seq)] = journal_record(
-                prog.seq,
                 {
                     "q": prog.seq,
                     "e": st.evidence,
@@ -330,7 +329,7 @@ class StateStore:
         journals: list[dict[str, Any]] = []
         local = self.local
         for slot in range(JOURNAL_SLOTS):
-            key = f"{d}{SEP}j{SEP}{slot}"
+            key = journal_key(d, slot)
             raw_journal = table.get(key)
             if raw_journal is None:
                 continue
