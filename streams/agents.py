@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OVERDUE_TICK_SECONDS = 1.0
+# Held journals are written at most this long after their flush interval ends.
+STATE_FLUSH_CHECK_SECONDS = 0.25
 LAG_SAMPLE_SECONDS = 5.0
 MEMORY_RELEASE_SECONDS = 10.0
 # /ready and HTTP ingest say 503 within about this plus the check's timeout (3 s) of
@@ -43,6 +45,11 @@ def register(wf: Watchfloor) -> None:
     async def overdue() -> None:
         """Move hazards whose deadline passed into the overdue sets, event or no event."""
         wf.engine.tick()
+
+    @app.timer(STATE_FLUSH_CHECK_SECONDS, name="watchfloor.flush")  # type: ignore[untyped-decorator]
+    async def flush() -> None:
+        """Write held journals once the flush interval passed, batch or no batch."""
+        await wf.flush_if_due()
 
     @app.timer(LAG_SAMPLE_SECONDS, name="watchfloor.lag")  # type: ignore[untyped-decorator]
     async def lag() -> None:

@@ -214,6 +214,9 @@ class Watchfloor:
         # Held while a batch is between counting and journaling (see checkpoint()).
         self._batch_lock = asyncio.Lock()
         self._stopped_counting = False
+        # Batches counted whose journals are held (StateStore.stage): acked at the flush.
+        self._unflushed: list[tuple[TP, Any]] = []
+        self._staged_since: float | None = None
         install_aiokafka_fixes()
         self.app = self._make_app()
         self.table = self._make_table()
@@ -413,6 +416,10 @@ class Watchfloor:
         self.metrics.rebalances.inc()
         gone = self.engine.keep_partitions(set())
         self.store.forget(gone)
+        # Faust committed before this signal, without the held batches: the partitions'
+        # next owner (maybe this worker, after a seek to the committed offsets) reads
+        # them again, and rebuilds the states from the journals written before them.
+        self._discard_unflushed()
         self.metrics.owned_districts.set(0)
         # Lag of partitions this worker may no longer own must not linger as a series.
         self.metrics.consumer_lag.clear()
@@ -497,6 +504,7 @@ class Watchfloor:
             t0 = time.monotonic()
             before = self.store.records_written
             n = self.store.checkpoint(self.engine.states)
+            self._ack_unflushed()
             self.metrics.changelog_records.inc(self.store.records_written - before)
             log.info(
                 "Snapshot of %d districts for the next start in %.2fs", n, time.monotonic() - t0
@@ -504,7 +512,8 @@ class Watchfloor:
             return n
 
     async def process_batch(self, batch: Batch) -> BatchResult | None:
-        """Count one fetch, write its dead letters, then its state, then ack it.
+        """Count one fetch, write its dead letters, then hold its journals; the batch is
+        acked when they are written (``WATCHFLOOR_STATE_FLUSH_MS``, ``_flush``).
 
         Dead letters are confirmed before the journals that carry the offset evidence
         are written: a crash in between re-reads the records (a dead letter may be
@@ -564,11 +573,13 @@ class Watchfloor:
             await self._dead_letter(result)
             if not self._owns(batch):
                 return None  # revoked meanwhile; the states were dropped with it
-        before = self.store.records_written
-        self.store.write(self.engine.states, result.journals)
-        self.metrics.changelog_records.inc(self.store.records_written - before)
+        self.store.stage(result.journals)
+        self._unflushed.extend(batch.parts)
+        if self._staged_since is None:
+            self._staged_since = time.monotonic()
+        if self._flush_due():
+            self._flush()
         for tp, records in batch.parts:
-            consumer.ack_batch(tp, records)
             self._last_offset[tp] = records[-1].offset
         # Hazards found already past their deadline (a backlog) are overdue once counted,
         # not only at the next tick of the overdue timer.
@@ -578,6 +589,44 @@ class Watchfloor:
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
         memory.after_batch()
         return result
+
+    async def flush_if_due(self) -> None:
+        """The timer's flush: held journals are written within the flush interval even
+        when no batch follows them."""
+        if self._staged_since is None:
+            return
+        async with self._batch_lock:
+            if not self._stopped_counting and self._flush_due():
+                self._flush()
+
+    def _flush_due(self) -> bool:
+        since = self._staged_since
+        if since is None:
+            return False
+        return (
+            time.monotonic() - since >= self.settings.state_flush_ms / 1000.0
+            # A journal is one Kafka record: held rows stay within what one batch makes.
+            or self.store.staged_rows_max >= self.settings.batch_max_events
+        )
+
+    def _flush(self) -> None:
+        """Write the held journals, then ack their batches (Faust commits acked offsets)."""
+        before = self.store.records_written
+        self.store.flush(self.engine.states)
+        self.metrics.changelog_records.inc(self.store.records_written - before)
+        self._ack_unflushed()
+
+    def _ack_unflushed(self) -> None:
+        consumer = batch_consumer(self.app)
+        for tp, records in self._unflushed:
+            consumer.ack_batch(tp, records)
+        self._unflushed = []
+        self._staged_since = None
+
+    def _discard_unflushed(self) -> None:
+        self.store.discard()
+        self._unflushed = []
+        self._staged_since = None
 
     def _owns(self, batch: Batch) -> bool:
         return self.ready and batch.generation == self.app.consumer_generation_id

@@ -16,6 +16,7 @@ from streams.clock import FixedClock
 from streams.consumer import Batch, batch_consumer
 from streams.partitioning import district_partition
 from streams.settings import Settings
+from streams.state_journal import StateStore
 from streams.worker import build_worker
 from tests.support import Record
 
@@ -34,7 +35,8 @@ def filed(i: int) -> bytes:
 
 @pytest.fixture
 def wf() -> Watchfloor:
-    w = build_worker(Settings(app_id="unit-agents"), clock=FixedClock(NOW),
+    # Journals written and batches acked at each batch; held ones: test_held_* below.
+    w = build_worker(Settings(app_id="unit-agents", state_flush_ms=0), clock=FixedClock(NOW),
                      registry=CollectorRegistry())
     # Unit scope: the Kafka-backed table needs a running producer; the store works on any
     # mapping, and tests/integration runs it on the real changelog.
@@ -213,3 +215,92 @@ def test_a_rebuild_renders_the_districts_before_the_first_scrape(wf: Watchfloor)
     assert st.totals[0] == 3
     text = collector._texts["jinshui"]
     assert text.state is st and text.key[0] == st.version  # rendered from the rebuilt state
+
+
+def holding(flush_ms: int, max_events: int = 20000) -> Watchfloor:
+    w = build_worker(Settings(app_id="unit-hold", state_flush_ms=flush_ms,
+                              batch_max_events=max_events),
+                     clock=FixedClock(NOW), registry=CollectorRegistry())
+    w.store.table = {}
+    w.ready = True
+    return w
+
+
+def journal_keys(wf: Watchfloor) -> list[str]:
+    return sorted(k for k in wf.store.table if k.startswith("jinshui\x1fj\x1f"))
+
+
+def rebuilt_cases(wf: Watchfloor) -> int:
+    """Cases filed in jinshui as a fresh store rebuilds them from the table."""
+    fresh = StateStore(wf.store.table, wf.tz, wf.limits).load(list(wf.store.table))
+    return fresh["jinshui"].totals[0] if "jinshui" in fresh else 0
+
+
+def test_held_journals_are_written_and_their_batches_acked_at_the_flush() -> None:
+    wf = holding(flush_ms=50)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    consumer = batch_consumer(wf.app)
+
+    async def run() -> None:
+        await wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+        await wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3, 5)]))
+        # Counted at once (the figures do not wait), written and acked only later.
+        assert wf.engine.states["jinshui"].totals[0] == 5
+        assert journal_keys(wf) == [] and not consumer._acked[tp]
+        await wf.flush_if_due()  # not due yet
+        assert journal_keys(wf) == [] and not consumer._acked[tp]
+        await asyncio.sleep(0.06)
+        await wf.flush_if_due()
+
+    asyncio.run(run())
+    assert journal_keys(wf) == ["jinshui\x1fj\x1f1"]  # one journal for both batches
+    assert sorted(consumer._acked[tp]) == [0, 1, 2, 3, 4]
+    assert rebuilt_cases(wf) == 5
+
+
+def test_a_district_holding_a_batchs_worth_of_rows_is_flushed_at_once() -> None:
+    # A journal is one Kafka record: held rows must not outgrow what one batch writes.
+    wf = holding(flush_ms=60_000, max_events=4)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    consumer = batch_consumer(wf.app)
+
+    async def run() -> None:
+        await wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+        assert journal_keys(wf) == []
+        await wf.process_batch(fetched(wf, tp, [Record(3, filed(3))]))
+
+    asyncio.run(run())
+    assert journal_keys(wf) == ["jinshui\x1fj\x1f1"]
+    assert sorted(consumer._acked[tp]) == [0, 1, 2, 3]
+
+
+def test_a_rebalance_drops_held_journals_and_leaves_their_batches_unacked() -> None:
+    wf = holding(flush_ms=60_000)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    consumer = batch_consumer(wf.app)
+
+    async def run() -> None:
+        await wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+        await wf._on_revoked(wf.app, {tp}, signal=None)
+        assert "jinshui" not in wf.engine.states and wf.store.staged == 0
+        wf.on_recovered({tp.partition})  # the partition comes back: rebuilt from the table
+        await wf.checkpoint()  # a clean stop acks what it snapshots, and only that
+
+    asyncio.run(run())
+    assert wf.engine.states["jinshui"].totals[0] == 0 and journal_keys(wf) == []
+    assert not consumer._acked[tp]  # read again from the committed offset, counted once
+
+
+def test_a_clean_stop_snapshots_held_journals_and_acks_their_batches() -> None:
+    wf = holding(flush_ms=60_000)
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    consumer = batch_consumer(wf.app)
+
+    async def run() -> int:
+        await wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+        return await wf.checkpoint()
+
+    assert asyncio.run(run()) == 1
+    assert "jinshui\x1fm" in wf.store.table and journal_keys(wf) == []
+    assert sorted(consumer._acked[tp]) == [0, 1, 2]
+    assert rebuilt_cases(wf) == 3

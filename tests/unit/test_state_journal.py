@@ -52,8 +52,10 @@ def events(district: str, n: int, seed: int) -> list[Event]:
 
 
 def run_batches(store: StateStore, states: dict[str, DistrictState], evs: list[Event],
-                batch: int, offset0: int = 0) -> None:
-    for start in range(0, len(evs), batch):
+                batch: int, offset0: int = 0, hold: int = 0) -> None:
+    """Count ``evs`` in batches and write each batch's journals; with ``hold``, stage them
+    and flush every ``hold`` batches (what the worker does with its flush interval)."""
+    for n, start in enumerate(range(0, len(evs), batch), 1):
         journals: dict[str, Journal] = {}
         for i, ev in enumerate(evs[start : start + batch]):
             st = states.setdefault(ev.district, DistrictState(ev.district, TZ))
@@ -66,7 +68,12 @@ def run_batches(store: StateStore, states: dict[str, DistrictState], evs: list[E
                 j.dup += 1
             else:
                 j.late += 1
-        store.write(states, journals)
+        if not hold:
+            store.write(states, journals)
+            continue
+        store.stage(journals)
+        if n % hold == 0:
+            store.flush(states)
 
 
 def test_load_rebuilds_identical_state_across_snapshots() -> None:
@@ -386,3 +393,78 @@ def test_a_rebuild_drops_the_covered_journals_from_the_local_copy() -> None:
     rebuilt = StateStore(table, TZ, Limits(), local=table.local).load(table.keys())
     assert rebuilt["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
     assert not any(k in table.local for k in covered)
+
+
+def test_held_journals_are_written_once_per_district_and_rebuild_the_same_state() -> None:
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 400, seed=11) + events("erqi", 60, seed=12)
+    evs.sort(key=lambda e: e.ts)
+    run_batches(store, states, evs[:20], batch=5, hold=4)  # 4 batches, one flush
+    # One journal per district for the four batches, its rows in the order counted.
+    keys = sorted(k for k in table if "\x1fj\x1f" in k)
+    assert keys == sorted(journal_key(d, 1) for d in {e.district for e in evs[:20]})
+    journal = state_journal._journal(table[journal_key("jinshui", 1)])
+    # Its rows span the four batches, in the order counted.
+    index = {e.subject: i for i, e in enumerate(evs[:20]) if e.district == "jinshui"}
+    where = [index[row[1]] for row in journal["a"]]
+    assert where == sorted(where) and where[0] < 5 and where[-1] >= 15
+    assert journal["e"] == {"t:0": max(index.values())}
+    run_batches(store, states, evs[20:], batch=5, offset0=20, hold=3)
+    store.flush(states)  # what the timer does with the last, partial hold
+    rebuilt = StateStore(table, TZ, Limits()).load(table.keys())
+    assert rebuilt.keys() == states.keys()
+    for d, st in states.items():
+        assert rebuilt[d].to_snapshot() == st.to_snapshot()
+
+
+def test_held_journals_count_the_most_rows_one_district_holds() -> None:
+    store = StateStore({}, TZ, Limits())
+    row = [1, "c", T0, "theft", None, False, False, None, 0]
+    store.stage({"a": Journal([row] * 3, late=1), "b": Journal([row])})
+    store.stage({"a": Journal([row] * 2, dup=2)})
+    assert (store.staged, store.staged_rows_max) == (2, 5)
+    held = store._staged["a"]
+    assert (len(held.rows), held.late, held.dup) == (5, 1, 2)
+    store.forget(["a"])
+    assert store.staged == 1
+    store.discard()
+    assert (store.staged, store.staged_rows_max) == (0, 0)
+
+
+def test_discarded_journals_leave_the_table_as_it_was() -> None:
+    """A rebalance drops held journals: the table rebuilds the state of the last flush."""
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 60, seed=13)
+    run_batches(store, states, evs[:30], batch=10, hold=3)
+    written = dict(table)
+    # Serialised now: a snapshot shares lists with the live state, which goes on counting.
+    at_flush = orjson.loads(orjson.dumps({d: st.to_snapshot() for d, st in states.items()}))
+    run_batches(store, states, evs[30:], batch=10, offset0=30, hold=10)  # held, not flushed
+    assert store.staged == 1
+    store.discard()
+    store.flush(states)
+    assert table == written
+    rebuilt = StateStore(table, TZ, Limits()).load(table.keys())
+    now = {d: st.to_snapshot() for d, st in rebuilt.items()}
+    assert orjson.loads(orjson.dumps(now)) == at_flush
+
+
+def test_checkpoint_snapshots_the_districts_whose_journals_are_held() -> None:
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    evs = events("jinshui", 50, seed=14) + events("erqi", 50, seed=15)
+    evs.sort(key=lambda e: e.ts)
+    run_batches(store, states, evs, batch=10, hold=100)  # nothing written yet
+    assert not table and store.staged == 2
+    assert store.checkpoint(states) == 2
+    assert store.staged == 0
+    assert not any("\x1fj\x1f" in k for k in table)  # snapshots alone
+    fresh_store = StateStore(table, TZ, Limits())
+    fresh = fresh_store.load(table.keys())
+    for d, st in states.items():
+        assert fresh[d].to_snapshot() == st.to_snapshot()
