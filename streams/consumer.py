@@ -514,12 +514,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def ack_batch(self, tp: TP, records: Sequence[RecordLike]) -> None:
         """Mark a batch's offsets processed, as Faust's ``ack`` does record by record."""
+        self.ack_offsets(tp, [rec.offset for rec in records])
+
+    def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
+        """``ack_batch`` of the records at these offsets."""
         committed = self._committed_offset[tp]
         index = self._acked_index[tp]
         acked = self._acked[tp]
         n = 0
-        for rec in records:
-            offset = rec.offset
+        for offset in offsets:
             if (committed is None or offset >= committed) and offset not in index:
                 index.add(offset)
                 acked.append(offset)

@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--districts", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=8000)
+    parser.add_argument("--hold", type=int, default=1, metavar="N",
+                        help="hold journals for N batches, then write them (the worker's "
+                             "WATCHFLOOR_STATE_FLUSH_MS); 1: every batch")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     engine, city, reference = city_engine(args.districts)
@@ -102,17 +105,20 @@ def main() -> None:
         prof.enable()
     # CPU time of this thread, not wall time: on a shared machine other processes would
     # otherwise move the figure by tens of percent.
-    for batch in todo:
+    for i, batch in enumerate(todo, 1):
         t0 = time.thread_time()
         result = engine.process(batch)
         t1 = time.thread_time()
-        store.write(engine.states, result.journals)
+        store.stage(result.journals)
+        if i % args.hold == 0 or i == len(todo):
+            store.flush(engine.states)
         memory.after_batch()
         t_store += time.thread_time() - t1
         t_engine += t1 - t0
     if prof:
         prof.disable()
-    print(f"{n:,} records, {args.districts:,} districts, {len(todo)} batches")
+    print(f"{n:,} records, {args.districts:,} districts, {len(todo)} batches,"
+          f" journals written every {args.hold}: {store.records_written:,} records")
     print(f"engine (validate, route, count): {t_engine / n * 1e6:6.2f} us/event")
     print(f"state journals and snapshots:    {t_store / n * 1e6:6.2f} us/event")
     print(f"together:                        {(t_engine + t_store) / n * 1e6:6.2f} us/event"
