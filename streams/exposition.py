@@ -417,6 +417,10 @@ class DistrictCollector(Collector):
         self._disputes: dict[str, tuple[int, list[float]]] = {}
         # Per district: its lines as last rendered (``render``).
         self._texts: dict[str, _Text] = {}
+        # Scrapes rendering now (``render_async(first=True)``), and set while there are none.
+        self._scrapes = 0
+        self._no_scrape = asyncio.Event()
+        self._no_scrape.set()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # unchecked: the series depend on the districts owned
@@ -583,7 +587,9 @@ class DistrictCollector(Collector):
             return cast(bytes, done.value)
         raise AssertionError("a render without slices never pauses")
 
-    async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
+    async def render_async(
+        self, slice_seconds: float = RENDER_SLICE_SECONDS, *, first: bool = False
+    ) -> bytes:
         """``render``, handing the event loop back every ``slice_seconds`` of work.
 
         Under load most districts changed since the last scrape, and rendering them all
@@ -592,14 +598,33 @@ class DistrictCollector(Collector):
         older than the ones after it, as if scraped a moment earlier; a rebalance during
         the render makes it start again without pauses, so only districts still owned
         are exported.
+
+        ``first``: batches not yet begun wait for this render (``scrape_done``); the
+        pauses then serve the sockets (fetches, API calls), not more counting. A scrape
+        that let batches run in its pauses took two or three of them (0.5-0.8 s under
+        20,000 events/s for 0.2 s of rendering), and the events in flight waited as long.
         """
-        steps = self._render_steps(slice_seconds)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return cast(bytes, done.value)
-            await asyncio.sleep(0)
+        if first:
+            self._scrapes += 1
+            self._no_scrape.clear()
+        try:
+            steps = self._render_steps(slice_seconds)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    return cast(bytes, done.value)
+                await asyncio.sleep(0)
+        finally:
+            if first:
+                self._scrapes -= 1
+                if not self._scrapes:
+                    self._no_scrape.set()
+
+    async def scrape_done(self) -> None:
+        """Return once no scrape is rendering (at once when none is)."""
+        if self._scrapes:
+            await self._no_scrape.wait()
 
     def _render_steps(self, slice_seconds: float | None) -> Generator[None, None, bytes]:
         now = self._now()
@@ -793,9 +818,9 @@ def format_families(families: Iterable[Family]) -> str:
 
 async def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
     """What ``/metrics`` serves: the registry's metrics, then the district figures
-    (rendered in slices, so batches are counted meanwhile)."""
+    (rendered in slices; batches not begun wait for it)."""
     head = generate_latest(registry)
-    return head + await districts.render_async()
+    return head + await districts.render_async(first=True)
 
 
 def series_per_district() -> dict[str, Any]:

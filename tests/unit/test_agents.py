@@ -304,3 +304,31 @@ def test_a_clean_stop_snapshots_held_journals_and_acks_their_batches() -> None:
     assert "jinshui\x1fm" in wf.store.table and journal_keys(wf) == []
     assert sorted(consumer._acked[tp]) == [0, 1, 2]
     assert rebuilt_cases(wf) == 3
+
+
+def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> None:
+    # Batches counted in a scrape's pauses made it take two or three of them under load.
+    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    collector = wf.districts_collector
+
+    async def run() -> list[str]:
+        wf.on_recovered(set(range(wf.settings.partitions)))  # every district: much to render
+        assert wf._warming is not None
+        await wf._warming  # the render after a rebuild holds no batch back
+        assert len(wf.engine.states) >= 5
+        collector._texts.clear()  # as under load: every district changed since the last
+        done: list[str] = []
+        scrape = asyncio.ensure_future(collector.render_async(0.0, first=True))
+        scrape.add_done_callback(lambda _: done.append("scrape"))
+        await asyncio.sleep(0)  # it renders a district, then pauses
+        assert not scrape.done()
+        counting = asyncio.ensure_future(
+            wf.process_batch(fetched(wf, tp, [Record(i, filed(i)) for i in range(3)]))
+        )
+        counting.add_done_callback(lambda _: done.append("batch"))
+        await asyncio.gather(scrape, counting)
+        await collector.scrape_done()  # none in progress: returns at once
+        return done
+
+    assert asyncio.run(run()) == ["scrape", "batch"]
+    assert wf.engine.states["jinshui"].totals[0] == 3
