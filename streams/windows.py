@@ -68,9 +68,21 @@ WINDOWS: dict[str, int] = {
 }
 
 
-# Counts remembered between two reads of the rolling windows; past this many (a district
-# nobody reads, or a busy one read rarely) the next read sums the buckets again.
-PENDING_MAX = 512
+
+class _Since:
+    """The counts added since the last read of the rolling windows, already sorted into
+    the windows of that read (same slot end, same cuts: see ``Buckets.rolling``)."""
+
+    __slots__ = ("day_cut", "end", "everywhere", "inner", "partial")
+
+    def __init__(self, end: float, day_cut: float, starts: list[tuple[str, float]]) -> None:
+        self.end = end
+        self.day_cut = day_cut
+        # A count at or after the latest start is in every window (they nest).
+        self.inner = max(start for _, start in starts)
+        self.everywhere = zeros()
+        # Per window: its label, its start, and the counts in it but not in every window.
+        self.partial = [(label, start, zeros()) for label, start in starts]
 
 
 def zeros() -> list[int]:
@@ -110,8 +122,8 @@ class Buckets:
     __slots__ = (
         "_day_next",
         "_hour_next",
-        "_pending",
         "_rolled",
+        "_since",
         "categories",
         "day_cut",
         "days",
@@ -136,9 +148,9 @@ class Buckets:
         self._hour_next = float("-inf")
         self._day_next = float("-inf")
         # The last rolling windows read, with the slot end and cuts they were read at,
-        # and the counts added since as (ts, measure, n); None once too many to keep.
+        # and the counts added since, sorted into those windows as they are added.
         self._rolled: tuple[float, tuple[float, float, float], dict[str, list[int]]] | None = None
-        self._pending: list[tuple[float, int, int]] | None = None
+        self._since: _Since | None = None
 
     # -- writing ---------------------------------------------------------------------
 
@@ -154,12 +166,18 @@ class Buckets:
 
     def add(self, measure: int, ts: float, category: str | None, n: int = 1) -> None:
         """Count ``n`` at event time ``ts``, in every resolution still kept for that time."""
-        pending = self._pending
-        if pending is not None:
-            if len(pending) < PENDING_MAX:
-                pending.append((ts, measure, n))
+        since = self._since
+        # Sorted now, a few comparisons, rather than kept and sorted at the next scrape:
+        # under load a district gathers hundreds of counts between two scrapes, and
+        # sorting them all took half of a scrape (closings filed at their opening's
+        # time fall in some windows only).
+        if since is not None and since.day_cut <= ts < since.end:
+            if ts >= since.inner:
+                since.everywhere[measure] += n
             else:
-                self._pending = None
+                for _, start, part in since.partial:
+                    if ts >= start:
+                        part[measure] += n
         if ts >= self.slot_cut:
             key = int(ts // SLOT_SECONDS)
             vec = self.slots.get(key)
@@ -236,10 +254,10 @@ class Buckets:
         """
         end = rolling_end(now)
         cuts = (self.slot_cut, self.hour_cut, self.day_cut)
-        rolled, pending = self._rolled, self._pending
+        rolled, since = self._rolled, self._since
         if (
             rolled is not None
-            and pending is not None
+            and since is not None
             and rolled[0] == end
             and rolled[1] == cuts
             and end >= self.slot_cut
@@ -249,30 +267,13 @@ class Buckets:
             # Same edges, same cuts: each window reads the same buckets as at the last
             # read, which hold what they held then plus the counts added since. A count
             # is in a window when its time is within the stretch the window's buckets
-            # cover; one before the day cut was kept nowhere.
-            starts = [
-                (label, self._region_start(end - length)) for label, length in WINDOWS.items()
-            ]
-            kept = {label: list(vec) for label, vec in rolled[2].items()}
-            day_cut = self.day_cut
-            # A count at or after the latest start is in every window (they nest): summed
-            # once, and added to each window at the end. Under a live load nearly every
-            # count is (a district gathers hundreds between two scrapes).
-            inner = max(start for _, start in starts)
-            everywhere = zeros()
-            for ts, measure, n in pending:
-                if ts >= end or ts < day_cut:
-                    continue
-                if ts >= inner:
-                    everywhere[measure] += n
-                    continue
-                for label, start in starts:
-                    if ts >= start:
-                        kept[label][measure] += n
-            for vec in kept.values():
-                _add(vec, everywhere)
+            # cover; one before the day cut was kept nowhere (sorted so by ``add``).
+            kept: dict[str, list[int]] = {}
+            for label, _, partial in since.partial:
+                vec = kept[label] = [*map(add, rolled[2][label], since.everywhere)]
+                _add(vec, partial)
             self._rolled = (end, cuts, kept)
-            pending.clear()
+            self._since = self._since_read(end)
             return {label: list(vec) for label, vec in kept.items()}
         out: dict[str, list[int]] = {}
         acc = zeros()
@@ -283,8 +284,13 @@ class Buckets:
             out[label] = list(acc)
             prev_lo = lo
         self._rolled = (end, cuts, out)
-        self._pending = []
+        self._since = self._since_read(end)
         return {label: list(vec) for label, vec in out.items()}
+
+    def _since_read(self, end: float) -> _Since:
+        """Where the counts after a read of the windows ending at ``end`` go."""
+        starts = [(label, self._region_start(end - length)) for label, length in WINDOWS.items()]
+        return _Since(end, self.day_cut, starts)
 
     def _region_start(self, lo: float) -> float:
         """Where the buckets ``_total_into(lo, hi)`` reads begin: ``lo`` rounded up to the

@@ -154,7 +154,7 @@ def test_rolling_read_again_after_new_counts_equals_summing_the_buckets(
 def test_rolling_many_counts_between_reads() -> None:
     b, _ = filled(3, n=200)
     first = b.rolling(NOW)
-    for i in range(2000):  # more than the buckets remember one by one: summed again
+    for i in range(2000):  # live and older counts, sorted into the windows as they come
         b.add(1, NOW - i % 3000, "x")
     got = b.rolling(NOW)
     assert got == Buckets.from_snapshot(TZ, b.to_snapshot()).rolling(NOW)
