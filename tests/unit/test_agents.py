@@ -54,6 +54,11 @@ def put(wf: Watchfloor, batch: Batch) -> None:
     asyncio.run(run())
 
 
+def jinshui_tp(wf: Watchfloor) -> TP:
+    """The incidents partition that holds jinshui."""
+    return TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+
+
 def fetched(wf: Watchfloor, tp: TP, records: list[Record], generation: int | None = None) -> Batch:
     """A batch as the fetch loop makes it: the partition positioned, its epoch attached."""
     consumer = batch_consumer(wf.app)
@@ -78,7 +83,7 @@ def test_agent_counts_a_batch_writes_journals_and_acks(wf: Watchfloor) -> None:
 
 
 def test_a_batch_from_an_old_generation_is_left_for_the_new_owner(wf: Watchfloor) -> None:
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     stale = fetched(wf, tp, [Record(0, filed(0))], generation=wf.app.consumer_generation_id - 1)
     put(wf, stale)
     assert "jinshui" not in wf.engine.states
@@ -88,7 +93,7 @@ def test_a_batch_from_an_old_generation_is_left_for_the_new_owner(wf: Watchfloor
 def test_a_batch_fetched_before_a_seek_of_its_partition_is_not_counted(wf: Watchfloor) -> None:
     # Counting it would put its records ahead of the ones the seek brings back, and the
     # engine skips a record older than one it has counted: those would be lost.
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     before = fetched(wf, tp, [Record(5, filed(5))])
     batch_consumer(wf.app)._positioned([tp])  # a seek to the committed offset, say
     put(wf, before)
@@ -146,7 +151,7 @@ async def first_fetch(wf: Watchfloor, tp: TP, records: list[Record]) -> Batch:
 
 def test_a_small_batch_waits_for_later_fetches_to_join_it() -> None:
     wf = lingering(linger_ms=10_000, min_events=3)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
 
     async def run() -> tuple[Batch, float]:
         loop = asyncio.get_running_loop()
@@ -167,7 +172,7 @@ def test_a_small_batch_waits_for_later_fetches_to_join_it() -> None:
 
 def test_a_small_batch_waits_no_longer_than_the_linger() -> None:
     wf = lingering(linger_ms=50, min_events=1000)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
 
     async def run() -> float:
         loop = asyncio.get_running_loop()
@@ -184,7 +189,7 @@ def test_a_lingering_batch_is_taken_at_once_when_another_queues_behind_it() -> N
     # A batch too full to absorb the next fetch goes to the channel on its own; the first
     # must not keep it waiting for the rest of its linger.
     wf = lingering(linger_ms=10_000, min_events=3, max_events=2)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
 
     async def run() -> None:
         first = await first_fetch(wf, tp, [Record(0, filed(0)), Record(1, filed(1))])
@@ -238,7 +243,7 @@ def rebuilt_cases(wf: Watchfloor) -> int:
 
 def test_held_journals_are_written_and_their_batches_acked_at_the_flush() -> None:
     wf = holding(flush_ms=50)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     consumer = batch_consumer(wf.app)
 
     async def run() -> None:
@@ -261,7 +266,7 @@ def test_held_journals_are_written_and_their_batches_acked_at_the_flush() -> Non
 def test_a_district_holding_a_batchs_worth_of_rows_is_flushed_at_once() -> None:
     # A journal is one Kafka record: held rows must not outgrow what one batch writes.
     wf = holding(flush_ms=60_000, max_events=4)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     consumer = batch_consumer(wf.app)
 
     async def run() -> None:
@@ -276,7 +281,7 @@ def test_a_district_holding_a_batchs_worth_of_rows_is_flushed_at_once() -> None:
 
 def test_a_rebalance_drops_held_journals_and_leaves_their_batches_unacked() -> None:
     wf = holding(flush_ms=60_000)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     consumer = batch_consumer(wf.app)
 
     async def run() -> None:
@@ -293,7 +298,7 @@ def test_a_rebalance_drops_held_journals_and_leaves_their_batches_unacked() -> N
 
 def test_a_clean_stop_snapshots_held_journals_and_acks_their_batches() -> None:
     wf = holding(flush_ms=60_000)
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     consumer = batch_consumer(wf.app)
 
     async def run() -> int:
@@ -308,7 +313,7 @@ def test_a_clean_stop_snapshots_held_journals_and_acks_their_batches() -> None:
 
 def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> None:
     # Batches counted in a scrape's pauses made it take two or three of them under load.
-    tp = TP(wf.settings.topic_incidents, district_partition("jinshui", wf.settings.partitions))
+    tp = jinshui_tp(wf)
     collector = wf.districts_collector
 
     async def run() -> list[str]:
