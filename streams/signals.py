@@ -51,7 +51,8 @@ def matured_cohort(st: DistrictState, now: float) -> Cohort:
     is rounded up to the next local midnight, the near one up to the hour.
     """
     end = rolling_end(now)
-    vec = st.counts(end - MATURED_FROM_SECONDS, end - MATURED_TO_SECONDS)
+    # Kept between scrapes: four weeks of buckets, read again every scrape until the slot ends.
+    vec = st.counts(end - MATURED_FROM_SECONDS, end - MATURED_TO_SECONDS, keep=True)
     return Cohort(vec[Measure.HAZARDS_FOUND], vec[Measure.HAZARDS_FOUND_RECTIFIED])
 
 
@@ -74,7 +75,7 @@ def cases_filed_baseline(st: DistrictState, now: float) -> Baseline | None:
     days = (hi - lo) / DAY_SECONDS
     if days < BASELINE_MIN_DAYS:
         return None
-    return Baseline(st.counts(lo, hi)[Measure.CASES_FILED] / days, days)
+    return Baseline(st.counts(lo, hi, keep=True)[Measure.CASES_FILED] / days, days)
 
 
 def newest_overdue_major_deadline(st: DistrictState) -> float | None:

@@ -814,8 +814,10 @@ class DistrictState:
 
     # -- reading ------------------------------------------------------------------------
 
-    def counts(self, lo: float, hi: float) -> list[int]:
-        return self.buckets.total(lo, hi)
+    def counts(self, lo: float, hi: float, *, keep: bool = False) -> list[int]:
+        """Counts of every measure in ``[lo, hi)``; ``keep``: a span read again and again
+        (``Buckets.kept_total``)."""
+        return self.buckets.kept_total(lo, hi) if keep else self.buckets.total(lo, hi)
 
     def rolling(self, now: float) -> dict[str, list[int]]:
         """Counts in each rolling window at ``now``; kept until the state or the slot changes.

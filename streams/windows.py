@@ -85,6 +85,33 @@ class _Since:
         self.partial = [(label, start, zeros()) for label, start in starts]
 
 
+class _Span:
+    """A sum over ``[lo, hi)`` kept between reads and moved by each count added inside
+    the buckets it read (see ``Buckets.kept_total``)."""
+
+    __slots__ = ("cuts", "hi", "lo", "start", "stop", "vec")
+
+    def __init__(
+        self, lo: float, hi: float, cuts: tuple[float, float, float], start: float, stop: float,
+        vec: list[int],
+    ) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.cuts = cuts
+        # A count with a time in [start, stop) is in the sum (the stretch the buckets read
+        # cover) unless it is before the day cut, where nothing is kept.
+        self.start = start
+        self.stop = stop
+        self.vec = vec
+
+
+# Spans kept per district: the scrape reads two (the matured cohort and the surge
+# baseline), whose edges move with each 5-minute slot.
+SPANS_KEPT = 4
+# ``_midnights_on_hours`` vouches for the 40 days before a span's end.
+SPAN_MAX_SECONDS = 38 * DAY_SECONDS
+
+
 def zeros() -> list[int]:
     return [0] * N_MEASURES
 
@@ -124,6 +151,7 @@ class Buckets:
         "_hour_next",
         "_rolled",
         "_since",
+        "_spans",
         "categories",
         "day_cut",
         "days",
@@ -151,6 +179,7 @@ class Buckets:
         # and the counts added since, sorted into those windows as they are added.
         self._rolled: tuple[float, tuple[float, float, float], dict[str, list[int]]] | None = None
         self._since: _Since | None = None
+        self._spans: list[_Span] = []
 
     # -- writing ---------------------------------------------------------------------
 
@@ -178,6 +207,10 @@ class Buckets:
                 for _, start, part in since.partial:
                     if ts >= start:
                         part[measure] += n
+        if self._spans and ts >= self.day_cut:
+            for span in self._spans:
+                if span.start <= ts < span.stop:
+                    span.vec[measure] += n
         if ts >= self.slot_cut:
             key = int(ts // SLOT_SECONDS)
             vec = self.slots.get(key)
@@ -246,6 +279,33 @@ class Buckets:
         self._total_into(out, lo, hi)
         return out
 
+    def kept_total(self, lo: float, hi: float) -> list[int]:
+        """``total(lo, hi)``, kept and moved by the counts added after it: for a span read
+        again and again with the same edges (a scrape's signals over weeks of buckets).
+
+        A few spans are kept, the latest read; one read with other cuts is summed again.
+        """
+        cuts = (self.slot_cut, self.hour_cut, self.day_cut)
+        for span in self._spans:
+            if span.lo == lo and span.hi == hi and span.cuts == cuts:
+                return list(span.vec)
+        out = self.total(lo, hi)
+        if (
+            hi > lo
+            and hi - lo <= SPAN_MAX_SECONDS
+            and (self.hour_cut == float("-inf") or self.hour_cut % HOUR_SECONDS == 0)
+            and _midnights_on_hours(self.tz, int(hi // DAY_SECONDS) + 1)
+        ):
+            # Only where hour and day buckets meet without gap or overlap is the sum the
+            # counts with a time in one stretch; elsewhere each read sums the buckets.
+            spans = self._spans = [
+                sp for sp in self._spans[-(SPANS_KEPT - 1) :] if sp.lo != lo or sp.hi != hi
+            ]
+            spans.append(
+                _Span(lo, hi, cuts, self._region_start(lo), self._region_stop(hi), list(out))
+            )
+        return out
+
     def rolling(self, now: float) -> dict[str, list[int]]:
         """Counts in each rolling window that ends with the 5-minute slot holding ``now``.
 
@@ -300,6 +360,15 @@ class Buckets:
         if lo >= self.hour_cut:
             return _ceil_div(lo, HOUR_SECONDS) * HOUR_SECONDS
         return self._midnight_of_ordinal(self._first_day_starting_at_or_after(lo))
+
+    def _region_stop(self, hi: float) -> float:
+        """Where the buckets ``_total_into(lo, hi)`` reads end: ``hi`` rounded up to the
+        slot, hour or local day, as the resolution its last stretch is read from is."""
+        if hi > self.slot_cut:
+            return _ceil_div(hi, SLOT_SECONDS) * SLOT_SECONDS
+        if hi > self.hour_cut:
+            return _ceil_div(hi, HOUR_SECONDS) * HOUR_SECONDS
+        return self._midnight_of_ordinal(self._first_day_starting_at_or_after(hi))
 
     def _total_into(self, out: list[int], lo: float, hi: float) -> None:
         if hi <= lo:

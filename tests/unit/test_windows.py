@@ -151,6 +151,62 @@ def test_rolling_read_again_after_new_counts_equals_summing_the_buckets(
         assert b.rolling(now) == fresh
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000))
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Asia/Kolkata", "America/New_York"])
+def test_kept_spans_read_again_after_new_counts_equal_summing_the_buckets(
+    zone: str, seed: int
+) -> None:
+    """Spans kept between reads (the scrape's signals) and moved by the counts added since
+    equal a fresh sum of the buckets, and the events' own count where nothing expired:
+    spans ending in slots, hours and days, counts inside, outside and on their edges,
+    negative counts, expiries that move the cuts under spans whose edges stay."""
+    rng = random.Random(seed)
+    tz = ZoneInfo(zone)
+    retention = rng.choice((800, 31))
+    b = Buckets(tz)
+    events: list[tuple[float, int]] = []
+    for ts in sorted(NOW - rng.random() * 70 * DAY_SECONDS for _ in range(600)):
+        b.add(0, ts, "x")
+        events.append((ts, 1))
+    b.expire(NOW, retention_days=retention)
+    now = wm = NOW
+    for _ in range(40):
+        end = (now // SLOT_SECONDS + 1) * SLOT_SECONDS
+        spans = [
+            (end - 35 * DAY_SECONDS, end - 7 * DAY_SECONDS),
+            (end - 29 * DAY_SECONDS + rng.choice((0, 1234)), end - DAY_SECONDS),
+            (end - 3 * HOUR_SECONDS - 17, end - 40 * 60),
+            (end - 30 * HOUR_SECONDS, end - 26 * HOUR_SECONDS + 100),  # near the slot cut
+        ]
+        for _ in range(rng.choice((0, 1, 3, 20))):
+            lo, hi = rng.choice(spans)
+            ts = rng.choice((lo, hi, lo - 1, hi - 1, lo + rng.random() * (hi - lo),
+                             hi + rng.random() * HOUR_SECONDS, lo - rng.random() * DAY_SECONDS,
+                             now - rng.random() * 45 * DAY_SECONDS,
+                             now + rng.random() * 2 * HOUR_SECONDS))  # moves the cuts
+            n = rng.choice((1, 1, 2, -1))
+            b.add(0, ts, "x", n)
+            events.append((ts, n))
+            if ts > wm and rng.random() < 0.3:
+                wm = ts
+                b.expire(wm, retention_days=retention)
+        if rng.random() < 0.2:
+            b.expire(wm, retention_days=retention)
+        fresh = Buckets.from_snapshot(tz, b.to_snapshot())
+        for lo, hi in spans:
+            got = b.kept_total(lo, hi)
+            assert got == fresh.total(lo, hi)
+            if min(ts for ts, _ in events) >= b.day_cut and zone != "Asia/Kolkata":
+                # Nothing dropped, hour-aligned midnights: every count in the stretch read.
+                start, stop = fresh._region_start(lo), fresh._region_stop(hi)
+                assert got[0] == sum(n for ts, n in events if start <= ts < stop)
+            got[0] += 1000  # a reader's change to what it got never reaches the next read
+            assert b.kept_total(lo, hi) == fresh.total(lo, hi)
+        now += rng.choice((0.0, 1.0, 60.0, SLOT_SECONDS, rng.random() * 3 * HOUR_SECONDS))
+        wm = max(wm, now)
+
+
 def test_rolling_many_counts_between_reads() -> None:
     b, _ = filled(3, n=200)
     first = b.rolling(NOW)
