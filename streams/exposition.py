@@ -409,10 +409,11 @@ class DistrictCollector(Collector):
         self._work_safety = dict(work_safety or {})
         self._topics = dict(topics or {})
         self._partition_of = partition_of
-        # Per district: (state version, slot end) -> signals; (version, day) -> work safety.
-        # Figures over weeks and years are not summed again for a district nothing touched.
+        # Per district: (state version, slot end) -> signals; (state, accidents version,
+        # day cut, local day) -> work safety. Figures over weeks and years are not summed
+        # again for a district nothing touched (nor, for work safety, no accident).
         self._signals: dict[str, tuple[tuple[int, float], _Signals]] = {}
-        self._ws: dict[str, tuple[tuple[int, int], _WorkSafety]] = {}
+        self._ws: dict[str, tuple[tuple[DistrictState, int, float, int], _WorkSafety]] = {}
         # Per district: state version -> report times of the open disputes, oldest first.
         self._disputes: dict[str, tuple[int, list[float]]] = {}
         # Per district: its lines as last rendered (``render``).
@@ -448,7 +449,7 @@ class DistrictCollector(Collector):
     def _work_safety_of(
         self, st: DistrictState, ytd: Period, last_year: Period, targets: WorkSafetyYear | None
     ) -> _WorkSafety:
-        key = (st.version, ytd.end.toordinal())
+        key = (st, st.accidents_version, st.buckets.day_cut, ytd.end.toordinal())
         cached = self._ws.get(st.district)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -275,6 +275,9 @@ class DistrictState:
         self.overdue: dict[str, Subject] = {}
         self.overdue_major = 0
         self.version = 0
+        # Moved by every change to the accidents or their counts: the work-safety figures
+        # read nothing else, so a scrape sums them again only when it moved.
+        self.accidents_version = 0
         self._rolling: tuple[int, float, dict[str, list[int]]] | None = None
         # Open hazards per category, moved with open_hazards at each opening and closing
         # (a hazard's category is fixed from its opening on): under load nearly every
@@ -537,6 +540,7 @@ class DistrictState:
 
     def _accident_counts(self, s: Subject, ts: float, sign: int, accident: bool = True) -> None:
         deaths, injuries, loss = s.figures or (0, 0, 0)
+        self.accidents_version += 1
         if accident:
             self._count(Measure.ACCIDENTS, ts, s.category, sign)
         self._count(Measure.ACCIDENT_DEATHS, ts, s.category, sign * deaths)
@@ -730,6 +734,7 @@ class DistrictState:
         for group, subjects in enumerate(self._groups):
             if _GROUP_STREAM[group] != stream:
                 continue
+            kept = len(subjects)
             memory = lim.dedup_horizon if group == PATROLS else lim.lifecycle_memory
             cutoff = int((w - memory) // HOUR_SECONDS)
             by_hour = self._closings[group]
@@ -745,12 +750,16 @@ class DistrictState:
                         and not is_open(s.flags)
                     ):
                         del subjects[sid]
+            if group == ACCIDENTS and len(subjects) != kept:
+                self.accidents_version += 1
             # Open ones (and steps whose opening never came) are kept for the retention;
             # checking that once a week of stream time is plenty.
             if w < self.next_open_sweep[stream]:
                 continue
             open_before = w - lim.retention_days * DAY_SECONDS
             old = [sid for sid, s in subjects.items() if s.last < open_before]
+            if group == ACCIDENTS and old:
+                self.accidents_version += 1
             for sid in old:
                 s = subjects.pop(sid)
                 if is_open(s.flags):

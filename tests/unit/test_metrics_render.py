@@ -12,7 +12,7 @@ from streams.events import Event, Kind, Stream
 from streams.exposition import DistrictCollector, format_families
 from streams.state import DistrictState, Outcome
 from tests.unit.test_metrics import NOW, TZ, signals_state, state
-from tests.unit.test_worksafety import TARGETS
+from tests.unit.test_worksafety import TARGETS, accident
 from tests.unit.test_worksafety import district as accident_district
 
 TOPICS = {"t.incidents": Stream.INCIDENTS, "t.disputes": Stream.DISPUTES,
@@ -109,6 +109,15 @@ def test_a_kept_district_text_follows_every_change() -> None:
     assert zy.apply(Event(Kind.CASE_FILED, "old", "/t", "zhongyuan", "old", NOW - 3 * 86400,
                           category="theft")) is Outcome.TOO_LATE  # fmt: skip
     assert same("a late event") != before
+    # Accidents: a new report, a revision, an earlier report of it that came late; the
+    # work-safety lines are kept per accident change, not per state version.
+    js = states["jinshui"]
+    for ev, shows in ((accident("a26-3", NOW - 50, 2, 1, 9_000), True),
+                      (accident("a26-3", NOW - 20, 3, 1, 9_000), True),
+                      (accident("a26-3", NOW - 80, 3, 1, 9_000), False)):  # fmt: skip
+        before = same("again")
+        assert js.apply(ev) is Outcome.COUNTED
+        assert (same(f"an accident report at {ev.ts - NOW:g} s") != before) is shows
     before = same("again")
     zy.late_total += 2  # as a journal's replay adds its late count
     assert same("a replayed journal's counts") != before
@@ -222,3 +231,37 @@ def test_a_district_revoked_during_an_async_render_is_not_exported() -> None:
     text = asyncio.run(scrape())
     assert b'district="zhongyuan"' not in text
     assert text == reference_text(states, NOW)
+
+
+def test_work_safety_lines_follow_accidents_forgotten() -> None:
+    """Accidents forgotten 60 days after their latest report take the alert share's
+    crossing with them, though the year's deaths stay in the day buckets; the sweep that
+    forgets them need not move the day buckets' cut (what the kept lines also follow)."""
+    states = {"jinshui": accident_district()}
+    c = collector(states, [NOW])
+    reached = (
+        b"watchfloor_work_safety_deaths_alert_share_reached_timestamp_seconds"
+        b'{district="jinshui"}'
+    )
+    js = states["jinshui"]
+
+    def case(sid: str, month: int, day: int, hour: int) -> None:
+        ts = datetime(2026, month, day, hour, tzinfo=TZ).timestamp()
+        ev = Event(Kind.CASE_FILED, sid, "/t", "jinshui", sid, ts, category="theft")
+        assert js.apply(ev) is Outcome.COUNTED
+
+    # 9 June 06:00: a sweep of the incidents' memories (the next is due a day later);
+    # a26-1, last reported 10 April 09:00, is kept. 10 June 01:00: no sweep, a new day.
+    case("c1", 6, 9, 6)
+    case("c2", 6, 10, 1)
+    assert "a26-1" in js.accidents
+    first = c.render()
+    assert first == reference_text(states, NOW)
+    assert reached in first
+    cut = js.buckets.day_cut
+    case("c3", 6, 10, 7)  # the sweep: a26-1 is over 60 days old
+    assert "a26-1" not in js.accidents
+    assert js.buckets.day_cut == cut
+    text = c.render()
+    assert text == reference_text(states, NOW)
+    assert reached not in text
