@@ -710,11 +710,11 @@ class DistrictCollector(Collector):
     def _clock_parts(self, st: DistrictState, now: float, h: _Heads) -> tuple[str, str, str]:
         """The lines of the gauges that move with the clock, not only with the state."""
         g = h.gauge
-        oldest = st.oldest_open_dispute()
+        times = self._open_disputes_of(st)  # oldest first: one scan of the disputes serves both
         age = ""
-        if oldest is not None:  # absent while none is open, as null in the API
-            age = f"{g['oldest_open_dispute_age_seconds']}{_number(max(0.0, now - oldest))}\n"
-        month_old = disputes_open_a_month(self._open_disputes_of(st), now)
+        if times:  # absent while none is open, as null in the API
+            age = f"{g['oldest_open_dispute_age_seconds']}{_number(max(0.0, now - times[0]))}\n"
+        month_old = disputes_open_a_month(times, now)
         over = f"{g['disputes_open_over_30d']}{_number(month_old.count)}\n"
         newest = ""
         if month_old.newest_at is not None:

@@ -274,6 +274,9 @@ class DistrictState:
         self._due: list[tuple[float, int, str]] = []
         self.overdue: dict[str, Subject] = {}
         self.overdue_major = 0
+        # Overdue hazards per category, moved as hazards enter and leave the overdue set:
+        # under load a scan of the set at every scrape was a tenth of the render.
+        self._overdue_cats: dict[str, int] = {}
         self.version = 0
         # Moved by every change to the accidents or their counts: the work-safety figures
         # read nothing else, so a scrape sums them again only when it moved.
@@ -682,8 +685,16 @@ class DistrictState:
             heapq.heappush(self._due, (s.deadline, s.round, sid))
 
     def _unmark_overdue(self, sid: str, s: Subject) -> None:
-        if self.overdue.pop(sid, None) is not None and s.major:
+        if self.overdue.pop(sid, None) is None:
+            return
+        if s.major:
             self.overdue_major -= 1
+        cats = self._overdue_cats
+        key = s.category or "unknown"
+        if cats[key] == 1:
+            del cats[key]
+        else:
+            cats[key] -= 1
 
     def tick(self, now: float) -> int:
         """Move hazards whose deadline is before ``now`` into the overdue set; return how many."""
@@ -703,6 +714,8 @@ class DistrictState:
             self.overdue[sid] = s
             if s.major:
                 self.overdue_major += 1
+            key = s.category or "unknown"
+            self._overdue_cats[key] = self._overdue_cats.get(key, 0) + 1
             moved += 1
         if moved:
             # The overdue set is part of what the state shows: readers that keep figures
@@ -864,11 +877,8 @@ class DistrictState:
         return dict(sorted(self._open_hazard_cats.items()))
 
     def overdue_by_category(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.overdue.values():
-            key = s.category or "unknown"
-            out[key] = out.get(key, 0) + 1
-        return out
+        """Overdue hazards per category, in category order (kept as the set changes)."""
+        return dict(sorted(self._overdue_cats.items()))
 
     def subject_count(self) -> int:
         return sum(len(group) for group in self._groups)

@@ -154,9 +154,10 @@ def test_a_kept_district_text_follows_every_change() -> None:
     same("a district came back")
 
 
-def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
-    """The by-category count moves with every opening, closing, reopening, late closing and
-    expiry; truth: a scan of the hazards a snapshot of the state holds."""
+def test_open_and_overdue_hazards_by_category_follow_hazard_events_among_others() -> None:
+    """The by-category counts move with every opening, closing, reopening, late closing,
+    expiry and deadline passed; truth: a scan of the hazards a snapshot of the state holds,
+    and of the overdue set."""
     import random
 
     rng = random.Random(16)
@@ -171,7 +172,8 @@ def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
                            Kind.CASE_FILED, Kind.PATROL_COMPLETED])  # fmt: skip
         extra: dict[str, object] = {}
         if kind is Kind.HAZARD_FOUND:
-            extra = {"category": rng.choice(["gas", "fire", "road"]), "deadline": t + 86400}
+            extra = {"category": rng.choice(["gas", "fire", "road", None]),
+                     "deadline": t + rng.choice((600, 86400))}  # fmt: skip
         elif kind is Kind.HAZARD_VERIFIED:
             extra = {"confirmed": rng.random() < 0.5}
         elif kind is Kind.CASE_FILED:
@@ -183,6 +185,8 @@ def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
         # Some arrive past the grace: late closings still close, late openings do not.
         at = t - 3 * 86400 if rng.random() < 0.1 else t
         st.apply(Event(kind, f"e{i}", "/t", "jinshui", sid, at, **extra))  # type: ignore[arg-type]
+        if rng.random() < 0.3:
+            st.tick(t)
         # Checked after every event: one missed invalidation shows at once.
         # A copy from a snapshot has no cache: it scans every hazard it holds.
         truth: dict[str, int] = {}
@@ -191,6 +195,11 @@ def test_open_hazards_by_category_follow_hazard_events_among_others() -> None:
             truth[s.category or "unknown"] = truth.get(s.category or "unknown", 0) + 1
         assert st.open_hazards_by_category() == truth, i
         assert sum(truth.values()) == st.open_hazards
+        overdue: dict[str, int] = {}
+        for s in st.overdue.values():
+            overdue[s.category or "unknown"] = overdue.get(s.category or "unknown", 0) + 1
+        assert st.overdue_by_category() == overdue, i
+        assert sum(overdue.values()) == len(st.overdue)
 
 
 def test_render_async_is_render_and_hands_the_loop_back_while_it_renders() -> None:
