@@ -523,7 +523,7 @@ class Watchfloor:
         rebalance cannot cut a batch in half.
         """
         await self._linger(batch)
-        # A scrape in progress goes first (DistrictCollector.render_async); later fetches
+        # A scrape in progress goes first (DistrictCollector.scraping); later fetches
         # may still join the batch meanwhile.
         await self.districts_collector.scrape_done()
         batch.taken = True  # before any other await: no fetch may join it from here on

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -270,21 +279,26 @@ _WS_REACHED = _INDEX["watchfloor_work_safety_deaths_alert_share_reached_timestam
 
 
 class _Heads:
-    """One district's line heads (name and labels, escaped) for every family, made once."""
+    """One district's line heads (name and labels, escaped) for every family, made once.
 
-    __slots__ = ("_category", "_label", "dup", "gauge", "late", "ratios", "rolling", "totals",
-                 "work_safety", "ws_reached", "ws_share", "ws_target")
+    Lines of whole counts are %-templates ending in ``%d.0``, the text ``_number`` gives
+    an int: filled by one C-level formatting each, not a call per number (a scrape
+    under load writes about 100,000 of them). Heads of other lines end in a space.
+    """
+
+    __slots__ = ("_category", "_label", "count", "dup", "gauge", "late", "ratios", "rolling",
+                 "totals", "work_safety", "ws_reached", "ws_share", "ws_target")
 
     def __init__(self, district: str) -> None:
         e = self._label = _escape_label(district)
-        # A %-template per rolling family: its four windows' lines in one formatting.
         pct = e.replace("%", "%%")
+        # A template per rolling family: its four windows' lines in one formatting.
         self.rolling = [
             (
                 _INDEX[f"watchfloor_rolling_{stem}"],
                 m,
                 "".join(
-                    f'watchfloor_rolling_{stem}{{district="{pct}",window="{w}"}} %s\n'
+                    f'watchfloor_rolling_{stem}{{district="{pct}",window="{w}"}} %d.0\n'
                     for w in WINDOWS
                 ),
             )
@@ -306,7 +320,7 @@ class _Heads:
             (
                 _INDEX[f"watchfloor_{stem}"],
                 EXPORTED[stem],
-                f'watchfloor_{stem}_total{{district="{e}"}} ',
+                f'watchfloor_{stem}_total{{district="{pct}"}} %d.0\n',
             )
             for stem in HELP
             if stem not in COHORT_STEMS
@@ -316,14 +330,20 @@ class _Heads:
             for name, (_, labels) in GAUGES.items()
             if labels == ("district",)
         }
-        self.late = f'watchfloor_late_events_total{{district="{e}"}} '
-        self.dup = f'watchfloor_duplicate_events_total{{district="{e}"}} '
+        self.count = {
+            name: f'watchfloor_{name}{{district="{pct}"}} %d.0\n'
+            for name, (_, labels) in GAUGES.items()
+            if labels == ("district",)
+        }
+        self.late = f'watchfloor_late_events_total{{district="{pct}"}} %d.0\n'
+        self.dup = f'watchfloor_duplicate_events_total{{district="{pct}"}} %d.0\n'
         self.work_safety = [
             (
                 _INDEX[f"watchfloor_work_safety_{stem}"],
-                f'watchfloor_work_safety_{stem}{{district="{e}",period="{YEAR_TO_DATE}"}} ',
-                f'watchfloor_work_safety_{stem}{{district="{e}",'
-                f'period="{SAME_PERIOD_LAST_YEAR}"}} ',
+                f'watchfloor_work_safety_{stem}{{district="{pct}",period="{YEAR_TO_DATE}"}}'
+                " %d.0\n"
+                f'watchfloor_work_safety_{stem}{{district="{pct}",'
+                f'period="{SAME_PERIOD_LAST_YEAR}"}} %d.0\n',
             )
             for stem in WORK_SAFETY_HELP
         ]
@@ -336,13 +356,15 @@ class _Heads:
         self._category: dict[tuple[str, str], str] = {}
 
     def category(self, gauge: str, category: str) -> str:
-        head = self._category.get((gauge, category))
-        if head is None:
-            head = self._category[(gauge, category)] = (
-                f'watchfloor_{gauge}{{district="{self._label}",'
-                f'category="{_escape_label(category)}"}} '
+        """The template of one category's line of a by-category count."""
+        line = self._category.get((gauge, category))
+        if line is None:
+            label = _escape_label(category).replace("%", "%%")
+            line = self._category[(gauge, category)] = (
+                f'watchfloor_{gauge}{{district="{self._label.replace("%", "%%")}",'
+                f'category="{label}"}} %d.0\n'
             )
-        return head
+        return line
 
 
 @dataclass(slots=True)
@@ -418,7 +440,7 @@ class DistrictCollector(Collector):
         self._disputes: dict[str, tuple[int, list[float]]] = {}
         # Per district: its lines as last rendered (``render``).
         self._texts: dict[str, _Text] = {}
-        # Scrapes rendering now (``render_async(first=True)``), and set while there are none.
+        # Scrapes in progress (``scraping``), and set while there are none.
         self._scrapes = 0
         self._no_scrape = asyncio.Event()
         self._no_scrape.set()
@@ -588,9 +610,7 @@ class DistrictCollector(Collector):
             return cast(bytes, done.value)
         raise AssertionError("a render without slices never pauses")
 
-    async def render_async(
-        self, slice_seconds: float = RENDER_SLICE_SECONDS, *, first: bool = False
-    ) -> bytes:
+    async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
         """``render``, handing the event loop back every ``slice_seconds`` of work.
 
         Under load most districts changed since the last scrape, and rendering them all
@@ -598,29 +618,34 @@ class DistrictCollector(Collector):
         way to the figures) behind it. Lines rendered before a pause may be a batch
         older than the ones after it, as if scraped a moment earlier; a rebalance during
         the render makes it start again without pauses, so only districts still owned
-        are exported.
-
-        ``first``: batches not yet begun wait for this render (``scrape_done``); the
-        pauses then serve the sockets (fetches, API calls), not more counting. A scrape
-        that let batches run in its pauses took two or three of them (0.5-0.8 s under
-        20,000 events/s for 0.2 s of rendering), and the events in flight waited as long.
+        are exported. Within ``scraping`` the pauses serve the sockets (fetches, API
+        calls), not more counting.
         """
-        if first:
-            self._scrapes += 1
-            self._no_scrape.clear()
+        steps = self._render_steps(slice_seconds)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(bytes, done.value)
+            await asyncio.sleep(0)
+
+    @asynccontextmanager
+    async def scraping(self) -> AsyncIterator[None]:
+        """A scrape, from its render until its answer is written: batches not yet begun
+        wait for it (``scrape_done``).
+
+        A scrape that let batches run in its pauses took two or three of them (0.5-0.8 s
+        under 20,000 events/s for 0.2 s of rendering), and the events in flight waited as
+        long; so did one whose answer, rendered, waited behind the next batch to be sent.
+        """
+        self._scrapes += 1
+        self._no_scrape.clear()
         try:
-            steps = self._render_steps(slice_seconds)
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return cast(bytes, done.value)
-                await asyncio.sleep(0)
+            yield
         finally:
-            if first:
-                self._scrapes -= 1
-                if not self._scrapes:
-                    self._no_scrape.set()
+            self._scrapes -= 1
+            if not self._scrapes:
+                self._no_scrape.set()
 
     async def scrape_done(self) -> None:
         """Return once no scrape is rendering (at once when none is)."""
@@ -715,7 +740,7 @@ class DistrictCollector(Collector):
         if times:  # absent while none is open, as null in the API
             age = f"{g['oldest_open_dispute_age_seconds']}{_number(max(0.0, now - times[0]))}\n"
         month_old = disputes_open_a_month(times, now)
-        over = f"{g['disputes_open_over_30d']}{_number(month_old.count)}\n"
+        over = h.count["disputes_open_over_30d"] % month_old.count
         newest = ""
         if month_old.newest_at is not None:
             name = "dispute_open_30d_newest_timestamp_seconds"
@@ -729,8 +754,9 @@ class DistrictCollector(Collector):
         parts = [""] * _N_DISTRICT
         windows = st.rolling(now)
         vecs = [windows[label] for label in WINDOWS]
+        by_measure = [*zip(*vecs, strict=True)]  # per measure, its count in each window
         for i, m, template in h.rolling:
-            parts[i] = template % tuple([_number(vec[m]) for vec in vecs])
+            parts[i] = template % by_measure[m]
         for i, num, den, heads in h.ratios:
             lines = [
                 f"{head}{_number(vec[num] / vec[den])}\n"
@@ -739,17 +765,16 @@ class DistrictCollector(Collector):
             ]
             parts[i] = "".join(lines)
         totals = st.totals
-        for i, m, head in h.totals:
-            parts[i] = f"{head}{_number(totals[m])}\n"
-        g = h.gauge
+        for i, m, template in h.totals:
+            parts[i] = template % totals[m]
+        c = h.count
         gi = _GAUGE_INDEX
-        parts[gi["open_cases"]] = f"{g['open_cases']}{_number(st.open_cases)}\n"
-        parts[gi["open_disputes"]] = f"{g['open_disputes']}{_number(st.open_disputes)}\n"
-        parts[gi["open_hazards"]] = f"{g['open_hazards']}{_number(st.open_hazards)}\n"
-        parts[gi["overdue_hazards"]] = f"{g['overdue_hazards']}{_number(len(st.overdue))}\n"
-        parts[gi["overdue_major_hazards"]] = (
-            f"{g['overdue_major_hazards']}{_number(st.overdue_major)}\n"
-        )
+        parts[gi["open_cases"]] = c["open_cases"] % st.open_cases
+        parts[gi["open_disputes"]] = c["open_disputes"] % st.open_disputes
+        parts[gi["open_hazards"]] = c["open_hazards"] % st.open_hazards
+        parts[gi["overdue_hazards"]] = c["overdue_hazards"] % len(st.overdue)
+        parts[gi["overdue_major_hazards"]] = c["overdue_major_hazards"] % st.overdue_major
+        g = h.gauge
         newest = newest_overdue_major_deadline(st)
         if newest is not None:
             name = "overdue_major_hazard_newest_deadline_timestamp_seconds"
@@ -760,18 +785,18 @@ class DistrictCollector(Collector):
         ):
             if by_category:
                 parts[gi[name]] = "".join(
-                    [f"{h.category(name, cat)}{_number(n)}\n" for cat, n in by_category.items()]
+                    [h.category(name, cat) % n for cat, n in by_category.items()]
                 )
         if st.last_patrol_end is not None:
             name = "last_patrol_timestamp_seconds"
             parts[gi[name]] = f"{g[name]}{_number(st.last_patrol_end)}\n"
-        parts[_LATE] = f"{h.late}{_number(st.late_total)}\n"
-        parts[_DUP] = f"{h.dup}{_number(st.duplicate_total)}\n"
+        parts[_LATE] = h.late % st.late_total
+        parts[_DUP] = h.dup % st.duplicate_total
         sig = self._signals_of(st, now)
         name = "matured_cohort_hazards_found"
-        parts[gi[name]] = f"{g[name]}{_number(sig.matured_found)}\n"
+        parts[gi[name]] = c[name] % sig.matured_found
         name = "matured_cohort_hazards_found_rectified"
-        parts[gi[name]] = f"{g[name]}{_number(sig.matured_rectified)}\n"
+        parts[gi[name]] = c[name] % sig.matured_rectified
         if sig.matured_found:
             name = "matured_cohort_rectification_ratio"
             parts[gi[name]] = f"{g[name]}{_number(sig.matured_rectified / sig.matured_found)}\n"
@@ -781,10 +806,8 @@ class DistrictCollector(Collector):
         if ctx.ytd is not None and ctx.last_year is not None:
             targets = ctx.targets
             w = self._work_safety_of(st, ctx.ytd, ctx.last_year, targets)
-            for (i, this_year, last_year), cur, prev in zip(
-                h.work_safety, w.current, w.previous, strict=True
-            ):
-                parts[i] = f"{this_year}{_number(cur)}\n{last_year}{_number(prev)}\n"
+            for (i, template), cur, prev in zip(h.work_safety, w.current, w.previous, strict=True):
+                parts[i] = template % (cur, prev)
             target = targets.districts.get(d) if targets is not None else None
             if targets is not None and target is not None:
                 parts[_WS_TARGET] = f"{h.ws_target}{_number(target.deaths)}\n"
@@ -819,9 +842,9 @@ def format_families(families: Iterable[Family]) -> str:
 
 async def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
     """What ``/metrics`` serves: the registry's metrics, then the district figures
-    (rendered in slices; batches not begun wait for it)."""
+    (rendered in slices)."""
     head = generate_latest(registry)
-    return head + await districts.render_async(first=True)
+    return head + await districts.render_async()
 
 
 def series_per_district() -> dict[str, Any]:

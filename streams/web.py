@@ -60,9 +60,11 @@ def register(wf: Watchfloor) -> None:
     @app.page("/metrics")
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
-            body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
-            make_room(request.transport, len(body))
-            return self.web.bytes(body, headers=headers)
+            async with wf.districts_collector.scraping():
+                body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
+                answer = self.web.bytes(body, headers=headers)
+                await send_now(request, answer, len(body))
+            return answer
 
     @app.page("/health")
     class Health(faust.web.View):
@@ -189,6 +191,17 @@ async def metrics_answer(
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
     return body, headers
+
+
+async def send_now(request: Any, answer: Any, size: int) -> None:
+    """Write a scrape's answer before its handler returns, while batches still wait for
+    the scrape (``DistrictCollector.scraping``). An answer larger than what the socket
+    takes at once is written in later turns of the event loop; returned unsent, each of
+    those waited for the batch then being counted. aiohttp sends a prepared answer once.
+    """
+    make_room(request.transport, size)
+    await answer.prepare(request)
+    await answer.write_eof()
 
 
 def make_room(transport: Any, size: int) -> None:
@@ -457,9 +470,11 @@ async def serve_metrics_port(wf: Watchfloor) -> aioweb.AppRunner:
     """A second listener with /metrics only, when WATCHFLOOR_METRICS_PORT differs."""
 
     async def handle(request: aioweb.Request) -> aioweb.Response:
-        body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
-        make_room(request.transport, len(body))
-        return aioweb.Response(body=body, headers=headers)
+        async with wf.districts_collector.scraping():
+            body, headers = await metrics_answer(wf, request.headers.get("Accept-Encoding"))
+            answer = aioweb.Response(body=body, headers=headers)
+            await send_now(request, answer, len(body))
+        return answer
 
     web_app = aioweb.Application()
     web_app.router.add_get("/metrics", handle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -316,6 +317,12 @@ def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> N
     tp = jinshui_tp(wf)
     collector = wf.districts_collector
 
+    async def scraped() -> bytes:
+        async with collector.scraping():
+            body = await collector.render_async(0.0)
+            await asyncio.sleep(0)  # as the answer is written
+            return body
+
     async def run() -> list[str]:
         wf.on_recovered(set(range(wf.settings.partitions)))  # every district: much to render
         assert wf._warming is not None
@@ -323,7 +330,7 @@ def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> N
         assert len(wf.engine.states) >= 5
         collector._texts.clear()  # as under load: every district changed since the last
         done: list[str] = []
-        scrape = asyncio.ensure_future(collector.render_async(0.0, first=True))
+        scrape = asyncio.ensure_future(scraped())
         scrape.add_done_callback(lambda _: done.append("scrape"))
         await asyncio.sleep(0)  # it renders a district, then pauses
         assert not scrape.done()
@@ -336,4 +343,51 @@ def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> N
         return done
 
     assert asyncio.run(run()) == ["scrape", "batch"]
+    assert wf.engine.states["jinshui"].totals[0] == 3
+
+
+def test_a_scrape_answer_is_sent_before_a_batch_waiting_for_it(
+    wf: Watchfloor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/metrics holds batches back from its render until its answer is written: an
+    answer larger than the socket's send buffer otherwise waited for the next batch."""
+    from aiohttp.test_utils import TestClient
+
+    from streams import web
+    from tests.unit.test_web import served
+
+    tp = jinshui_tp(wf)
+    collector = wf.districts_collector
+    order: list[str] = []
+    counting: list[asyncio.Future[Any]] = []
+    render = collector.render_async
+    send = web.send_now
+
+    async def render_then_batch(slice_seconds: float = 0.0) -> bytes:
+        # A batch fetched as the scrape begins: it may not begin before the answer leaves.
+        batch = fetched(wf, tp, [Record(i, filed(i)) for i in range(3)])
+        task = asyncio.ensure_future(wf.process_batch(batch))
+        task.add_done_callback(lambda _: order.append("batch"))
+        counting.append(task)
+        return await render(0.0)
+
+    async def sent(*args: Any) -> None:
+        await asyncio.sleep(0.01)  # as a socket that takes the answer in two writes
+        await send(*args)
+        order.append("sent")
+
+    async def check(client: TestClient) -> None:
+        wf.on_recovered(set(range(wf.settings.partitions)))
+        assert wf._warming is not None
+        await wf._warming
+        collector._texts.clear()
+        monkeypatch.setattr(collector, "render_async", render_then_batch)
+        monkeypatch.setattr(web, "send_now", sent)
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert b"watchfloor_open_cases" in await resp.read()
+        await asyncio.gather(*counting)
+
+    served(wf, check)
+    assert order == ["sent", "batch"]
     assert wf.engine.states["jinshui"].totals[0] == 3
