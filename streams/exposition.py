@@ -38,7 +38,6 @@ from .signals import (
     disputes_open_a_month,
     matured_cohort,
     newest_overdue_major_deadline,
-    open_dispute_times,
 )
 from .state import DistrictState
 from .windows import WINDOWS, Measure, rolling_end
@@ -464,7 +463,7 @@ class DistrictCollector(Collector):
         cached = self._disputes.get(st.district)
         if cached is not None and cached[0] == st.version:
             return cached[1]
-        times = open_dispute_times(st)
+        times = st.open_dispute_times()
         self._disputes[st.district] = (st.version, times)
         return times
 

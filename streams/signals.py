@@ -6,7 +6,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from .state import ESCALATED, OPENED, RESOLVED, DistrictState
+from .state import DistrictState
 from .windows import DAY_SECONDS, HOUR_SECONDS, Measure, rolling_end
 
 # The matured cohort: hazards found between 35 and 7 days before the current slot ends.
@@ -97,15 +97,6 @@ class MonthOld:
 
     count: int
     newest_at: float | None
-
-
-def open_dispute_times(st: DistrictState) -> list[float]:
-    """When each open dispute was reported, oldest first (reads every remembered dispute)."""
-    return sorted(
-        s.opened
-        for s in st.disputes.values()
-        if s.opened is not None and s.flags & OPENED and not s.flags & (RESOLVED | ESCALATED)
-    )
 
 
 def disputes_open_a_month(times: list[float], now: float) -> MonthOld:

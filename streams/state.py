@@ -287,7 +287,10 @@ class DistrictState:
         # district has a hazard event between two scrapes, and a scan of every hazard
         # kept for two months was the largest part of a scrape.
         self._open_hazard_cats: dict[str, int] = {}
-        self._oldest_dispute: tuple[int, float | None] | None = None
+        # Report times of the open disputes by id, moved as disputes open and close: a
+        # scrape reads them in every district that changed, and a scan of every dispute
+        # kept for two months was a third of a scrape under load.
+        self._open_dispute_at: dict[str, float] = {}
         self._handlers: dict[Kind, Callable[[Event, bool], Outcome]] = {
             Kind.CASE_FILED: self._case_filed,
             Kind.CASE_CLEARED: self._case_cleared,
@@ -454,6 +457,7 @@ class DistrictState:
         s.last = max(s.last, ev.ts)
         if _dispute_open(s.flags):
             self.open_disputes += 1
+            self._open_dispute_at[ev.subject] = ev.ts
         self._opening(s, Measure.DISPUTES_REPORTED, ev.ts, ev.category)
         self._join_cohort(s, Measure.DISPUTES_REPORTED_RESOLVED)
         return Outcome.COUNTED
@@ -474,6 +478,7 @@ class DistrictState:
             s.unit = ev.unit
         if was_open and not _dispute_open(s.flags):
             self.open_disputes -= 1
+            del self._open_dispute_at[ev.subject]
         if closing and not _dispute_open(s.flags):
             self._closed_now(DISPUTES, ev.subject, s)
         if flag == RESOLVED:
@@ -796,9 +801,17 @@ class DistrictState:
 
     def _recount_open(self) -> None:
         self.open_cases = sum(1 for s in self.cases.values() if _case_open(s.flags))
-        self.open_disputes = sum(1 for s in self.disputes.values() if _dispute_open(s.flags))
         self.open_hazards = sum(1 for s in self.hazards.values() if _hazard_open(s.flags))
         self._count_open_hazard_categories()
+        self._collect_open_disputes()
+
+    def _collect_open_disputes(self) -> None:
+        self._open_dispute_at = {
+            sid: s.opened
+            for sid, s in self.disputes.items()
+            if _dispute_open(s.flags) and s.opened is not None
+        }
+        self.open_disputes = len(self._open_dispute_at)
 
     def _rebuild_derived(self) -> None:
         # One pass per group with the open test inlined: a restart runs this over every
@@ -826,9 +839,9 @@ class DistrictState:
                     sids.append(sid)
             open_counts[group] = n_open
         self.open_cases = open_counts[CASES]
-        self.open_disputes = open_counts[DISPUTES]
         self.open_hazards = open_counts[HAZARDS]
         self._count_open_hazard_categories()
+        self._collect_open_disputes()
         heapq.heapify(due)
         self._due = due
         self._closings = closings
@@ -860,17 +873,11 @@ class DistrictState:
                 yield sid, s
 
     def oldest_open_dispute(self) -> float | None:
-        cached = self._oldest_dispute
-        if cached is not None and cached[0] == self.version:
-            return cached[1]
-        opened = [
-            s.opened
-            for s in self.disputes.values()
-            if _dispute_open(s.flags) and s.opened is not None
-        ]
-        oldest = min(opened) if opened else None
-        self._oldest_dispute = (self.version, oldest)
-        return oldest
+        return min(self._open_dispute_at.values(), default=None)
+
+    def open_dispute_times(self) -> list[float]:
+        """When each open dispute was reported, oldest first."""
+        return sorted(self._open_dispute_at.values())
 
     def open_hazards_by_category(self) -> dict[str, int]:
         """Open hazards per category, in category order (kept as hazards open and close)."""

@@ -257,3 +257,39 @@ def test_lateness_is_judged_per_stream(st: DistrictState) -> None:
     assert st.apply(found("h1", T0 + 60, deadline=T0 + D)) is Outcome.COUNTED
     # Within one stream the grace still holds.
     assert st.apply(ev(Kind.CASE_FILED, "c0", T0, category="theft")) is Outcome.TOO_LATE
+
+
+def test_open_dispute_times_follow_every_dispute_step() -> None:
+    """The open disputes' report times move with reports, mediations, resolutions,
+    escalations, late closings, steps before their report and disputes forgotten past
+    the retention; truth: a scan of the disputes a snapshot of the state holds."""
+    import random
+
+    from streams.state import ESCALATED, OPENED, RESOLVED
+
+    rng = random.Random(7)
+    state = DistrictState("jinshui", TZ, Limits(retention_days=40))
+    t = T0
+    kinds = [Kind.DISPUTE_REPORTED, Kind.DISPUTE_REPORTED, Kind.DISPUTE_MEDIATION_STARTED,
+             Kind.DISPUTE_RESOLVED, Kind.DISPUTE_ESCALATED, Kind.CASE_FILED]  # fmt: skip
+    for i in range(1500):
+        t += rng.random() * 3 * H
+        if rng.random() < 0.005:  # past the retention: open disputes are forgotten
+            t += 41 * 86400
+        kind = rng.choice(kinds)
+        sid = f"c{i}" if kind is Kind.CASE_FILED else f"d{rng.randrange(300)}"
+        at = t - 3 * 86400 if rng.random() < 0.1 else t  # late: closings still close
+        extra = {"category": "neighbours"} if kind is Kind.DISPUTE_REPORTED else {}
+        if kind is Kind.CASE_FILED:
+            extra = {"category": "theft"}
+        state.apply(Event(kind, f"e{i}", "/t", "jinshui", sid, at, **extra))  # type: ignore[arg-type]
+        fresh = DistrictState.from_snapshot(state.to_snapshot(), TZ)
+        truth = sorted(
+            s.opened
+            for s in fresh.disputes.values()
+            if s.flags & OPENED and not s.flags & (RESOLVED | ESCALATED) and s.opened is not None
+        )
+        assert state.open_dispute_times() == truth, i
+        assert state.oldest_open_dispute() == (truth[0] if truth else None)
+        assert state.open_disputes == len(truth)
+    assert 5 < len(truth) < 300
