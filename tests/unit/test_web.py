@@ -381,3 +381,37 @@ def test_a_metrics_answer_gets_a_send_buffer_it_fits_in() -> None:
         web.make_room(Transport(sock), 1000)  # never shrunk
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == after
     web.make_room(None, 1000)  # no transport (a test request): nothing to do
+
+
+def test_the_metrics_port_serves_the_same_exposition(tmp_path: Path) -> None:
+    """WATCHFLOOR_METRICS_PORT: a second listener with /metrics only, answered as the
+    main one answers (gzipped when asked)."""
+    import socket
+
+    from aiohttp import ClientSession
+
+    from tests.unit.test_metrics import state
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    wf = worker(tmp_path, Sent(), metrics_port=port)
+    wf.engine.states["jinshui"] = state("jinshui")
+
+    async def main() -> None:
+        runner = await web.serve_metrics_port(wf)
+        try:
+            async with ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                       headers={"Accept-Encoding": "gzip"}) as resp:  # fmt: skip
+                    assert resp.status == 200
+                    assert resp.headers["Content-Encoding"] == "gzip"
+                    assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
+                    text = await resp.read()
+                assert b'watchfloor_open_cases{district="jinshui"} 3.0' in text
+                async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                    assert resp.status == 404  # /metrics only
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
