@@ -130,10 +130,12 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
             started = time.time()
             t0 = time.perf_counter()
             async with session.get(f"{url}/metrics") as resp:
+                headers_in = time.perf_counter() - t0  # the worker has begun its answer
                 text = await resp.text()
             took = time.perf_counter() - t0
             samples = parse_exposition(text, frozenset({"watchfloor_consumer_lag"}))
-            scrapes.append({"at": started, "seconds": took, "lag": sum(samples.values())})
+            scrapes.append({"at": started, "seconds": took, "headers_seconds": headers_in,
+                            "lag": sum(samples.values())})
 
     async def sample() -> None:
         while time.time() < end + 5:
