@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
 from functools import lru_cache
@@ -85,24 +86,19 @@ class _Since:
         self.partial = [(label, start, zeros()) for label, start in starts]
 
 
+@dataclass(slots=True)
 class _Span:
     """A sum over ``[lo, hi)`` kept between reads and moved by each count added inside
     the buckets it read (see ``Buckets.kept_total``)."""
 
-    __slots__ = ("cuts", "hi", "lo", "start", "stop", "vec")
-
-    def __init__(
-        self, lo: float, hi: float, cuts: tuple[float, float, float], start: float, stop: float,
-        vec: list[int],
-    ) -> None:
-        self.lo = lo
-        self.hi = hi
-        self.cuts = cuts
-        # A count with a time in [start, stop) is in the sum (the stretch the buckets read
-        # cover) unless it is before the day cut, where nothing is kept.
-        self.start = start
-        self.stop = stop
-        self.vec = vec
+    lo: float
+    hi: float
+    cuts: tuple[float, float, float]
+    # A count with a time in [start, stop) is in the sum (the stretch the buckets read
+    # cover) unless it is before the day cut, where nothing is kept.
+    start: float
+    stop: float
+    vec: list[int]
 
 
 # Spans kept per district: the scrape reads two (the matured cohort and the surge
