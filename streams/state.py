@@ -820,6 +820,7 @@ class DistrictState:
         closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
         open_counts = [0, 0, 0, 0, 0]
         due: list[tuple[float, int, str]] = []
+        open_dispute_at: dict[str, float] = {}
         for group, subjects in enumerate(self._groups):
             by_hour = closings[group]
             opened, closed = _OPEN_RULE[group]
@@ -830,6 +831,8 @@ class DistrictState:
                     n_open += 1
                     if group == HAZARDS and s.deadline is not None:
                         due.append((s.deadline, s.round, sid))
+                    elif group == DISPUTES and s.opened is not None:
+                        open_dispute_at[sid] = s.opened
                     continue
                 hour = int(s.last // HOUR_SECONDS)
                 sids = by_hour.get(hour)
@@ -841,7 +844,8 @@ class DistrictState:
         self.open_cases = open_counts[CASES]
         self.open_hazards = open_counts[HAZARDS]
         self._count_open_hazard_categories()
-        self._collect_open_disputes()
+        self._open_dispute_at = open_dispute_at
+        self.open_disputes = len(open_dispute_at)
         heapq.heapify(due)
         self._due = due
         self._closings = closings
