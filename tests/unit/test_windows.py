@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -99,6 +100,26 @@ def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
         ts = start + i * 900 + 780
         assert windows.local_day(ts, tz) == datetime.fromtimestamp(ts, tz).toordinal()
         assert len(windows._DAY_CACHE) <= windows.DAY_CACHE_MAX
+
+
+def test_hour_and_day_dicts_stay_compact_as_their_keys_turn_over() -> None:
+    """Years past the retention, the dicts of hours, days and categories take no more
+    room than the same keys inserted into fresh dicts (a churned dict settles at twice
+    that), and they hold exactly the hours and days their windows keep."""
+    b = Buckets(TZ)
+    start = NOW - 2000 * DAY_SECONDS
+    for day in range(2000):
+        for hour in range(0, 24, 3):
+            b.add(0, start + day * DAY_SECONDS + hour * HOUR_SECONDS, "theft")
+        b.expire(start + day * DAY_SECONDS + 21 * HOUR_SECONDS, retention_days=800)
+    assert 800 <= len(b.days) <= 802 and set(b.categories) == set(b.days)
+    assert 30 * 8 - 8 <= len(b.hours) <= 31 * 8
+    for name in ("hours", "days", "categories"):
+        held = getattr(b, name)
+        fresh = {}
+        for key, value in held.items():
+            fresh[key] = value
+        assert sys.getsizeof(held) <= sys.getsizeof(fresh), name
 
 
 @settings(max_examples=60, deadline=None)
