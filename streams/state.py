@@ -758,16 +758,23 @@ class DistrictState:
             by_hour = self._closings[group]
             hours = self._closing_hours[group]
             is_open = _IS_OPEN[group]
+            closing = _OPEN_RULE[group][1]
             while hours and hours[0] < cutoff:
                 for sid in by_hour.pop(heapq.heappop(hours)):
                     s = subjects.get(sid)
-                    # A later transition filed it under a later hour too; that one decides.
-                    if (
-                        s is not None
-                        and int(s.last // HOUR_SECONDS) < cutoff
-                        and not is_open(s.flags)
-                    ):
+                    # Only a closed lifecycle is forgotten this early: one reopened since,
+                    # or a step whose opening never came, is kept for the retention.
+                    if s is None or (closing and not s.flags & closing):
+                        continue
+                    hour = int(s.last // HOUR_SECONDS)
+                    if hour < cutoff:
                         del subjects[sid]
+                    elif sid not in by_hour.get(hour, ()):
+                        # A transition after the closing moved its latest time without
+                        # filing it again (a confirming visit after the rectification, a
+                        # filing after the clearance): filed now under that hour, where a
+                        # rebuild files it, so a restart forgets it at the same moment.
+                        self._closed_now(group, sid, s)
             if group == ACCIDENTS and len(subjects) != kept:
                 self.accidents_version += 1
             # Open ones (and steps whose opening never came) are kept for the retention;
@@ -834,6 +841,8 @@ class DistrictState:
                     elif group == DISPUTES and s.opened is not None:
                         open_dispute_at[sid] = s.opened
                     continue
+                if closed and not flags & closed:
+                    continue  # a step whose opening never came: kept for the retention
                 hour = int(s.last // HOUR_SECONDS)
                 sids = by_hour.get(hour)
                 if sids is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from streams.events import Event, Kind
@@ -388,6 +389,118 @@ def test_lifecycle_memory_is_measured_on_the_lifecycles_own_stream() -> None:
     # Forgotten, a later step starts a new lifecycle.
     assert st.apply(fail("h", T + 30 * D)) is C
     assert st.open_hazards == 0 and st.hazards["h"].opened is None
+
+
+def restarted(st: DistrictState) -> DistrictState:
+    """The state a restart rebuilds from this one's snapshot."""
+    return DistrictState.from_snapshot(orjson.loads(orjson.dumps(st.to_snapshot())), TZ,
+                                       st.limits)
+
+
+def patrol_days(first: int, last: int) -> list[Event]:
+    """A patrol run each day: they move the patrol topic's watermark (hazards live there)."""
+    return [ev(Kind.PATROL_COMPLETED, f"p{d}", T + d * D, ended=T + d * D)
+            for d in range(first, last + 1)]
+
+
+def incident_days(first: int, last: int) -> list[Event]:
+    return [filed(f"other{d}", T + d * D) for d in range(first, last + 1)]
+
+
+def dispute_days(first: int, last: int) -> list[Event]:
+    return [reported(f"other{d}", T + d * D) for d in range(first, last + 1)]
+
+
+def test_a_hazard_confirmed_after_its_rectification_is_remembered_from_the_confirmation() -> None:
+    """60 days from its latest transition (the confirming visit on day 10), not from the
+    rectification; the live state and a state rebuilt on day 5 forget it on the same day."""
+    live = DistrictState("jinshui", TZ, Limits(lifecycle_memory=60 * D))
+    run(live, found("h", T), rect("h", T + H), *patrol_days(1, 5))
+    rebuilt = restarted(live)
+    for st in (live, rebuilt):
+        run(st, confirm("h", T + 10 * D), *patrol_days(6, 68))
+        assert "h" in st.hazards, "day 68: 58 days after the confirming visit"
+        run(st, *patrol_days(69, 72))
+        assert "h" not in st.hazards, "day 72: 62 days after it"
+
+
+def test_a_case_filed_after_its_clearance_is_remembered_from_the_filing() -> None:
+    live = DistrictState("jinshui", TZ, Limits(lifecycle_memory=60 * D))
+    run(live, cleared("c", T), filed("c", T + 3 * D))
+    rebuilt = restarted(live)
+    for st in (live, rebuilt):
+        run(st, *incident_days(4, 61))
+        assert "c" in st.cases, "day 61: 58 days after the filing"
+        run(st, *incident_days(62, 65))
+        assert "c" not in st.cases
+
+
+def test_a_dispute_step_whose_report_never_came_is_kept_for_the_retention() -> None:
+    """Live and after a restart: a mediation alone is no closed lifecycle."""
+    limits = Limits(lifecycle_memory=20 * D, retention_days=100)
+    live = DistrictState("jinshui", TZ, limits)
+    run(live, step(Kind.DISPUTE_MEDIATION_STARTED, "d", T), *dispute_days(1, 2))
+    rebuilt = restarted(live)
+    for st in (live, rebuilt):
+        run(st, *dispute_days(3, 60))
+        assert "d" in st.disputes, "day 60: past the lifecycle memory, inside the retention"
+        run(st, *dispute_days(61, 110))
+        assert "d" not in st.disputes, "day 110: past the 100-day retention"
+
+
+def test_a_hazard_reopened_after_its_filing_as_closed_is_kept_while_open() -> None:
+    live = DistrictState("jinshui", TZ, Limits(lifecycle_memory=20 * D, retention_days=100))
+    run(live, found("h", T), rect("h", T + H), fail("h", T + 2 * D, deadline=T + 300 * D))
+    rebuilt = restarted(live)
+    for st in (live, rebuilt):
+        run(st, *patrol_days(3, 60))
+        assert "h" in st.hazards and st.open_hazards == 1
+
+
+def _shape(st: DistrictState) -> dict[str, object]:
+    """A snapshot with each group's rows as a sorted list: a rebuilt dict may differ in
+    insertion order, never in content."""
+    snap = orjson.loads(orjson.dumps(st.to_snapshot()))
+    for group in ("cases", "disputes", "hazards", "patrols", "accidents"):
+        snap[group] = sorted(snap[group], key=orjson.dumps)
+    return snap
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_restart_anywhere_remembers_and_forgets_what_the_live_state_does(seed: int) -> None:
+    """Lifecycles over 200 days, their transitions in any order, some of them late: a state
+    rebuilt from a snapshot at a random point and fed the rest answers every event as the
+    live one does and ends with the same subjects, counts and memories."""
+    import random
+
+    rng = random.Random(seed)
+    steps = {
+        "c": [lambda s, t: filed(s, t), lambda s, t: cleared(s, t)],
+        "d": [lambda s, t: reported(s, t),
+              lambda s, t: step(Kind.DISPUTE_MEDIATION_STARTED, s, t),
+              lambda s, t: step(Kind.DISPUTE_RESOLVED, s, t),
+              lambda s, t: step(Kind.DISPUTE_ESCALATED, s, t)],
+        "h": [lambda s, t: found(s, t), lambda s, t: rect(s, t), lambda s, t: confirm(s, t),
+              lambda s, t: fail(s, t)],
+    }
+    timed: list[tuple[float, Event]] = []
+    for i in range(120):
+        kind = rng.choice("cdh")
+        sid, start = f"{kind}{i}", rng.uniform(0, 200) * D
+        for make in rng.sample(steps[kind], rng.randint(1, len(steps[kind]))):
+            t = T + start + rng.uniform(0, 15) * D
+            # Arrival order: mostly by time, some a day or two behind (late past the grace).
+            timed.append((t + rng.choice((0.0, 0.0, 0.0, 2 * D)), make(sid, t)))
+    timed += [(e.ts, e) for e in patrol_days(0, 280) + incident_days(0, 280)
+              + dispute_days(0, 280)]
+    events = [e for _, e in sorted(timed, key=lambda p: p[0])]
+    limits = Limits(lifecycle_memory=30 * D, retention_days=120)
+    live = DistrictState("jinshui", TZ, limits)
+    cut = rng.randrange(len(events))
+    run(live, *events[:cut])
+    rebuilt = restarted(live)
+    assert run(rebuilt, *events[cut:]) == run(live, *events[cut:])
+    assert _shape(rebuilt) == _shape(live)
 
 
 # -- work-safety accidents ----------------------------------------------------------------
