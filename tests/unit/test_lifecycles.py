@@ -482,15 +482,21 @@ def test_a_restart_anywhere_remembers_and_forgets_what_the_live_state_does(seed:
               lambda s, t: step(Kind.DISPUTE_ESCALATED, s, t)],
         "h": [lambda s, t: found(s, t), lambda s, t: rect(s, t), lambda s, t: confirm(s, t),
               lambda s, t: fail(s, t)],
+        "a": [lambda s, t: accident(s, t, 1, 0, 1000), lambda s, t: accident(s, t, 0, 2, 500)],
+        "p": [lambda s, t: ev(Kind.PATROL_COMPLETED, s, t, ended=t)],
     }
     timed: list[tuple[float, Event]] = []
-    for i in range(120):
-        kind = rng.choice("cdh")
+    for i in range(150):
+        kind = rng.choice("cdhap")
         sid, start = f"{kind}{i}", rng.uniform(0, 200) * D
         for make in rng.sample(steps[kind], rng.randint(1, len(steps[kind]))):
             t = T + start + rng.uniform(0, 15) * D
-            # Arrival order: mostly by time, some a day or two behind (late past the grace).
-            timed.append((t + rng.choice((0.0, 0.0, 0.0, 2 * D)), make(sid, t)))
+            e = make(sid, t)
+            # Arrival order: mostly by time, some a day or two behind (late past the grace);
+            # some sent again days later (a retry: the same identity).
+            timed.append((t + rng.choice((0.0, 0.0, 0.0, 2 * D)), e))
+            if rng.random() < 0.2:
+                timed.append((t + rng.uniform(0, 12) * D, e))
     timed += [(e.ts, e) for e in patrol_days(0, 280) + incident_days(0, 280)
               + dispute_days(0, 280)]
     events = [e for _, e in sorted(timed, key=lambda p: p[0])]
