@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--loaded", type=int, default=8, help="batches rendered after")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sort", default="tottime", help="pstats order: tottime, cumulative")
     args = parser.parse_args()
     engine, city, reference = city_engine(args.districts)
     todo = batches(records(city, args.events, 4, engine), args.batch)
@@ -66,7 +67,7 @@ def main() -> None:
     print(f"after a batch: {statistics.median(loaded) * 1e3:7.1f} ms CPU"
           f" (median of {len(loaded)} batches of {args.batch:,} records)")
     if prof:
-        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        pstats.Stats(prof).sort_stats(args.sort).print_stats(30)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.events import Event, Kind, Stream
-from streams.exposition import DistrictCollector, format_families
+from streams.exposition import DistrictCollector, _line, _number, format_families
 from streams.state import DistrictState, Outcome
 from tests.unit.test_metrics import NOW, TZ, signals_state, state
 from tests.unit.test_worksafety import TARGETS, accident
@@ -48,6 +48,13 @@ def city() -> dict[str, DistrictState]:
     return {"jinshui": accident_district(), "erqi": renamed(signals_state(), "erqi"),
             awkward.district: awkward, "zhongyuan": state("zhongyuan"),
             "empty": DistrictState("empty", TZ)}  # fmt: skip
+
+
+def test_a_kept_line_writes_its_value_as_the_reference_formatting_does() -> None:
+    values: list[float] = [0, 7, -3, 10**12, True, 0.1, -2.5, 1e20, 3.0, 1796505445.25,
+                           float("nan"), float("inf"), float("-inf")]  # fmt: skip
+    for value in values:
+        assert _line(b"x ", value) == f"x {_number(value)}\n".encode(), value
 
 
 def test_render_is_the_plain_formatting_byte_for_byte() -> None:
