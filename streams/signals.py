@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import date, datetime, time
 
 from .state import DistrictState
-from .windows import DAY_SECONDS, HOUR_SECONDS, Measure, rolling_end
+from .windows import DAY_SECONDS, HOUR_SECONDS, Measure, midnight_of_ordinal, rolling_end
 
 # The matured cohort: hazards found between 35 and 7 days before the current slot ends.
 # Seven days old, most ordinary deadlines (2 to 15 days, a few 30) have passed; four
@@ -65,11 +64,11 @@ def cases_filed_baseline(st: DistrictState, now: float) -> Baseline | None:
     is read at hour precision (its far edge rounded up to the hour), and the mean divides
     by the span actually read.
     """
-    if not st.buckets.days:
+    first_day = st.buckets.first_day()
+    if first_day is None:
         return None
     hi = rolling_end(now) - DAY_SECONDS
-    first_day = date.fromordinal(min(st.buckets.days) + 1)
-    history_starts = datetime.combine(first_day, time(0), st.tz).timestamp()
+    history_starts = midnight_of_ordinal(st.tz, first_day + 1)
     lo = max(hi - BASELINE_DAYS * DAY_SECONDS, history_starts)
     lo = -(-lo // HOUR_SECONDS) * HOUR_SECONDS
     days = (hi - lo) / DAY_SECONDS

@@ -147,6 +147,7 @@ class Buckets:
     __slots__ = (
         "_day_next",
         "_dropped",
+        "_first_day",
         "_hour_next",
         "_rolled",
         "_since",
@@ -182,6 +183,9 @@ class Buckets:
         # Keys dropped from hours and days since each was last compacted (the slots'
         # day of keys is too short a window to be worth it).
         self._dropped = [0, 0]
+        # The earliest day kept, found again only after days were dropped (a scrape asks
+        # for every changed district; a minimum over 800 days each time cost more).
+        self._first_day: int | None = None
 
     # -- writing ---------------------------------------------------------------------
 
@@ -230,6 +234,8 @@ class Buckets:
             vec = self.days.get(day)
             if vec is None:
                 vec = self.days[day] = [0] * N_MEASURES
+                if self._first_day is not None and day < self._first_day:
+                    self._first_day = day
             vec[measure] += n
             if category is not None:
                 cats = self.categories.get(day)
@@ -276,9 +282,17 @@ class Buckets:
                 for day in old:
                     del self.days[day]
                     self.categories.pop(day, None)
+                if old:
+                    self._first_day = None
                 if self._churned(1, len(old), len(self.days)):
                     self.days = dict(self.days)
                     self.categories = dict(self.categories)
+
+    def first_day(self) -> int | None:
+        """The ordinal of the earliest local day with a count kept; None when none is."""
+        if self._first_day is None and self.days:
+            self._first_day = min(self.days)
+        return self._first_day
 
     def _churned(self, resolution: int, dropped: int, kept: int) -> bool:
         """Whether a resolution's dict should be copied to a compact one now.
@@ -441,7 +455,7 @@ class Buckets:
             _sum_into(out, self.slots, _ceil_div(lo, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
 
     def _midnight_of_ordinal(self, ordinal: int) -> float:
-        return _midnight_of_ordinal(self.tz, ordinal)
+        return midnight_of_ordinal(self.tz, ordinal)
 
     def by_category(self, lo: float, hi: float) -> dict[int, dict[str, int]]:
         """Counts per measure and category, at one-day resolution (days starting in range).
@@ -505,7 +519,7 @@ class Buckets:
 # window's length), and each time zone conversion costs microseconds: a scrape at 1,000
 # districts made 70,000 of them. Pure functions of their arguments, so memoized.
 @lru_cache(maxsize=4096)
-def _midnight_of_ordinal(tz: ZoneInfo, ordinal: int) -> float:
+def midnight_of_ordinal(tz: ZoneInfo, ordinal: int) -> float:
     return datetime.combine(date.fromordinal(ordinal), time(0), tz).timestamp()
 
 
@@ -527,7 +541,7 @@ def _midnights_on_hours(tz: ZoneInfo, utc_day: int) -> bool:
     (a zone such as +05:30 reads its windows by summing the buckets, never by adding on)."""
     first = _EPOCH_ORDINAL + utc_day - 40
     return all(
-        _midnight_of_ordinal(tz, ordinal) % HOUR_SECONDS == 0
+        midnight_of_ordinal(tz, ordinal) % HOUR_SECONDS == 0
         for ordinal in range(first, first + 42)
     )
 

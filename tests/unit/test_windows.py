@@ -122,6 +122,25 @@ def test_hour_and_day_dicts_stay_compact_as_their_keys_turn_over() -> None:
         assert sys.getsizeof(held) <= sys.getsizeof(fresh), name
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_the_first_day_kept_follows_counts_expiries_and_snapshots(seed: int) -> None:
+    """The earliest day with a count, kept between reads, is the least day key held:
+    after new days later and earlier than it, expiries that drop it, and a snapshot."""
+    rng = random.Random(seed)
+    b = Buckets(TZ)
+    watermark = NOW - 900 * DAY_SECONDS
+    assert b.first_day() is None
+    for _ in range(400):
+        if rng.random() < 0.1:
+            watermark += rng.uniform(0, 60) * DAY_SECONDS
+            b.expire(watermark, retention_days=rng.choice([10, 30, 800]))
+        else:
+            b.add(0, watermark - rng.uniform(-2, 40) * DAY_SECONDS, None)
+        if rng.random() < 0.05:
+            b = Buckets.from_snapshot(TZ, b.to_snapshot())
+        assert b.first_day() == (min(b.days) if b.days else None)
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000))
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "Asia/Kolkata", "America/New_York"])
