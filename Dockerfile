@@ -38,6 +38,8 @@ COPY seeds ./seeds
 # Served by every worker at /runbooks/ (dashboards link there): an air-gapped command
 # centre has them without reaching any outside site.
 COPY docs/runbooks ./docs/runbooks
+# Compiles the counting path with mypyc (streams/native.py) with this stage's gcc.
+COPY setup.py ./
 # Editable on purpose: streams/settings.py finds seeds/ (and the event schemas) beside the
 # package (PROJECT_ROOT), so the tree must stay a tree. The final stage copies the venv
 # and the tree to the same paths, which keeps the editable finder valid.

@@ -10,9 +10,11 @@ demo: install
 	deploy/local/setup.sh demo
 	$(BIN)/watchfloor demo
 
-## make test: unit tests, then integration tests against a real broker and Prometheus
+## make test: unit tests (the counting path from source, then compiled), then integration
+## tests against a real broker and Prometheus
 test: install
 	deploy/local/setup.sh test
+	WATCHFLOOR_TEST_PURE=1 $(BIN)/pytest -q tests/unit
 	$(BIN)/pytest -v --durations=15
 
 ## make unit: the fast loop, unit tests only (no broker, no Prometheus), ruff and mypy
@@ -23,7 +25,13 @@ unit: install
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The counting path, compiled by mypyc at install (setup.py): a change to one of these
+# compiles it again (streams/native.py MODULES; tests/unit/test_native.py keeps the two
+# lists equal).
+NATIVE_SOURCES := streams/events.py streams/validation.py streams/windows.py \
+	streams/state.py streams/engine.py streams/state_journal.py streams/signals.py
+
+$(VENV)/.installed: pyproject.toml setup.py streams/native.py $(NATIVE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,rocksdb,bench]"
@@ -40,3 +48,4 @@ bench: install
 clean:
 	-deploy/kafka/kafkactl stop
 	rm -rf $(VENV) .watchfloor deploy/kafka/.run
+	rm -f streams/*.so *__mypyc.*.so streams/native.json

@@ -63,6 +63,9 @@ _NAMESPACED = (
     "topic_deadletter",
     "topic_bulletins",
 )
+# The engine's defaults, read from an instance: compiled (streams/native.py), a
+# dataclass's defaults are not attributes of its class.
+_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,14 @@ class Settings:
     # Counting
     reference_file: str = str(PROJECT_ROOT / "seeds" / "reference" / "city.json")
     timezone: str = ""  # empty: the reference city's timezone
-    grace_seconds: float = Limits.grace
-    dedup_horizon_seconds: float = Limits.dedup_horizon
+    grace_seconds: float = _LIMITS.grace
+    dedup_horizon_seconds: float = _LIMITS.dedup_horizon
     # How long a closed case, dispute or hazard is remembered for look-back visits,
     # reopens and retries of earlier steps (docs/design.md, "Lifecycles").
-    lifecycle_memory_days: float = Limits.lifecycle_memory / 86400
+    lifecycle_memory_days: float = _LIMITS.lifecycle_memory / 86400
     max_future_seconds: float = MAX_FUTURE_SECONDS
     max_record_bytes: int = MAX_RECORD_BYTES
-    retention_days: int = Limits.retention_days
+    retention_days: int = _LIMITS.retention_days
     # HTTP ingest
     ingest_tokens_file: str = ""
     ingest_tokens: Secret = NO_SECRET  # inline JSON, same shape as the file

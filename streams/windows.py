@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from enum import IntEnum
 from functools import lru_cache
 from operator import add
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from .categories import category_key, split_category_key
@@ -272,7 +272,7 @@ class Buckets:
                 for key in old:
                     del self.hours[key]
                 if self._churned(0, len(old), len(self.hours)):
-                    self.hours = dict(self.hours)
+                    self.hours = _compact(self.hours)
         t = watermark - retention_days * DAY_SECONDS
         if t >= self._day_next:
             day_cut, self._day_next, first_day = self._day_bounds(t)
@@ -285,8 +285,8 @@ class Buckets:
                 if old:
                     self._first_day = None
                 if self._churned(1, len(old), len(self.days)):
-                    self.days = dict(self.days)
-                    self.categories = dict(self.categories)
+                    self.days = _compact(self.days)
+                    self.categories = _compact(self.categories)
 
     def first_day(self) -> int | None:
         """The ordinal of the earliest local day with a count kept; None when none is."""
@@ -557,6 +557,15 @@ def _finite(x: float) -> float | None:
 
 def _floor(ts: float, unit: int) -> float:
     return (ts // unit) * unit
+
+
+_V = TypeVar("_V")
+
+
+def _compact(d: dict[int, _V]) -> dict[int, _V]:
+    """A fresh dict of ``d``'s items, sized for them. Key by key: ``dict(d)`` may clone the
+    table, holes and all (it does compiled: ``PyDict_Copy``)."""
+    return {k: v for k, v in d.items()}
 
 
 def _add(out: list[int], vec: list[int]) -> None:

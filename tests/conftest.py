@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import os
+
+# WATCHFLOOR_TEST_PURE=1: the hot path from its source, not its compiled build
+# (streams/native.py), chosen before anything imports it; `make test` runs the unit
+# tests both ways.
+if os.environ.get("WATCHFLOOR_TEST_PURE") == "1":
+    from streams import native
+
+    native.use_source()
 import socket
 import subprocess
 import uuid

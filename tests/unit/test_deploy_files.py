@@ -286,6 +286,7 @@ def test_image_environment_is_valid_settings() -> None:
 def test_dockerignore_sends_only_what_the_image_needs() -> None:
     copied = [
         "pyproject.toml",
+        "setup.py",
         "streams/settings.py",
         "schemas/common.v1.json",
         "seeds/reference/city.json",
@@ -301,6 +302,8 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
         "tests/conftest.py",
         ".watchfloor/state",
         "streams/__pycache__/settings.cpython-311.pyc",
+        "streams/state.cpython-311-x86_64-linux-gnu.so",
+        "streams/native.json",
     ):
         assert not dockerignore_allows(path), f"{path} would be sent to the Docker daemon"
 

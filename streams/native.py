@@ -1,0 +1,127 @@
+"""The hot path compiled with mypyc: which modules, and running their source when stale.
+
+``setup.py`` compiles these modules to C extensions at install (``pip install -e .``,
+``make install``) and records each source's hash beside them (``MANIFEST``). Python
+prefers an extension to the ``.py`` beside it, so an extension built from an older
+source would run that older code silently; when any source differs from what was
+compiled (or the manifest is gone), every one of them runs from its source instead,
+with a warning. All or none: compiled modules call each other's compiled code
+directly, so a mix would hold two versions of the same classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = Path(__file__).resolve().parent
+# The counting path: validation, routing, lifecycles, windows, journals, the alert
+# signals. Not ``exposition`` (mypyc has no async generators) nor any module that
+# Faust or aiohttp call back into by name.
+MODULES: tuple[str, ...] = (
+    "events",
+    "validation",
+    "windows",
+    "state",
+    "engine",
+    "state_journal",
+    "signals",
+)
+MANIFEST = PACKAGE / "native.json"
+
+
+def source_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> dict[str, str]:
+    """What ``setup.py`` records when it compiles: each module's source hash. (This module
+    imports nothing outside the standard library: ``setup.py`` loads it before any
+    dependency is installed.)"""
+    return {name: source_hash(package / f"{name}.py") for name in modules}
+
+
+def stale(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> list[str]:
+    """The compiled modules whose source changed since they were compiled (all of them
+    when the record is missing or unreadable); empty when none is compiled."""
+    built = [name for name in modules if _extension(package, name) is not None]
+    if not built:
+        return []
+    try:
+        recorded = json.loads((package / MANIFEST.name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return list(modules)
+    now = manifest(package, modules)
+    return [name for name in modules if recorded.get(name) != now[name]]
+
+
+def compiled() -> list[str]:
+    """The hot modules that run as compiled extensions in this process."""
+    out = []
+    for name in MODULES:
+        module = sys.modules.get(f"{__package__}.{name}")
+        if module is not None and _is_extension(module):
+            out.append(name)
+    return out
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the hot modules' ``.py`` files, ahead of their compiled extensions."""
+
+    def __init__(self, package: str, directory: Path, modules: Sequence[str]) -> None:
+        self._names = {f"{package}.{name}": directory / f"{name}.py" for name in modules}
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self._names.get(fullname)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def use_source() -> None:
+    """Run the hot modules from their source (tests of the pure path, debugging); to be
+    called before any of them is imported."""
+    loaded = [name for name in MODULES if f"{__package__}.{name}" in sys.modules]
+    if loaded:
+        raise RuntimeError(
+            f"{', '.join(loaded)} already imported: the source can only be chosen before."
+        )
+    if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder(__package__ or "streams", PACKAGE, MODULES))
+
+
+def check() -> None:
+    """At the package's import: the source of every hot module if any compiled one is stale."""
+    changed = stale()
+    if changed:
+        warnings.warn(
+            f"streams/{changed[0]}.py (and {len(changed) - 1} more) changed after it was "
+            "compiled: running the hot path from source, slower. `make install` compiles "
+            "it again.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        use_source()
+
+
+def _extension(package: Path, name: str) -> Path | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = package / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _is_extension(module: ModuleType) -> bool:
+    origin = getattr(module.__spec__, "origin", None) or ""
+    return any(origin.endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES)
