@@ -1,7 +1,8 @@
 """Build hook: compiles the counting path (``streams/native.py``) with mypyc.
 
-Everything else about the package is in pyproject.toml. ``WATCHFLOOR_PURE_PYTHON=1``
-at install leaves the hot path as Python (and removes extensions of an earlier build).
+Everything else about the package is in pyproject.toml. Without a C compiler or
+Python's headers, or with ``WATCHFLOOR_PURE_PYTHON=1`` at install, the counting path
+stays Python (slower, the same figures) and extensions of an earlier build are removed.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
@@ -19,14 +23,32 @@ assert _spec is not None and _spec.loader is not None
 native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(native)
 
-ext_modules = []
-if os.environ.get("WATCHFLOOR_PURE_PYTHON") == "1":
+
+def missing_toolchain() -> str | None:
+    """What compiling lacks here, in a few words; None when nothing is missing."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(os.environ.get("CC", cc).split()[0]) is None:
+        return f"no C compiler ({cc})"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        return "no Python headers (Debian: python3-dev)"
+    return None
+
+
+def remove_build() -> None:
     for name in native.MODULES:
         for built in (ROOT / "streams").glob(f"{name}.*.so"):
             built.unlink()
     for shared in ROOT.glob("*__mypyc.*.so"):  # the code the compiled modules share
         shared.unlink()
     native.MANIFEST.unlink(missing_ok=True)
+
+
+ext_modules = []
+lacking = missing_toolchain()
+if os.environ.get("WATCHFLOOR_PURE_PYTHON") == "1" or lacking:
+    if lacking:
+        print(f"watchfloor: {lacking}: the counting path stays Python.", file=sys.stderr)
+    remove_build()
 else:
     from mypyc.build import mypycify
 
