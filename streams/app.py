@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -214,11 +215,15 @@ class Watchfloor:
         # Held while a batch is between counting and journaling (see checkpoint()).
         self._batch_lock = asyncio.Lock()
         self._stopped_counting = False
-        # Offsets of the batches counted whose journals are held (StateStore.stage), acked
-        # at the flush. Offsets, not records: a second of input at 40,000 events/s is
-        # 20-30 MB of records.
-        self._unflushed: list[tuple[TP, list[int]]] = []
-        self._staged_since: float | None = None
+        # The batches counted whose journals are held (StateStore.stage), oldest first:
+        # (mark, when counted, offsets per partition), acked once every journal holding
+        # their rows is written. Offsets, not records: a second of input at 40,000
+        # events/s is 20-30 MB of records.
+        self._unflushed: deque[tuple[int, float, list[tuple[TP, list[int]]]]] = deque()
+        self._batch_mark = 0
+        # Journals owed to the rolling flush (_flush_share) and when it last ran.
+        self._flush_credit = 0.0
+        self._flush_checked = 0.0
         install_aiokafka_fixes()
         self.app = self._make_app()
         self.table = self._make_table()
@@ -578,12 +583,14 @@ class Watchfloor:
             await self._dead_letter(result)
             if not self._owns(batch):
                 return None  # revoked meanwhile; the states were dropped with it
-        self.store.stage(result.journals)
-        self._unflushed.extend((tp, [r.offset for r in records]) for tp, records in batch.parts)
-        if self._staged_since is None:
-            self._staged_since = time.monotonic()
-        if self._flush_due():
-            self._flush()
+        self._batch_mark += 1
+        self.store.stage(result.journals, self._batch_mark)
+        now = time.monotonic()
+        if not self._unflushed:
+            self._flush_checked = now
+        offsets = [(tp, [r.offset for r in records]) for tp, records in batch.parts]
+        self._unflushed.append((self._batch_mark, now, offsets))
+        self._flush_share(now)
         for tp, records in batch.parts:
             self._last_offset[tp] = records[-1].offset
         # Hazards found already past their deadline (a backlog) are overdue once counted,
@@ -598,40 +605,64 @@ class Watchfloor:
     async def flush_if_due(self) -> None:
         """The timer's flush: held journals are written within the flush interval even
         when no batch follows them."""
-        if self._staged_since is None:
+        if not self._unflushed:
             return
         async with self._batch_lock:
-            if not self._stopped_counting and self._flush_due():
-                self._flush()
+            if not self._stopped_counting and self._unflushed:
+                self._flush_share(time.monotonic())
 
-    def _flush_due(self) -> bool:
-        since = self._staged_since
-        if since is None:
-            return False
-        return (
-            time.monotonic() - since >= self.settings.state_flush_ms / 1000.0
-            # A journal is one Kafka record: held rows stay within what one batch makes.
-            or self.store.staged_rows_max >= self.settings.batch_max_events
-        )
+    def _flush_share(self, now: float) -> None:
+        """Write the journals held longest, then ack the batches they complete.
 
-    def _flush(self) -> None:
-        """Write the held journals, then ack their batches (Faust commits acked offsets)."""
-        before = self.store.records_written
-        self.store.flush(self.engine.states)
-        self.metrics.changelog_records.inc(self.store.records_written - before)
-        self._ack_unflushed()
+        Written: every journal holding rows of a batch counted an interval ago or more,
+        and at least the share of the held ones that the time since the last call makes
+        (held / interval per second). Under a steady load every district holds a
+        journal; written all at once, they (and the snapshots they make due) made one
+        batch a second about 175 ms longer at 20,000 events/s, and every event behind it
+        waited as long. A share per batch writes as many journals, each held about an
+        interval, with no batch paying for all of them.
+        """
+        store = self.store
+        interval = self.settings.state_flush_ms / 1000.0
+        # A journal is one Kafka record: held rows stay within what one batch makes.
+        if interval <= 0 or store.staged_rows_max >= self.settings.batch_max_events:
+            self._flush_credit = 0.0
+            self._flush(None)
+            return
+        due = 0
+        for mark, counted_at, _ in self._unflushed:
+            if now - counted_at < interval:
+                break
+            due = mark
+        held = store.staged
+        elapsed = max(0.0, now - self._flush_checked)
+        self._flush_checked = now
+        credit = min(float(held), self._flush_credit + held * min(1.0, elapsed / interval))
+        n = max(store.held_through(due) if due else 0, int(credit))
+        self._flush_credit = max(0.0, credit - n)
+        self._flush(n)
 
-    def _ack_unflushed(self) -> None:
+    def _flush(self, oldest: int | None) -> None:
+        """Write the ``oldest`` held journals (all: None), then ack the batches whose
+        journals are all written (Faust commits acked offsets)."""
+        if oldest is None or oldest > 0:
+            before = self.store.records_written
+            self.store.flush(self.engine.states, oldest)
+            self.metrics.changelog_records.inc(self.store.records_written - before)
+        self._ack_unflushed(self.store.held_since())
+
+    def _ack_unflushed(self, below: int | None = None) -> None:
+        """Ack the batches marked below ``below``; all of them when None."""
         consumer = batch_consumer(self.app)
-        for tp, offsets in self._unflushed:
-            consumer.ack_offsets(tp, offsets)
-        self._unflushed = []
-        self._staged_since = None
+        pending = self._unflushed
+        while pending and (below is None or pending[0][0] < below):
+            for tp, offsets in pending.popleft()[2]:
+                consumer.ack_offsets(tp, offsets)
 
     def _discard_unflushed(self) -> None:
         self.store.discard()
-        self._unflushed = []
-        self._staged_since = None
+        self._unflushed.clear()
+        self._flush_credit = 0.0
 
     def _owns(self, batch: Batch) -> bool:
         return self.ready and batch.generation == self.app.consumer_generation_id

@@ -20,6 +20,7 @@ so its changelog records stay in order.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import zlib
 from collections import defaultdict
@@ -208,11 +209,14 @@ class StateStore:
         self.limits = limits
         self._progress: dict[str, _Progress] = {}
         self.records_written = 0
-        # Journals counted but not written yet (``stage``), merged per district.
+        # Journals counted but not written yet (``stage``), merged per district, oldest
+        # hold first (a dict keeps the order districts started holding).
         self._staged: dict[str, Journal] = {}
+        # Per held district, the mark of the batch its hold started with (``stage``).
+        self._marks: dict[str, int] = {}
         self.staged_rows_max = 0  # the most rows one district holds in ``_staged``
 
-    def stage(self, journals: dict[str, Journal]) -> None:
+    def stage(self, journals: dict[str, Journal], mark: int = 0) -> None:
         """Hold one batch's journals until ``flush``, merged with the ones held per district.
 
         A journal per district per batch was most of what a steady load costs beyond the
@@ -220,14 +224,18 @@ class StateStore:
         held for a second, as Kafka Streams' record cache holds its writes until a commit,
         one journal per district carries several batches. The caller acks the batches'
         offsets only once their journals are flushed, so a crash before that re-reads
-        them and nothing is counted from memory alone.
+        them and nothing is counted from memory alone. ``mark``: the batch's number,
+        increasing; ``held_since`` gives the oldest hold's, so the caller knows which
+        batches every written journal covers.
         """
         staged = self._staged
+        marks = self._marks
         most = self.staged_rows_max
         for d, journal in journals.items():
             held = staged.get(d)
             if held is None:
                 held = staged[d] = Journal(list(journal.rows), journal.late, journal.dup)
+                marks[d] = mark
             else:
                 held.rows.extend(journal.rows)
                 held.late += journal.late
@@ -240,17 +248,50 @@ class StateStore:
         """How many districts have journals held for the next ``flush``."""
         return len(self._staged)
 
-    def flush(self, states: dict[str, DistrictState]) -> None:
-        """Write the held journals (and the snapshots they make due), then forget them."""
+    def held_since(self) -> int | None:
+        """The mark of the batch the oldest hold started with; None when nothing is held.
+        Every batch marked lower has all its journals written."""
+        return next(iter(self._marks.values()), None)
+
+    def held_through(self, mark: int) -> int:
+        """How many districts hold journals from the batch ``mark`` or an earlier one."""
+        n = 0
+        for m in self._marks.values():
+            if m > mark:
+                break
+            n += 1
+        return n
+
+    def flush(self, states: dict[str, DistrictState], oldest: int | None = None) -> None:
+        """Write the held journals (and the snapshots they make due), then forget them.
+
+        ``oldest``: only that many, the longest held first. Under a steady load every
+        district holds a journal, and writing them all at once made one batch a second
+        as long again (the journals and the snapshots they make due): written a share
+        per batch, the same work is spread over the batches.
+        """
         staged = self._staged
-        self._staged = {}
-        self.staged_rows_max = 0
-        if staged:
-            self.write(states, staged)
+        if oldest is None or oldest >= len(staged):
+            self._staged = {}
+            self._marks = {}
+            self.staged_rows_max = 0
+            if staged:
+                self.write(states, staged)
+            return
+        if oldest <= 0:
+            return
+        marks = self._marks
+        now: dict[str, Journal] = {}
+        for d in list(itertools.islice(staged, oldest)):
+            now[d] = staged.pop(d)
+            del marks[d]
+        self.staged_rows_max = max((len(j.rows) for j in staged.values()), default=0)
+        self.write(states, now)
 
     def discard(self) -> None:
         """Forget the held journals: their batches were not acked and will be read again."""
         self._staged = {}
+        self._marks = {}
         self.staged_rows_max = 0
 
     def write(self, states: dict[str, DistrictState], journals: dict[str, Journal]) -> None:

@@ -264,6 +264,36 @@ def test_held_journals_are_written_and_their_batches_acked_at_the_flush() -> Non
     assert rebuilt_cases(wf) == 5
 
 
+def test_the_rolling_flush_writes_the_longest_held_share_and_acks_only_batches_complete() -> None:
+    # Interval 1 s: jinshui's batch, 0.6 s later erqi's. At erqi's batch 0.6 s of the
+    # interval passed for two held districts, a share of one: the longest held.
+    wf = holding(flush_ms=1000)
+    tp_j = jinshui_tp(wf)
+    tp_e = TP(wf.settings.topic_incidents, district_partition("erqi", wf.settings.partitions))
+    assert tp_e != tp_j
+    consumer = batch_consumer(wf.app)
+
+    def erqi(i: int) -> bytes:
+        return filed(i).replace(b'"jinshui"', b'"erqi"')
+
+    async def run() -> None:
+        await wf.process_batch(fetched(wf, tp_j, [Record(i, filed(i)) for i in range(3)]))
+        await asyncio.sleep(0.6)
+        await wf.process_batch(fetched(wf, tp_e, [Record(i, erqi(i)) for i in range(2)]))
+        assert journal_keys(wf) == ["jinshui\x1fj\x1f1"]
+        assert not any(k.startswith("erqi\x1fj") for k in wf.store.table)
+        assert sorted(consumer._acked[tp_j]) == [0, 1, 2] and not consumer._acked[tp_e]
+        await wf.flush_if_due()  # erqi held 0 s of its interval: not yet
+        assert not consumer._acked[tp_e]
+        await asyncio.sleep(1.0)
+        await wf.flush_if_due()  # its batch was counted an interval ago: due
+
+    asyncio.run(run())
+    assert "erqi\x1fj\x1f1" in wf.store.table
+    assert sorted(consumer._acked[tp_e]) == [0, 1]
+    assert wf.store.staged == 0
+
+
 def test_a_district_holding_a_batchs_worth_of_rows_is_flushed_at_once() -> None:
     # A journal is one Kafka record: held rows must not outgrow what one batch writes.
     wf = holding(flush_ms=60_000, max_events=4)
