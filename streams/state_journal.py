@@ -281,12 +281,15 @@ class StateStore:
         if oldest <= 0:
             return
         marks = self._marks
+        # Row-due snapshots are taken at the pace a whole flush takes them: a share of
+        # the cap, not the whole cap at every share (that nearly doubled them).
+        cap = -(-SNAPSHOTS_PER_BATCH * oldest // len(staged))
         now: dict[str, Journal] = {}
         for d in list(itertools.islice(staged, oldest)):
             now[d] = staged.pop(d)
             del marks[d]
         self.staged_rows_max = max((len(j.rows) for j in staged.values()), default=0)
-        self.write(states, now)
+        self.write(states, now, cap)
 
     def discard(self) -> None:
         """Forget the held journals: their batches were not acked and will be read again."""
@@ -294,8 +297,16 @@ class StateStore:
         self._marks = {}
         self.staged_rows_max = 0
 
-    def write(self, states: dict[str, DistrictState], journals: dict[str, Journal]) -> None:
-        """Persist one batch: a journal per touched district, a snapshot where one is due."""
+    def write(
+        self,
+        states: dict[str, DistrictState],
+        journals: dict[str, Journal],
+        snapshot_cap: int | None = None,
+    ) -> None:
+        """Persist one batch: a journal per touched district, a snapshot where one is due
+        (at most ``snapshot_cap`` of those due by rows, unless twice due; default
+        ``SNAPSHOTS_PER_BATCH``)."""
+        cap = SNAPSHOTS_PER_BATCH if snapshot_cap is None else snapshot_cap
         table = self.table
         snapshots = 0
         for d, journal in journals.items():
@@ -320,7 +331,7 @@ class StateStore:
                 snapshots += 1
                 continue
             due = _stagger(d, max(SNAPSHOT_AFTER_ROWS, st.subject_count() // 2))
-            if prog.rows >= due and (snapshots < SNAPSHOTS_PER_BATCH or prog.rows >= 2 * due):
+            if prog.rows >= due and (snapshots < cap or prog.rows >= 2 * due):
                 self.snapshot(st)
                 snapshots += 1
 

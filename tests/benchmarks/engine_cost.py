@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=1, metavar="N",
                         help="hold journals for N batches, then write them (the worker's "
                              "WATCHFLOOR_STATE_FLUSH_MS); 1: every batch")
+    parser.add_argument("--rolling", action="store_true",
+                        help="with --hold N: write the longest-held 1/N of the held journals "
+                             "after each batch, as the worker's rolling flush does")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     engine, city, reference = city_engine(args.districts)
@@ -109,16 +112,22 @@ def main() -> None:
         t0 = time.thread_time()
         result = engine.process(batch)
         t1 = time.thread_time()
-        store.stage(result.journals)
-        if i % args.hold == 0 or i == len(todo):
+        store.stage(result.journals, i)
+        if i == len(todo):
+            store.flush(engine.states)
+        elif args.rolling:
+            store.flush(engine.states, -(-store.staged // args.hold))
+        elif i % args.hold == 0:
             store.flush(engine.states)
         memory.after_batch()
         t_store += time.thread_time() - t1
         t_engine += t1 - t0
     if prof:
         prof.disable()
+    how = f"1/{args.hold} of them after each batch" if args.rolling else f"every {args.hold}"
     print(f"{n:,} records, {args.districts:,} districts, {len(todo)} batches,"
-          f" journals written every {args.hold}: {store.records_written:,} records")
+          f" journals written {how}: {store.records_written:,} records,"
+          f" {sum(p.gen for p in store._progress.values()):,} snapshots")
     print(f"engine (validate, route, count): {t_engine / n * 1e6:6.2f} us/event")
     print(f"state journals and snapshots:    {t_store / n * 1e6:6.2f} us/event")
     print(f"together:                        {(t_engine + t_store) / n * 1e6:6.2f} us/event"

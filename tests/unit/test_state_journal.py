@@ -180,6 +180,41 @@ def test_a_batch_takes_a_bounded_number_of_row_due_snapshots_and_defers_the_rest
         assert fresh[d].to_snapshot() == st.to_snapshot()
 
 
+def test_a_rolling_flush_snapshots_at_the_pace_of_a_whole_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A quarter of the held journals after each batch against all of them every fourth
+    # batch: the same journals, so about the same snapshots. With the whole cap at every
+    # quarter, the districts over it would snapshot a fifth more often (93 against 78).
+    monkeypatch.setattr(state_journal, "SNAPSHOTS_PER_BATCH", 8)
+    names = [f"d{i:03d}" for i in range(64)]
+    length = 4 * SNAPSHOT_AFTER_ROWS
+    per_district = {d: events(d, length, seed=i) for i, d in enumerate(names)}
+
+    def run(rolling: bool) -> tuple[int, dict[str, DistrictState], dict[str, bytes]]:
+        table: dict[str, bytes] = {}
+        store = StateStore(table, TZ, Limits())
+        states: dict[str, DistrictState] = {}
+        offset = 0
+        for mark, k in enumerate(range(0, length, 16), 1):
+            evs = [ev for d in names for ev in per_district[d][k : k + 16]]
+            store.stage(count_batch(states, evs, offset), mark)
+            offset += len(evs)
+            if rolling:
+                store.flush(states, store.staged // 4)
+            elif mark % 4 == 0:
+                store.flush(states)
+        store.flush(states)
+        return sum(p.gen for p in store._progress.values()), states, table
+
+    whole, _, _ = run(rolling=False)
+    rolled, states, table = run(rolling=True)
+    assert rolled <= whole * 1.05
+    fresh = StateStore(table, TZ, Limits()).load(table.keys())
+    for d, st in states.items():
+        assert fresh[d].to_snapshot() == st.to_snapshot()
+
+
 def test_districts_under_the_same_load_reach_their_journal_limit_in_different_batches() -> None:
     limits = [state_journal._journal_limit(f"district-{i}") for i in range(1000)]
     assert max(limits) <= SNAPSHOT_AFTER_JOURNALS < JOURNAL_SLOTS
