@@ -570,9 +570,10 @@ class Watchfloor:
             max(0.0, asyncio.get_running_loop().time() - batch.fetched_at)
         )
         self.metrics.batch_records.observe(len(batch))
-        result = self.engine.process(
-            (tp.topic, tp.partition, records) for tp, records in batch.parts
-        )
+        with memory.counting():
+            result = self.engine.process(
+                (tp.topic, tp.partition, records) for tp, records in batch.parts
+            )
         if result.forwards:
             # Confirmed before the batch is acked: a crash before the commit forwards them
             # again, and the district's evidence skips the second copy.
@@ -590,7 +591,8 @@ class Watchfloor:
             self._flush_checked = now
         offsets = [(tp, [r.offset for r in records]) for tp, records in batch.parts]
         self._unflushed.append((self._batch_mark, now, offsets))
-        self._flush_share(now)
+        with memory.counting():
+            self._flush_share(now)
         for tp, records in batch.parts:
             self._last_offset[tp] = records[-1].offset
         # Hazards found already past their deadline (a backlog) are overdue once counted,

@@ -28,6 +28,24 @@ def configure_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+@contextmanager
+def counting() -> Iterator[None]:
+    """No collection while a batch is counted (what it keeps is frozen after it).
+
+    The counting path makes no cyclic garbage (measured: a collection after each of 38
+    batches of 8,000 records found none); the collections that its allocations set off
+    in the middle of a batch only walked the objects it keeps, about 5 % of its CPU.
+    """
+    if not _managed or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def after_batch() -> None:
     if _managed:
         gc.freeze()

@@ -110,15 +110,17 @@ def main() -> None:
     # otherwise move the figure by tens of percent.
     for i, batch in enumerate(todo, 1):
         t0 = time.thread_time()
-        result = engine.process(batch)
+        with memory.counting():  # as the worker counts a batch
+            result = engine.process(batch)
         t1 = time.thread_time()
         store.stage(result.journals, i)
-        if i == len(todo):
-            store.flush(engine.states)
-        elif args.rolling:
-            store.flush(engine.states, -(-store.staged // args.hold))
-        elif i % args.hold == 0:
-            store.flush(engine.states)
+        with memory.counting():
+            if i == len(todo):
+                store.flush(engine.states)
+            elif args.rolling:
+                store.flush(engine.states, -(-store.staged // args.hold))
+            elif i % args.hold == 0:
+                store.flush(engine.states)
         memory.after_batch()
         t_store += time.thread_time() - t1
         t_engine += t1 - t0

@@ -11,7 +11,20 @@ from streams import memory
 
 memory.after_batch()
 assert gc.get_freeze_count() == 0, "untouched unless the worker takes charge"
+with memory.counting():
+    assert gc.isenabled(), "untouched unless the worker takes charge"
 memory.configure_gc()
+with memory.counting():            # a batch being counted
+    assert not gc.isenabled()
+    kept = [[i] for i in range(30_000)]
+    assert gc.get_count()[0] >= 30_000, "no collection ran during the batch"
+assert gc.isenabled()
+gc.disable()
+with memory.counting():
+    pass
+assert not gc.isenabled(), "a collector disabled before stays disabled"
+gc.enable()
+del kept
 assert gc.get_threshold() == memory.GC_THRESHOLDS
 
 class Node:
@@ -44,7 +57,7 @@ print("ok")
 """
 
 
-def test_batches_freeze_and_the_full_collection_frees_frozen_cycles() -> None:
+def test_batches_count_without_collections_freeze_and_the_full_collection_frees_cycles() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
