@@ -19,7 +19,7 @@ from yarl import URL
 from . import memory
 from .clock import Clock, SystemClock
 from .consumer import Batch, BatchTransport, batch_consumer
-from .deadletter import build_dead_letter
+from .deadletter import DeadLetterWriter, build_dead_letter
 from .engine import BatchResult, Engine
 from .errors import SettingsError
 from .events import Stream
@@ -684,7 +684,7 @@ class Watchfloor:
     async def _dead_letter(self, result: BatchResult) -> None:
         worker = self.settings.web_url
         rejected = self.metrics.rejected
-        pending = []
+        letters = []
         for rej in result.rejections:
             letter = build_dead_letter(
                 key=rej.key,
@@ -699,14 +699,16 @@ class Watchfloor:
                 worker=worker,
                 rejected_at=self.clock.now(),
             )
-            pending.append(
-                await self.deadletter.send(
-                    key=letter.key, value=letter.value, headers=letter.kafka_headers()
-                )
-            )
+            letters.append(letter)
             rejected[(rej.topic, rej.reason)].inc()
         try:
-            await asyncio.gather(*pending)
+            producer: Any = self.app.producer  # Faust's aiokafka driver
+            writer = DeadLetterWriter(
+                producer._ensure_producer(),  # aiokafka's, once Faust's is started
+                self.settings.topic_deadletter,
+                producer.partitioner,  # where Faust's own sends would have put them
+            )
+            await writer.write_many(letters)
         except Exception:
             self.metrics.dead_letter_errors.inc()
             raise

@@ -194,6 +194,46 @@ def run_dlq(
     return code, json.loads(out) if "--json" in argv else out
 
 
+def test_letters_written_in_batches_land_whole_in_kafkas_partition_of_their_key(
+    settings: Settings,
+) -> None:
+    # The worker's writer: one batch per partition, batches that fill up handed over and
+    # started again, a letter larger than a batch alone. Read back from Kafka, every
+    # letter is there once, byte for byte, in order within its partition, in the
+    # partition kafka-python's own murmur2 partitioner gives its key.
+    from kafka.partitioner.default import murmur2
+
+    when = datetime(2026, 4, 12, 4, 0, tzinfo=UTC)
+    letters = []
+    for i in range(120):
+        key = None if i % 10 == 9 else f"district-{i % 7}".encode()
+        size = 60_000 if i == 50 else 3_000 + i  # aiokafka's batches hold 16 KB
+        letters.append(deadletter.build_dead_letter(
+            key=key, value=b"v%d:" % i + b"x" * size, headers=[("origin", b"%d" % i)],
+            reason="malformed_json", error=f"letter {i}", source_topic="t",
+            source_partition=i % PARTITIONS, source_offset=i, source_timestamp_ms=None,
+            rejected_at=when, worker="w"))
+
+    async def write() -> None:
+        async with kafka.kafka_producer(settings) as producer:
+            await deadletter.DeadLetterWriter(producer, settings.topic_deadletter).write_many(
+                letters)
+
+    asyncio.run(write())
+    landed = asyncio.run(read_all(settings, settings.topic_deadletter))
+    assert len(landed) == len(letters)
+    sent = {letter.value: letter for letter in letters}
+    assert {r.value for r in landed} == set(sent)
+    for r in landed:
+        letter = sent[r.value]
+        assert r.key == letter.key and list(r.headers) == list(letter.headers)
+        if r.key is not None:
+            assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % PARTITIONS
+    for p in range(PARTITIONS):
+        order = [int(r.value.split(b":")[0][1:]) for r in landed if r.partition == p]
+        assert order == sorted(order)
+
+
 def test_dlq_list_and_replay_round_trip(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
