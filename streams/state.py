@@ -246,9 +246,11 @@ class DistrictState:
         self.hazards: dict[str, Subject] = {}
         self.patrols: dict[str, Subject] = {}
         self.accidents: dict[str, Subject] = {}
-        # Per stream, the identities of the events applied: identity -> UTC day of its
-        # event time (one lookup per event), and the same by day (for expiry).
-        self.identity_day: list[dict[int, int]] = [{}, {}, {}]
+        # Per stream, the identities of the events applied by UTC day of their event time
+        # (for expiry), and identity -> that day's list (one lookup per event). The list,
+        # not the day: compiled, each int stored would be an int object of its own (32
+        # bytes per identity), the list is one pointer shared by the day's identities.
+        self.identity_day: list[dict[int, list[int]]] = [{}, {}, {}]
         self.identities: list[dict[int, list[int]]] = [{}, {}, {}]  # day -> [day, ids...]
         self.open_cases = 0
         self.open_disputes = 0
@@ -260,14 +262,16 @@ class DistrictState:
         self.next_expiry = [_NEVER] * 3
         self.next_open_sweep = [_NEVER] * 3
         self.next_bucket_expiry = _NEVER
-        # Per group, the ids of subjects that stopped being open, by the hour of their
-        # latest transition: expiry drops whole hours the horizon has passed instead of
-        # scanning every subject, for one pointer per closed subject. Derived, rebuilt
-        # on load from the subjects themselves, so live and rebuilt states expire alike.
+        # Per group, the ids of subjects that stopped being open, by the UTC day of their
+        # latest transition: expiry drops whole days the horizon has passed instead of
+        # scanning every subject, for one pointer per closed subject. By day, not hour:
+        # a list per hour held one or two ids each, and its list object cost more than
+        # the pointers (some 40 MB at 1,000 districts). Derived, rebuilt on load from the
+        # subjects themselves, so live and rebuilt states expire alike.
         self._closings: tuple[dict[int, list[str]], ...] = ({}, {}, {}, {}, {})
-        # The hours of each group's closings as a heap: a sweep pops the hours its
-        # horizon has passed instead of scanning the two months of hours kept.
-        self._closing_hours: tuple[list[int], ...] = ([], [], [], [], [])
+        # The days of each group's closings as a heap: a sweep pops the days its
+        # horizon has passed instead of scanning the two months of days kept.
+        self._closing_days: tuple[list[int], ...] = ([], [], [], [], [])
         self._groups = (self.cases, self.disputes, self.hazards, self.patrols, self.accidents)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
@@ -334,9 +338,9 @@ class DistrictState:
             by_day = self.identities[stream]
             ids = by_day.get(day)
             if ids is None:
-                ids = by_day[day] = [day]  # the day first: one int object for its ids
+                ids = by_day[day] = [day]
             ids.append(ev.identity)
-            self.identity_day[stream][ev.identity] = ids[0]
+            self.identity_day[stream][ev.identity] = ids
         self.version += 1
         if outcome is Outcome.COUNTED and ev.ts > w:
             self.stream_watermarks[route] = ev.ts
@@ -355,10 +359,10 @@ class DistrictState:
         return max(w[stream], w[stream + 3])
 
     def _seen(self, stream: int, identity: int, w: float) -> bool:
-        day = self.identity_day[stream].get(identity)
-        if day is None:
+        ids = self.identity_day[stream].get(identity)
+        if ids is None:
             return False
-        return w == _NEVER or day >= (w - self.limits.dedup_horizon) // DAY_SECONDS
+        return w == _NEVER or ids[0] >= (w - self.limits.dedup_horizon) // DAY_SECONDS
 
     def _count(self, measure: Measure, ts: float, category: str | None, n: int = 1) -> None:
         self.totals[measure] += n
@@ -389,11 +393,11 @@ class DistrictState:
             self._count(measure, s.opened, s.category)
 
     def _closed_now(self, group: int, sid: str, s: Subject) -> None:
-        hour = int(s.last // HOUR_SECONDS)
-        ids = self._closings[group].get(hour)
+        day = int(s.last // DAY_SECONDS)
+        ids = self._closings[group].get(day)
         if ids is None:
-            self._closings[group][hour] = [sid]
-            heapq.heappush(self._closing_hours[group], hour)
+            self._closings[group][day] = [sid]
+            heapq.heappush(self._closing_days[group], day)
         else:
             ids.append(sid)
 
@@ -745,8 +749,9 @@ class DistrictState:
         days_of = self.identity_day[stream]
         first_day = int((w - lim.dedup_horizon) // DAY_SECONDS)
         for day in [d for d in ids if d < first_day]:
-            for identity in ids.pop(day)[1:]:
-                if days_of.get(identity) == day:
+            gone = ids.pop(day)
+            for identity in gone[1:]:
+                if days_of.get(identity) is gone:
                     del days_of[identity]
         dropped_open = False
         for group, subjects in enumerate(self._groups):
@@ -754,13 +759,18 @@ class DistrictState:
                 continue
             kept = len(subjects)
             memory = lim.dedup_horizon if group == PATROLS else lim.lifecycle_memory
+            # Forgotten: what closed in an hour before this one (the horizon cuts at
+            # hours); the day it falls in is swept in part, its later hours kept.
             cutoff = int((w - memory) // HOUR_SECONDS)
-            by_hour = self._closings[group]
-            hours = self._closing_hours[group]
+            cut_day = cutoff // 24
+            by_day = self._closings[group]
+            days = self._closing_days[group]
             is_open = _IS_OPEN[group]
             closing = _OPEN_RULE[group][1]
-            while hours and hours[0] < cutoff:
-                for sid in by_hour.pop(heapq.heappop(hours)):
+            while days and days[0] <= cut_day:
+                day = days[0]
+                later: list[str] = []
+                for sid in by_day[day]:
                     s = subjects.get(sid)
                     # Only a closed lifecycle is forgotten this early: one reopened since,
                     # or a step whose opening never came, is kept for the retention.
@@ -769,12 +779,19 @@ class DistrictState:
                     hour = int(s.last // HOUR_SECONDS)
                     if hour < cutoff:
                         del subjects[sid]
-                    elif sid not in by_hour.get(hour, ()):
+                    elif hour // 24 == day:
+                        later.append(sid)  # only on the day the horizon cuts
+                    elif sid not in by_day.get(hour // 24, ()):
                         # A transition after the closing moved its latest time without
                         # filing it again (a confirming visit after the rectification, a
-                        # filing after the clearance): filed now under that hour, where a
+                        # filing after the clearance): filed now under that day, where a
                         # rebuild files it, so a restart forgets it at the same moment.
                         self._closed_now(group, sid, s)
+                if later:
+                    by_day[day] = later
+                    break
+                heapq.heappop(days)
+                del by_day[day]
             if group == ACCIDENTS and len(subjects) != kept:
                 self.accidents_version += 1
             # Open ones (and steps whose opening never came) are kept for the retention;
@@ -795,7 +812,7 @@ class DistrictState:
             self._recount_open()
         # Rectified hazards leave their deadline entries behind until the deadline comes;
         # when those outnumber the open hazards, rebuild the heap from the open ones.
-        if len(self._due) > 2 * self.open_hazards + 1024:
+        if len(self._due) > 2 * self.open_hazards + 64:
             self._due = [
                 (s.deadline, s.round, sid)
                 for sid, s in self.hazards.items()
@@ -829,7 +846,7 @@ class DistrictState:
         due: list[tuple[float, int, str]] = []
         open_dispute_at: dict[str, float] = {}
         for group, subjects in enumerate(self._groups):
-            by_hour = closings[group]
+            by_day = closings[group]
             opened, closed = _OPEN_RULE[group]
             n_open = 0
             for sid, s in subjects.items():
@@ -843,10 +860,10 @@ class DistrictState:
                     continue
                 if closed and not flags & closed:
                     continue  # a step whose opening never came: kept for the retention
-                hour = int(s.last // HOUR_SECONDS)
-                sids = by_hour.get(hour)
+                day = int(s.last // DAY_SECONDS)
+                sids = by_day.get(day)
                 if sids is None:
-                    by_hour[hour] = [sid]
+                    by_day[day] = [sid]
                 else:
                     sids.append(sid)
             open_counts[group] = n_open
@@ -858,7 +875,7 @@ class DistrictState:
         heapq.heapify(due)
         self._due = due
         self._closings = closings
-        self._closing_hours = tuple(sorted(by_hour) for by_hour in closings)
+        self._closing_days = tuple(sorted(by_day) for by_day in closings)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -957,7 +974,9 @@ class DistrictState:
         if version == SNAPSHOT_VERSION:
             st.identities = [{day: [day, *ids] for day, ids in per} for per in snap["ids"]]
             st.identity_day = [
-                {identity: ids[0] for ids in per.values() for identity in ids[1:]}
+                # Oldest day first, so an identity applied again once its first day had
+                # passed the horizon maps to its latest day, as in the live state.
+                {identity: ids for _, ids in sorted(per.items()) for identity in ids[1:]}
                 for per in st.identities
             ]
             st.next_expiry = [_infinite(t) for t in snap["next_expiry"]]

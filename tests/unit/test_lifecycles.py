@@ -435,6 +435,28 @@ def test_a_case_filed_after_its_clearance_is_remembered_from_the_filing() -> Non
         assert "c" not in st.cases
 
 
+def test_closed_lifecycles_are_forgotten_by_the_hour_even_within_one_day() -> None:
+    """The horizon cuts at hours: of four cases closed on one UTC day, a sweep whose cutoff
+    is that day's 12:00 forgets those whose latest transition came before 12:00 and keeps
+    the others until a later sweep; a state rebuilt between the two sweeps does the same."""
+    day0 = (T // D + 40) * D  # a UTC midnight
+    live = DistrictState("jinshui", TZ, Limits(lifecycle_memory=10 * D))
+    closed_at = {"a": 2.5 * H, "b": 11 * H + 3599, "c": 12 * H, "d": 20.5 * H}
+    for sid, t in closed_at.items():
+        run(live, filed(sid, day0 + t - H), cleared(sid, day0 + t))
+    # One incident a day before the first sweep on this stream, so the next comes only
+    # when the watermark is a day past the last one.
+    run(live, *(filed(f"x{i}", day0 + 22 * H + i * 1.5 * D) for i in range(6)))
+    assert set(closed_at) <= set(live.cases)
+    run(live, filed("y", day0 + 10 * D + 12 * H))  # sweeps: the cutoff is day 0, 12:00
+    assert {"a", "b"}.isdisjoint(live.cases) and {"c", "d"} <= set(live.cases)
+    rebuilt = restarted(live)
+    for st in (live, rebuilt):
+        run(st, filed("z", day0 + 11 * D + 12 * H))  # the next sweep: day 1, 12:00
+        assert {"a", "b", "c", "d"}.isdisjoint(st.cases)
+        assert {"x5", "y", "z"} <= set(st.cases)
+
+
 def test_a_dispute_step_whose_report_never_came_is_kept_for_the_retention() -> None:
     """Live and after a restart: a mediation alone is no closed lifecycle."""
     limits = Limits(lifecycle_memory=20 * D, retention_days=100)

@@ -348,8 +348,8 @@ def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
     from streams.state import (
         _IS_OPEN,
         CLOSED,
+        DAY_SECONDS,
         ESCALATED,
-        HOUR_SECONDS,
         RECTIFIED,
         RESOLVED,
         VERIFIED,
@@ -376,9 +376,9 @@ def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
         for sid, s in g.items():
             # Closed ones only: a step whose opening never came is kept for the retention.
             if sid not in open_of[i] and (closings[i] is None or s.flags & closings[i]):
-                expected.setdefault(int(s.last // HOUR_SECONDS), []).append(sid)
+                expected.setdefault(int(s.last // DAY_SECONDS), []).append(sid)
         assert st._closings[i] == expected
-        assert st._closing_hours[i] == sorted(expected)
+        assert st._closing_days[i] == sorted(expected)
 
 
 class _Mirrored(dict):  # type: ignore[type-arg]
