@@ -20,6 +20,7 @@ so its changelog records stay in order.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import zlib
@@ -156,6 +157,14 @@ def journal_key(d: str, seq: int) -> str:
     return f"{d}{SEP}j{SEP}{seq % JOURNAL_SLOTS}"
 
 
+def _delete(table: MutableMapping[str, bytes], key: str) -> None:
+    """Delete ``key`` from the table, in its changelog too, whether or not the table's
+    local copy still holds it (a Faust table sends the tombstone first, then deletes
+    locally; ``pop`` would look the key up first and send nothing when it is missing)."""
+    with contextlib.suppress(KeyError):
+        del table[key]
+
+
 class Utf8Keys(MutableMapping[str, bytes]):
     """A bytes-keyed table seen through str keys.
 
@@ -197,14 +206,19 @@ class StateStore:
         tz: ZoneInfo,
         limits: Limits,
         local: MutableMapping[bytes, bytes] | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.table = table
         # The table's local copy, where it has one (the in-memory store's dict). Journals
         # a snapshot covers are dropped from it without a changelog record: the changelog
         # keeps them until their slot is written again, and a rebuild skips them by their
         # seq. They were a quarter of the table (25 of 85 MB after a 1,000,000-event
-        # catch-up at 1,000 districts).
+        # catch-up at 1,000 districts). So are the chunks of the snapshot before the
+        # latest: the changelog keeps both (the older is what a crash between a new
+        # snapshot's chunks and its manifest reads), the local copy needs only the one
+        # its manifest names.
         self.local = local
+        self.chunk_bytes = chunk_bytes
         self.tz = tz
         self.limits = limits
         self._progress: dict[str, _Progress] = {}
@@ -342,13 +356,14 @@ class StateStore:
         parity = gen % 2
         # Each chunk is a new exact-size object (prefix + slice), see dump().
         blob = zlib.compress(orjson.dumps(st.to_snapshot()), SNAPSHOT_ZLIB_LEVEL)
-        parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+        size = self.chunk_bytes
+        parts = [blob[i : i + size] for i in range(0, len(blob), size)] or [b""]
         prefix = b"%d\n" % gen
         for i, part in enumerate(parts):
             self.table[chunk_key(d, parity, i)] = prefix + part
         # Chunks left over from a bigger snapshot of the same parity.
         for i in range(len(parts), prog.chunks[parity]):
-            self.table.pop(chunk_key(d, parity, i), None)
+            _delete(self.table, chunk_key(d, parity, i))
         self.table[manifest_key(d)] = dump({"g": gen, "n": len(parts), "q": prog.seq, "z": 1})
         self.records_written += len(parts) + 1
         chunks = list(prog.chunks)
@@ -361,6 +376,8 @@ class StateStore:
         if self.local is not None:
             for seq in covered:
                 self.local.pop(journal_key(d, seq).encode(), None)
+            for i in range(prog.chunks[1 - parity]):
+                self.local.pop(chunk_key(d, 1 - parity, i).encode(), None)
 
     def checkpoint(self, states: dict[str, DistrictState]) -> int:
         """Snapshot every district with journals since its last snapshot; return how many.
@@ -425,6 +442,9 @@ class StateStore:
             # Snapshots written before compression have no "z" and are read as they are.
             raw_snapshot = zlib.decompress(blob) if manifest.get("z") else blob
             st = DistrictState.from_snapshot(orjson.loads(raw_snapshot), self.tz, self.limits)
+            if self.local is not None:  # the snapshot before: see __init__
+                for i in range(chunk_counts[1 - parity]):
+                    self.local.pop(chunk_key(d, 1 - parity, i).encode(), None)
         else:
             st = DistrictState(d, self.tz, self.limits)
         journals: list[dict[str, Any]] = []

@@ -21,6 +21,7 @@ from streams.state_journal import (
     SNAPSHOT_AFTER_ROWS,
     StateStore,
     _journal_seq,
+    chunk_key,
     dump,
     journal_key,
     manifest_key,
@@ -400,9 +401,21 @@ class _Mirrored(dict):  # type: ignore[type-arg]
     def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
         return self.local.get(key.encode(), default)
 
-    def pop(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+    def __delitem__(self, key: str) -> None:
+        # As a Faust table deletes: the tombstone first, then the local copy (KeyError
+        # when that no longer holds the key).
         self.changelog.pop(key, None)
-        return self.local.pop(key.encode(), default)
+        del self.local[key.encode()]
+
+    def pop(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        # As ``pop`` on a Faust table (MutableMapping's): a key the local copy no longer
+        # holds is not found, and nothing reaches the changelog.
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        del self[key]
+        return value
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return (k.decode() for k in list(self.local))
@@ -434,6 +447,36 @@ def test_journals_a_snapshot_covers_leave_the_local_copy_but_not_the_changelog()
         rebuilt = StateStore(source, TZ, Limits()).load(source.keys())
         for d, st in states.items():
             assert rebuilt[d].to_snapshot() == st.to_snapshot()
+
+
+def test_the_snapshot_before_the_latest_leaves_the_local_copy_but_not_the_changelog() -> None:
+    table = _Mirrored()
+    store = StateStore(table, TZ, Limits(), local=table.local, chunk_bytes=512)
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 3000, seed=16), batch=40)
+    manifest = orjson.loads(table.changelog[manifest_key("jinshui")])
+    gen, n = manifest["g"], manifest["n"]
+    latest, before = gen % 2, 1 - gen % 2
+    assert gen >= 2 and n > 1
+
+    def chunks(keys: Iterable[str], parity: int) -> list[str]:
+        return sorted((k for k in keys if k.startswith(f"jinshui\x1fb{parity}\x1f")),
+                      key=lambda k: int(k.rsplit("\x1f", 1)[1]))
+
+    local = [k.decode() for k in table.local]
+    assert chunks(local, latest) == [chunk_key("jinshui", latest, i) for i in range(n)]
+    assert chunks(local, before) == []
+    assert chunks(table.changelog, before)  # a crash before the next manifest reads them
+    for source in (dict(table.changelog), table):  # a restart; a rebalance keeping it
+        rebuilt = StateStore(source, TZ, Limits()).load(source.keys())
+        assert rebuilt["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
+    # A snapshot in fewer chunks than the last of its parity: the chunks left over leave
+    # the changelog too, though the local copy no longer held them.
+    store.chunk_bytes = 1 << 20
+    store.snapshot(states["jinshui"])
+    assert chunks(table.changelog, before) == [chunk_key("jinshui", before, 0)]
+    rebuilt = StateStore(dict(table.changelog), TZ, Limits()).load(table.changelog.keys())
+    assert rebuilt["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
 
 
 def test_a_rebuild_drops_the_covered_journals_from_the_local_copy() -> None:
