@@ -857,9 +857,11 @@ class DistrictState:
                                         self._unmark_overdue(sid, s)
         if dropped_open:
             self._recount_open()
-        # Rectified hazards leave their deadline entries behind until the deadline comes;
-        # when those outnumber the open hazards, rebuild the heap from the open ones.
-        if len(self._due) > 2 * self.open_hazards + 64:
+        # Rectified hazards leave their deadline entries behind until the deadline comes
+        # (days, for a deadline days ahead): more than a few of them, and the heap is
+        # rebuilt from the open ones. A pass over the district's hazards once a day of
+        # stream time at most; the entries cost about 100 bytes each.
+        if len(self._due) > self.open_hazards + 64:
             self._due = [
                 (s.deadline, s.round, sid)
                 for sid, s in self.hazards.items()

@@ -457,6 +457,25 @@ def test_closed_lifecycles_are_forgotten_by_the_hour_even_within_one_day() -> No
         assert {"x5", "y", "z"} <= set(st.cases)
 
 
+def test_the_deadline_heap_sheds_rectified_hazards_and_still_finds_the_overdue() -> None:
+    """Hazards due a month after they are found, most rectified within the hour: their
+    deadline entries must not pile up for the month; the open ones still go overdue."""
+    st = DistrictState("jinshui", TZ)
+    t0 = (T // D + 40) * D
+    still_open = set()
+    for i in range(24 * 20):  # one hazard an hour for 20 days; every tenth left open
+        t = t0 + i * H
+        st.apply(found(f"h{i}", t, deadline=t + 30 * D))
+        if i % 10:
+            st.apply(rect(f"h{i}", t + 0.5 * H))
+        else:
+            still_open.add(f"h{i}")
+        assert len(st._due) <= st.open_hazards + 64 + 24  # a day's hazards between sweeps
+    now = t0 + 60 * D  # every deadline past
+    assert st.tick(now) == len(still_open)
+    assert set(st.overdue) == still_open
+
+
 def test_a_dispute_step_whose_report_never_came_is_kept_for_the_retention() -> None:
     """Live and after a restart: a mediation alone is no closed lifecycle."""
     limits = Limits(lifecycle_memory=20 * D, retention_days=100)
