@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from streams.simulator.config import SimConfig
 from streams.simulator.files import load_city, write_reference
 from streams.simulator.generator import generate_events
 from streams.simulator.records import Intent, SimRecord
-from streams.state import Limits
+from streams.state import DistrictState, Limits
 from tests.benchmarks.live import Cycled
 from tests.benchmarks.plateau import DAY, Sample, judge
+from tests.benchmarks.state_census import census, deep_size
+from tests.support import TZ
+from tests.unit.test_lifecycles import found, rect
 
 TAG = "lvh1a2b00"
 
@@ -91,3 +95,26 @@ def test_the_verdict_is_growing_when_rss_keeps_growing() -> None:
     got = judge(ramp_then_flat(0.1), 1.7e9, 1.7e9 + 1000 * DAY, Limits())
     assert got["verdict"] == "growing"
     assert 18 < got["trend_after_edges"]["growth_mb"] < 20
+
+
+def test_the_state_census_counts_each_object_once_where_it_is_first_reached() -> None:
+    shared = "x" * 100
+    inner = [shared, shared]
+    seen: set[int] = set()
+    # The list and its one string (not twice); then nothing more for the same list again.
+    assert deep_size(inner, seen) == sys.getsizeof(inner) + sys.getsizeof(shared)
+    assert deep_size({"k": inner}, seen) == sys.getsizeof({"k": inner}) + sys.getsizeof("k")
+    st = DistrictState("jinshui", TZ)
+    st.apply(found("h-1", 1_780_000_000.0))
+    st.apply(rect("h-1", 1_780_003_600.0))
+    size, count = census({"jinshui": st})
+    s = st.hazards["h-1"]
+    # The hazard: the dict, its key, the subject and the strings it holds; the closings
+    # index then adds only its own containers and the day, not the id again.
+    strings = sum(sys.getsizeof(v) for v in (s.category, s.community, s.unit) if v is not None)
+    assert size["hazards"] == (sys.getsizeof(st.hazards) + sys.getsizeof("h-1")
+                               + sys.getsizeof(s) + strings)
+    assert count["hazards"] == 1 and count["_closings"] == 1
+    ((day, sids),) = st._closings[2].items()
+    containers = sys.getsizeof(st._closings) + sum(map(sys.getsizeof, st._closings))
+    assert size["_closings"] == containers + sys.getsizeof(day) + sys.getsizeof(sids)
