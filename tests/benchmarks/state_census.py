@@ -27,13 +27,15 @@ from tests.benchmarks.engine_cost import batches, city_engine, records
 # Subjects first, so that ids and times are counted where they live; the indexes after.
 CONTAINERS = (
     "hazards", "patrols", "cases", "disputes", "accidents", "identity_day", "identities",
-    "buckets", "_closings", "_closing_days", "_due", "_open_dispute_at", "_open_hazard_cats",
-    "overdue", "evidence",
+    "buckets", "_closings", "_closing_days", "_closing_hours", "_due", "_open_dispute_at",
+    "_open_hazard_cats", "overdue", "evidence",
 )
 # Compiled (mypyc) objects have neither __dict__ nor __slots__: their fields by name.
 FIELDS = {
+    # (``opened`` and the like: the fields of versions before they were stored as floats.)
     "Subject": ("_opened", "_deadline", "_closed_at", "_reopened_at", "last", "flags",
-                "category", "community", "unit", "pending", "figures", "round", "major"),
+                "category", "community", "unit", "pending", "figures", "round", "major",
+                "opened", "deadline", "closed_at", "reopened_at"),
     "Buckets": ("slots", "hours", "days", "categories", "_spans", "_since", "_rolled"),
 }
 
@@ -58,9 +60,13 @@ def deep_size(obj: Any, seen: set[int]) -> int:
     else:
         for name in FIELDS.get(type(obj).__name__, ()):
             value = getattr(obj, name, None)
-            # Numbers of a compiled object are stored in it (its own size counts them);
-            # reading one makes a new object each time, whose id would be reused.
-            if not isinstance(value, int | float | NoneType):
+            # A compiled object stores ints and plain floats in itself (its own size
+            # counts them) and makes a new object at each read, whose id would be
+            # reused; a float that reads back as the same object twice is one it holds
+            # (``float | None``). Small ints, bools and None are shared singletons.
+            held = (value is getattr(obj, name, None) if isinstance(value, float)
+                    else not isinstance(value, int | NoneType))
+            if held:
                 size += deep_size(value, seen)
     return size
 
@@ -72,7 +78,9 @@ def census(states: dict[str, DistrictState]) -> tuple[Counter[str], Counter[str]
     count: Counter[str] = Counter()
     for st in states.values():
         for name in CONTAINERS:
-            value = getattr(st, name)
+            value = getattr(st, name, None)  # None: not in this version of the state
+            if value is None:
+                continue
             size[name] += deep_size(value, seen)
             if isinstance(value, dict):
                 count[name] += len(value)
