@@ -243,7 +243,13 @@ def _observe(
         for s in prom.query("district:watchfloor_matured_cohort_hazards_found:max")
     }
     print(f"\nsurge z {sorted(z.items())}\nmatured 整改率 {sorted(matured.items())}")
-    assert max(z.values()) < 3 and min(matured.values()) > 0.8 and min(found.values()) >= 50
+    # A quiet city is still a Poisson one: the surge alert's z > 3 is a 1-in-740 day per
+    # district, and the simulated day moves with the wall clock, so one of ten districts is
+    # over 3 in about 1 run in 75 (seen once in CI: 3.05). That is the alert's chosen rate of
+    # false alarms, not a fault; the test judges the figures against 4 (about 1 run in
+    # 3,000). A baseline or window off by a factor (hours for days, the last 24 h counted
+    # twice) moves z by far more.
+    assert max(z.values()) < 4 and min(matured.values()) > 0.8 and min(found.values()) >= 50
     assert not prom.query("district:watchfloor_overdue_major_hazards:max > 0")
     assert not prom.query("district:watchfloor_disputes_open_over_30d:max > 0")
 
