@@ -37,6 +37,7 @@ FIELDS = {
                 "category", "community", "unit", "pending", "figures", "round", "major",
                 "opened", "deadline", "closed_at", "reopened_at"),
     "Buckets": ("slots", "hours", "days", "categories", "_spans", "_since", "_rolled"),
+    "DayCategories": ("keys", "counts"),
 }
 
 

@@ -17,6 +17,7 @@ from streams.windows import (
     SLOT_SECONDS,
     WINDOWS,
     Buckets,
+    DayCategories,
     rolling_bounds,
 )
 
@@ -89,6 +90,39 @@ def test_categories_by_day() -> None:
     day = datetime(2026, 4, 12, tzinfo=TZ).timestamp()
     assert b.by_category(day, day + DAY_SECONDS) == {3: {"gas": 1, "fire": 1}}
     assert b.by_category(day, day + 2 * DAY_SECONDS) == {3: {"gas": 2, "fire": 1}}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_days_categories_count_what_a_dict_would(seed: int) -> None:
+    """Keys in any order (some above 256, the int objects a dict would keep), counts of
+    any size and sign (a day's direct loss in yuan): the day holds what a dict adding
+    them up holds, its keys sorted, and a snapshot's pairs give the same day back."""
+    rng = random.Random(seed)
+    keys = rng.sample(range(2000), rng.randint(1, 120))
+    day, model = DayCategories(), {}
+    for _ in range(rng.randint(1, 600)):
+        key = rng.choice(keys)
+        n = rng.choice((1, 1, 1, -1, rng.randint(10**11, 10**12) * 10**8))
+        day.add(key, n)
+        model[key] = model.get(key, 0) + n
+    assert dict(day.items()) == model and len(day) == len(model)
+    assert list(day.keys) == sorted(model)
+    pairs = list(model.items())
+    rng.shuffle(pairs)
+    assert list(DayCategories.of(pairs).items()) == sorted(model.items())
+
+
+def test_a_busy_days_categories_take_a_third_of_a_dicts_room() -> None:
+    """44 keys, the mean of a day of the benchmark's districts (about 100 records a
+    day): the day's arrays against the dict that held them before."""
+    keys = [code * 32 + measure for code in range(0, 44, 2) for measure in (0, 6)]
+    day, before = DayCategories(), {}
+    for i, key in enumerate(keys):
+        day.add(key, i + 1)
+        before[key] = before.get(key, 0) + i + 1
+    taken = sys.getsizeof(day) + sys.getsizeof(day.keys) + sys.getsizeof(day.counts)
+    held = sys.getsizeof(before) + sum(sys.getsizeof(k) for k in before if k > 256)
+    assert 3 * taken <= held, (taken, held)
 
 
 def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
