@@ -90,6 +90,19 @@ def census(states: dict[str, DistrictState]) -> tuple[Counter[str], Counter[str]
     return size, count
 
 
+def bucket_census(states: dict[str, DistrictState]) -> tuple[dict[str, int], Counter[str]]:
+    """Bytes and keys of each resolution of the buckets, summed over the districts."""
+    seen: set[int] = set()
+    size = dict.fromkeys(("slots", "hours", "days", "categories"), 0)
+    keys: Counter[str] = Counter()
+    for st in states.values():
+        for name in size:
+            held = getattr(st.buckets, name)
+            size[name] += deep_size(held, seen)
+            keys[name] += len(held)
+    return size, keys
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -120,6 +133,15 @@ def main() -> None:
     for name, n in size.most_common():
         print(f"  {name:18s} {n / 2**20:8.1f} MiB  {count[name]:>10,} entries")
     print(f"  {'state':18s} {sum(size.values()) / 2**20:8.1f} MiB")
+    # The buckets by resolution: days and their categories are kept for the whole
+    # retention (800 days), so their bytes per district-day set a long-running worker's size.
+    parts, keys = bucket_census(engine.states)
+    print("  buckets: " + ", ".join(
+        f"{name} {n / 2**20:.1f} MiB ({n / max(keys[name], 1):,.0f} B per key)"
+        for name, n in parts.items()))
+    per_day = (parts["days"] + parts["categories"]) / max(keys["days"], 1)
+    print(f"  a district-day of counts: {per_day:,.0f} B; 800 days at 1,000 districts: "
+          f"{per_day * 800 * 1000 / 2**30:.2f} GiB")
     kinds = {"m": "manifests", "b": "snapshot chunks", "j": "journals"}
     table: Counter[str] = Counter()
     for key, value in local.items():
