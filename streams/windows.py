@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -117,47 +115,72 @@ def zeros() -> list[int]:
 
 
 class DayCategories:
-    """One local day's counts by category key (``category_key``): the keys sorted in an
-    array, their counts in a list at the same positions.
+    """One local day's counts by category key (``category_key``).
 
     Kept for the whole retention (800 days): a dict per day took 2.3 KB at 44 keys (its
     table sized for 85, and a key above 256 an int object of its own), 1.9 GB for 1,000
-    busy districts. Sorted keys in an array of 32-bit ints and a list of counts take a
-    quarter of that. The counts stay Python ints: the direct loss of a day's accidents
-    has no bound an array could hold. Categories are a small fixed set (the schemas'
-    enums), so a day holds at most a few hundred keys and a bisection finds one.
+    busy districts. A recent day, which takes nearly every count, keeps its dict (the
+    fastest to count into); an older one is frozen (``Buckets`` freezes all but the
+    newest ``HOT_DAYS``): its keys become the characters of a string and its counts a
+    list at the same positions, about a quarter of the dict. A count for a frozen day (a
+    cohort closed days later) finds its key with ``str.find``, in C, without an object
+    per key compared. The counts stay Python ints: a day's direct loss in yuan has no
+    bound an array could hold. Keys are far below ``chr``'s limit: the categories are
+    the schemas' enums, a few dozen, each with 32 measures. Keys keep their first
+    count's order in both forms, so a live day and one rebuilt from its snapshot list
+    them alike.
     """
 
-    __slots__ = ("counts", "keys")
+    __slots__ = ("counts", "hot", "keys")
 
     def __init__(self) -> None:
-        self.keys: array[int] = array("I")
+        self.hot: dict[int, int] | None = {}
+        self.keys = ""
         self.counts: list[int] = []
 
     def add(self, ckey: int, n: int) -> None:
-        keys = self.keys
-        i = bisect_left(keys, ckey)
-        if i < len(keys) and keys[i] == ckey:
+        hot = self.hot
+        if hot is not None:
+            hot[ckey] = hot.get(ckey, 0) + n
+            return
+        ch = chr(ckey)
+        i = self.keys.find(ch)
+        if i >= 0:
             self.counts[i] += n
         else:
-            keys.insert(i, ckey)
-            self.counts.insert(i, n)
+            self.keys += ch
+            self.counts.append(n)
+
+    def freeze(self) -> None:
+        hot = self.hot
+        if hot is not None:
+            self.keys = "".join(map(chr, hot))
+            self.counts = list(hot.values())
+            self.hot = None
 
     def items(self) -> Iterator[tuple[int, int]]:
-        return zip(self.keys, self.counts, strict=True)
+        hot = self.hot
+        if hot is not None:
+            return iter(hot.items())
+        return zip(map(ord, self.keys), self.counts, strict=True)
 
     def __len__(self) -> int:
-        return len(self.counts)
+        hot = self.hot
+        return len(hot) if hot is not None else len(self.counts)
 
     @classmethod
-    def of(cls, pairs: Iterable[tuple[int, int]]) -> DayCategories:
-        """A day from (key, count) pairs in any order (a repeated key: the last stands)."""
-        merged = dict(pairs)
+    def of(cls, pairs: Iterable[tuple[int, int]], frozen: bool) -> DayCategories:
+        """A day from (key, count) pairs (a repeated key: the last stands)."""
         day = cls()
-        order = sorted(merged)
-        day.keys = array("I", order)
-        day.counts = [merged[k] for k in order]
+        day.hot = dict(pairs)
+        if frozen:
+            day.freeze()
         return day
+
+
+# Days whose categories stay dicts: today's, yesterday's (late counts within the 24 h
+# grace, a district's local day against UTC), and one for a late count further back.
+HOT_DAYS = 3
 
 
 # Every UTC offset in use is a whole number of quarter hours, so a UTC-aligned quarter
@@ -194,6 +217,7 @@ class Buckets:
         "_day_next",
         "_dropped",
         "_first_day",
+        "_hot_days",
         "_hour_next",
         "_rolled",
         "_since",
@@ -215,6 +239,8 @@ class Buckets:
         self.days: dict[int, list[int]] = {}
         # (day ordinal) -> counts by category_key(measure, category)
         self.categories: dict[int, DayCategories] = {}
+        # The days whose categories are still dicts (DayCategories), at most HOT_DAYS.
+        self._hot_days: list[int] = []
         self.slot_cut = float("-inf")
         self.hour_cut = float("-inf")
         self.day_cut = float("-inf")
@@ -286,7 +312,7 @@ class Buckets:
             if category is not None:
                 cats = self.categories.get(day)
                 if cats is None:
-                    cats = self.categories[day] = DayCategories()
+                    cats = self._new_day(day)
                 cats.add(category_key(measure, category), n)
 
     def add_category(self, measure: int, ts: float, category: str, n: int = 1) -> None:
@@ -295,8 +321,20 @@ class Buckets:
             day = local_day(ts, self.tz)
             cats = self.categories.get(day)
             if cats is None:
-                cats = self.categories[day] = DayCategories()
+                cats = self._new_day(day)
             cats.add(category_key(measure, category), n)
+
+    def _new_day(self, day: int) -> DayCategories:
+        """A day's categories, created hot; the oldest hot day beyond HOT_DAYS freezes."""
+        cats = self.categories[day] = DayCategories()
+        hot = self._hot_days
+        hot.append(day)
+        if len(hot) > HOT_DAYS:
+            hot.sort()
+            older = self.categories.get(hot.pop(0))
+            if older is not None:
+                older.freeze()
+        return cats
 
     def expire(self, watermark: float, retention_days: int) -> None:
         """Drop what is older than each resolution keeps; ``watermark`` is event time."""
@@ -551,8 +589,13 @@ class Buckets:
         b.slots = {int(k): v if len(v) == width else _widen(v) for k, v in snap["s"]}
         b.hours = {int(k): v if len(v) == width else _widen(v) for k, v in snap["h"]}
         b.days = {int(k): v if len(v) == width else _widen(v) for k, v in snap["d"]}
+        days = sorted(int(k) for k, _ in snap["c"])
+        b._hot_days = days[-HOT_DAYS:]
+        hot = set(b._hot_days)
         b.categories = {
-            int(k): DayCategories.of((category_key(m, cat), n) for m, cat, n in v)
+            int(k): DayCategories.of(
+                ((category_key(m, cat), n) for m, cat, n in v), frozen=int(k) not in hot
+            )
             for k, v in snap["c"]
         }
         cuts = [float("-inf") if c is None else float(c) for c in snap["cut"]]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from streams.windows import (
     DAY_SECONDS,
+    HOT_DAYS,
     HOUR_SECONDS,
     SLOT_SECONDS,
     WINDOWS,
@@ -95,34 +96,86 @@ def test_categories_by_day() -> None:
 @pytest.mark.parametrize("seed", range(10))
 def test_a_days_categories_count_what_a_dict_would(seed: int) -> None:
     """Keys in any order (some above 256, the int objects a dict would keep), counts of
-    any size and sign (a day's direct loss in yuan): the day holds what a dict adding
-    them up holds, its keys sorted, and a snapshot's pairs give the same day back."""
+    any size and sign (a day's direct loss in yuan), the day frozen at a random count:
+    it holds what a dict adding them up holds, in the same order, and a snapshot's
+    pairs give the same day back, hot or frozen."""
     rng = random.Random(seed)
     keys = rng.sample(range(2000), rng.randint(1, 120))
     day, model = DayCategories(), {}
-    for _ in range(rng.randint(1, 600)):
+    adds = rng.randint(1, 600)
+    freeze_at = rng.randint(0, adds)
+    for i in range(adds):
+        if i == freeze_at:
+            day.freeze()
+            assert day.hot is None and list(day.items()) == list(model.items())
         key = rng.choice(keys)
         n = rng.choice((1, 1, 1, -1, rng.randint(10**11, 10**12) * 10**8))
         day.add(key, n)
         model[key] = model.get(key, 0) + n
-    assert dict(day.items()) == model and len(day) == len(model)
-    assert list(day.keys) == sorted(model)
-    pairs = list(model.items())
-    rng.shuffle(pairs)
-    assert list(DayCategories.of(pairs).items()) == sorted(model.items())
+    assert list(day.items()) == list(model.items()) and len(day) == len(model)
+    for frozen in (False, True):
+        again = DayCategories.of(list(model.items()), frozen=frozen)
+        assert (again.hot is None) == frozen and list(again.items()) == list(model.items())
 
 
-def test_a_busy_days_categories_take_a_third_of_a_dicts_room() -> None:
+def test_a_frozen_busy_day_takes_a_third_of_a_dicts_room() -> None:
     """44 keys, the mean of a day of the benchmark's districts (about 100 records a
-    day): the day's arrays against the dict that held them before."""
+    day): the frozen day's string and list against the dict it was."""
     keys = [code * 32 + measure for code in range(0, 44, 2) for measure in (0, 6)]
-    day, before = DayCategories(), {}
+    day = DayCategories()
     for i, key in enumerate(keys):
         day.add(key, i + 1)
-        before[key] = before.get(key, 0) + i + 1
+    assert day.hot is not None
+    held = sys.getsizeof(day.hot) + sum(sys.getsizeof(k) for k in day.hot if k > 256)
+    day.freeze()
     taken = sys.getsizeof(day) + sys.getsizeof(day.keys) + sys.getsizeof(day.counts)
-    held = sys.getsizeof(before) + sum(sys.getsizeof(k) for k in before if k > 256)
     assert 3 * taken <= held, (taken, held)
+
+
+def test_only_the_newest_days_categories_stay_hot_live_and_rebuilt() -> None:
+    """Counts over 40 days, some late by days: at most HOT_DAYS days keep a dict, the
+    newest ones, and the breakdown by category is the one counted by hand, live, after
+    a snapshot, and after more counts into frozen days."""
+    rng = random.Random(3)
+    b, want = Buckets(TZ), {}
+    first = datetime(2026, 5, 1, 12, tzinfo=TZ).timestamp()
+    cats = ["theft", "fraud", "fight", "gas", "fire"]
+
+    def count(ts: float) -> None:
+        cat = rng.choice(cats)
+        b.add(0, ts, cat)
+        day = datetime.fromtimestamp(ts, TZ).date()
+        want[day, cat] = want.get((day, cat), 0) + 1
+
+    for day in range(40):
+        for _ in range(rng.randint(1, 30)):
+            count(first + day * DAY_SECONDS + rng.uniform(-4, 4) * HOUR_SECONDS)
+        if rng.random() < 0.3:
+            count(first + rng.randint(0, day) * DAY_SECONDS)  # late, days back
+    hot = sorted(d for d, c in b.categories.items() if c.hot is not None)
+    assert len(hot) <= HOT_DAYS and hot == sorted(b.categories)[-len(hot) :]
+
+    def by_hand(lo_day: date, days: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (d, cat), n in want.items():
+            if 0 <= (d - lo_day).days < days:
+                out[cat] = out.get(cat, 0) + n
+        return out
+
+    lo = datetime(2026, 5, 3, tzinfo=TZ)
+    rebuilt = Buckets.from_snapshot(TZ, b.to_snapshot())
+    assert rebuilt.to_snapshot() == b.to_snapshot()
+    assert [d for d, c in sorted(rebuilt.categories.items()) if c.hot is not None] == sorted(
+        rebuilt.categories
+    )[-HOT_DAYS:]
+    for state in (b, rebuilt):
+        got = state.by_category(lo.timestamp(), lo.timestamp() + 30 * DAY_SECONDS)
+        assert got[0] == by_hand(lo.date(), 30)
+    b = rebuilt
+    for _ in range(50):  # into frozen days
+        count(first + rng.randint(0, 30) * DAY_SECONDS)
+    got = b.by_category(lo.timestamp(), lo.timestamp() + 30 * DAY_SECONDS)
+    assert got[0] == by_hand(lo.date(), 30)
 
 
 def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
