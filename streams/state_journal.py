@@ -376,8 +376,13 @@ class StateStore:
         if self.local is not None:
             for seq in covered:
                 self.local.pop(journal_key(d, seq).encode(), None)
-            for i in range(prog.chunks[1 - parity]):
-                self.local.pop(chunk_key(d, 1 - parity, i).encode(), None)
+            self._forget_local_chunks(d, 1 - parity, prog.chunks[1 - parity])
+
+    def _forget_local_chunks(self, d: str, parity: int, n: int) -> None:
+        """Drop the snapshot before the latest from the local copy only (see __init__)."""
+        if self.local is not None:
+            for i in range(n):
+                self.local.pop(chunk_key(d, parity, i).encode(), None)
 
     def checkpoint(self, states: dict[str, DistrictState]) -> int:
         """Snapshot every district with journals since its last snapshot; return how many.
@@ -442,9 +447,7 @@ class StateStore:
             # Snapshots written before compression have no "z" and are read as they are.
             raw_snapshot = zlib.decompress(blob) if manifest.get("z") else blob
             st = DistrictState.from_snapshot(orjson.loads(raw_snapshot), self.tz, self.limits)
-            if self.local is not None:  # the snapshot before: see __init__
-                for i in range(chunk_counts[1 - parity]):
-                    self.local.pop(chunk_key(d, 1 - parity, i).encode(), None)
+            self._forget_local_chunks(d, 1 - parity, chunk_counts[1 - parity])
         else:
             st = DistrictState(d, self.tz, self.limits)
         journals: list[dict[str, Any]] = []
