@@ -1,4 +1,4 @@
-"""Build hook: compiles the counting path (``streams/native.py``) with mypyc.
+"""Build hook: compiles the counting path (``streams/native.py``) with mypyc, and its C tables.
 
 Everything else about the package is in pyproject.toml. Without a C compiler or
 Python's headers, or with ``WATCHFLOOR_PURE_PYTHON=1`` at install, the counting path
@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 ROOT = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("_watchfloor_native", ROOT / "streams" / "native.py")
@@ -35,7 +35,7 @@ def missing_toolchain() -> str | None:
 
 
 def remove_build() -> None:
-    for name in native.MODULES:
+    for name in (*native.MODULES, *native.C_SOURCES):
         for built in (ROOT / "streams").glob(f"{name}.*.so"):
             built.unlink()
     for shared in ROOT.glob("*__mypyc.*.so"):  # the code the compiled modules share
@@ -54,5 +54,9 @@ else:
 
     native.MANIFEST.write_text(json.dumps(native.manifest(), indent=1) + "\n", encoding="utf-8")
     ext_modules = mypycify([f"streams/{name}.py" for name in native.MODULES], opt_level="3")
+    ext_modules += [
+        Extension(f"streams.{name}", [f"streams/{name}.c"], extra_compile_args=["-O2"])
+        for name in native.C_SOURCES
+    ]
 
 setup(ext_modules=ext_modules)

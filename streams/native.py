@@ -35,6 +35,10 @@ MODULES: tuple[str, ...] = (
     "state_journal",
     "signals",
 )
+# Written in C, not compiled from Python: the flat tables Python has no layout for
+# (``streams/identities.py``). Each falls back to its Python twin when not built or
+# when the hot path runs from source.
+C_SOURCES: tuple[str, ...] = ("_identities",)
 MANIFEST = PACKAGE / "native.json"
 
 
@@ -46,7 +50,11 @@ def manifest(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> dict[
     """What ``setup.py`` records when it compiles: each module's source hash. (This module
     imports nothing outside the standard library: ``setup.py`` loads it before any
     dependency is installed.)"""
-    return {name: source_hash(package / f"{name}.py") for name in modules}
+    out = {name: source_hash(package / f"{name}.py") for name in modules}
+    for name in C_SOURCES:
+        if (package / f"{name}.c").exists():
+            out[f"{name}.c"] = source_hash(package / f"{name}.c")
+    return out
 
 
 def stale(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> list[str]:
@@ -60,7 +68,7 @@ def stale(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> list[str
     except (OSError, ValueError):
         return list(modules)
     now = manifest(package, modules)
-    return [name for name in modules if recorded.get(name) != now[name]]
+    return [name for name in now if recorded.get(name) != now[name]]
 
 
 def compiled() -> list[str]:
@@ -88,6 +96,11 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source)
 
 
+def running_source() -> bool:
+    """Whether the hot modules run from their source in this process (``use_source``)."""
+    return any(isinstance(f, _SourceFinder) for f in sys.meta_path)
+
+
 def use_source() -> None:
     """Run the hot modules from their source (tests of the pure path, debugging); to be
     called before any of them is imported."""
@@ -105,13 +118,17 @@ def check() -> None:
     changed = stale()
     if changed:
         warnings.warn(
-            f"streams/{changed[0]}.py (and {len(changed) - 1} more) changed after it was "
+            f"streams/{_file(changed[0])} (and {len(changed) - 1} more) changed after it was "
             "compiled: running the hot path from source, slower. `make install` compiles "
             "it again.",
             RuntimeWarning,
             stacklevel=2,
         )
         use_source()
+
+
+def _file(name: str) -> str:
+    return name if name.endswith(".c") else f"{name}.py"
 
 
 def _extension(package: Path, name: str) -> Path | None:

@@ -17,9 +17,11 @@ FRAMEWORKS = ("faust", "mode", "aiokafka", "kafka", "prometheus_client", "aiohtt
 
 
 def modules() -> dict[str, Path]:
-    """Every module of the package by dotted name (``streams.state``, ``streams.simulator.x``)."""
+    """Every module of the package by dotted name (``streams.state``, ``streams.simulator.x``);
+    a module written in C by its stub (its imports are what its types need)."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    stubs = [p for p in PACKAGE.rglob("*.pyi") if not p.with_suffix(".py").exists()]
+    for path in sorted([*PACKAGE.rglob("*.py"), *stubs]):
         parts = path.relative_to(ROOT).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]

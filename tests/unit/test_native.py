@@ -35,7 +35,10 @@ def test_the_counting_path_runs_as_the_install_built_it() -> None:
 def test_the_makefile_compiles_again_when_a_compiled_source_changes() -> None:
     makefile = (Path(native.__file__).parent.parent / "Makefile").read_text()
     listed = makefile.split("NATIVE_SOURCES :=", 1)[1].split("\n\n", 1)[0]
-    assert listed.replace("\\", " ").split() == [f"streams/{m}.py" for m in native.MODULES]
+    assert listed.replace("\\", " ").split() == [
+        *(f"streams/{m}.py" for m in native.MODULES),
+        *(f"streams/{c}.c" for c in native.C_SOURCES),
+    ]
 
 
 def package(tmp_path: Path, built: list[str]) -> Path:
@@ -56,6 +59,16 @@ def test_a_build_is_fresh_while_its_sources_are_the_ones_recorded(tmp_path: Path
     assert native.stale(pkg, ("alpha", "beta")) == []
     (pkg / "beta.py").write_text("X = 'changed'\n")
     assert native.stale(pkg, ("alpha", "beta")) == ["beta"]
+
+
+def test_a_table_written_in_c_is_stale_once_its_source_changes(tmp_path: Path) -> None:
+    pkg = package(tmp_path, ["alpha", "beta"])
+    for name in native.C_SOURCES:
+        (pkg / f"{name}.c").write_text("/* built */\n")
+    (pkg / native.MANIFEST.name).write_text(json.dumps(native.manifest(pkg, ("alpha", "beta"))))
+    assert native.stale(pkg, ("alpha", "beta")) == []
+    (pkg / f"{native.C_SOURCES[0]}.c").write_text("/* changed */\n")
+    assert native.stale(pkg, ("alpha", "beta")) == [f"{native.C_SOURCES[0]}.c"]
 
 
 @pytest.mark.parametrize("record", [None, "{not json", '{"alpha": "0"}'])
