@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ EXPIRY_EVERY = 6 * HOUR_SECONDS  # buckets: five-minute slots are kept only 26 h
 MEMORY_SWEEP_EVERY = DAY_SECONDS
 OPEN_SWEEP_EVERY = 7 * DAY_SECONDS
 _NEVER = float("-inf")
+_NO_SUBJECTS: dict[str, Subject] = {}  # the patrols' place among the groups: see .patrols
 _NO_DAY = -(1 << 62)  # before any day: with no watermark yet, every identity kept counts
 
 
@@ -243,6 +245,7 @@ _GROUP_STREAM: tuple[int, ...] = (
     int(Stream.PATROLS) - 1,
     int(Stream.INCIDENTS) - 1,
 )
+_PATROL_STREAM = int(Stream.PATROLS) - 1
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,10 @@ class DistrictState:
         self.cases: dict[str, Subject] = {}
         self.disputes: dict[str, Subject] = {}
         self.hazards: dict[str, Subject] = {}
-        self.patrols: dict[str, Subject] = {}
+        # A patrol run is one step (completed) whose only memory is for de-duplication:
+        # its subject's 64-bit key and the hour it ran, in the table the identities use
+        # (12 bytes, where a Subject, its id and its dict slot took about 240).
+        self.patrols: Memory = IdentityMemory()
         self.accidents: dict[str, Subject] = {}
         # Per stream, the identities of the events applied, each with the UTC day of its
         # event time (for the horizon and for expiry): a flat table where one is built
@@ -320,7 +326,7 @@ class DistrictState:
         # The days of each group's closings as a heap: a sweep pops the days its
         # horizon has passed instead of scanning the two months of days kept.
         self._closing_days: tuple[list[int], ...] = ([], [], [], [], [])
-        self._groups = (self.cases, self.disputes, self.hazards, self.patrols, self.accidents)
+        self._groups = (self.cases, self.disputes, self.hazards, _NO_SUBJECTS, self.accidents)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
         self._due: list[tuple[float, int, str]] = []
@@ -547,12 +553,12 @@ class DistrictState:
     # patrols --------------------------------------------------------------------------
 
     def _patrol_completed(self, ev: Event, late: bool) -> Outcome:
-        if ev.subject in self.patrols:
+        key = subject_key(ev.subject)
+        if self.patrols.seen(key, _NO_DAY):
             return Outcome.DUPLICATE
         if late:
             return Outcome.TOO_LATE
-        s = self.patrols[ev.subject] = Subject(CLOSED, ev.ts, ev.ts)
-        self._closed_now(PATROLS, ev.subject, s)
+        self.patrols.add(key, int(ev.ts // HOUR_SECONDS))
         end = ev.ended if ev.ended is not None else ev.ts
         if self.last_patrol_end is None or end > self.last_patrol_end:
             self.last_patrol_end = end
@@ -786,6 +792,9 @@ class DistrictState:
         w = self._memory_watermark(stream)
         lim = self.limits
         self.identities[stream].expire(int((w - lim.dedup_horizon) // DAY_SECONDS))
+        if stream == _PATROL_STREAM:
+            # Forgotten, as a closed lifecycle is: a run in an hour before this one.
+            self.patrols.expire(int((w - lim.dedup_horizon) // HOUR_SECONDS))
         dropped_open = False
         for group, subjects in enumerate(self._groups):
             if _GROUP_STREAM[group] != stream:
@@ -952,8 +961,12 @@ class DistrictState:
         """Overdue hazards per category, in category order (kept as the set changes)."""
         return dict(sorted(self._overdue_cats.items()))
 
+    def remembers_patrol(self, subject: str) -> bool:
+        """Whether a completed run of this subject is still remembered (a repeat is a duplicate)."""
+        return self.patrols.seen(subject_key(subject), _NO_DAY)
+
     def subject_count(self) -> int:
-        return sum(len(group) for group in self._groups)
+        return sum(len(group) for group in self._groups) + len(self.patrols)
 
     # -- snapshots ----------------------------------------------------------------------
 
@@ -970,7 +983,8 @@ class DistrictState:
             "cases": [s.to_row(k) for k, s in self.cases.items()],
             "disputes": [s.to_row(k) for k, s in self.disputes.items()],
             "hazards": [s.to_row(k) for k, s in self.hazards.items()],
-            "patrols": [s.to_row(k) for k, s in self.patrols.items()],
+            "patrols": [],  # subject rows, before patrol runs were kept as keys by hour
+            "patrol_hours": self.patrols.by_day(),
             "accidents": [s.to_row(k) for k, s in self.accidents.items()],
             "ids": [memory.by_day() for memory in self.identities],
             "late": self.late_total,
@@ -999,7 +1013,7 @@ class DistrictState:
         st.cases = _subjects(snap["cases"])
         st.disputes = _subjects(snap["disputes"])
         st.hazards = _subjects(snap["hazards"])
-        st.patrols = _subjects(snap["patrols"])
+        st.patrols = _patrols(snap)
         st.accidents = _subjects(snap.get("accidents", ()))
         st.late_total = snap["late"]
         st.duplicate_total = snap["dup"]
@@ -1009,9 +1023,25 @@ class DistrictState:
             st.next_expiry = [_infinite(t) for t in snap["next_expiry"]]
             st.next_open_sweep = [_infinite(t) for t in snap["next_open_sweep"]]
             st.next_bucket_expiry = _infinite(snap["next_bucket_expiry"])
-        st._groups = (st.cases, st.disputes, st.hazards, st.patrols, st.accidents)
+        st._groups = (st.cases, st.disputes, st.hazards, _NO_SUBJECTS, st.accidents)
         st._rebuild_derived()
         return st
+
+
+def subject_key(subject: str) -> int:
+    """A stable 64-bit key for a subject (1 .. 2**64 - 1), as identities are keyed."""
+    digest = hashlib.blake2b(subject.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def _patrols(snap: dict[str, Any]) -> Memory:
+    hours = snap.get("patrol_hours")
+    if hours is not None:
+        return _identities(hours)
+    memory = IdentityMemory()
+    for row in snap["patrols"]:  # subject rows: [sid, flags, opened, last, ...]
+        memory.add(subject_key(row[0]), int(row[3] // HOUR_SECONDS))
+    return memory
 
 
 def _identities(per_day: Iterable[list[Any]]) -> Memory:

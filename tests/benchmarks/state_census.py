@@ -87,6 +87,8 @@ def census(states: dict[str, DistrictState]) -> tuple[Counter[str], Counter[str]
                 count[name] += len(value)
             elif name in ("identity_day", "identities", "_closings"):
                 count[name] += sum(len(part) for part in value)
+            elif hasattr(value, "by_day"):  # a table of keys (streams/identities.py)
+                count[name] += len(value)
     return size, count
 
 

@@ -173,8 +173,8 @@ def figures(states: dict[str, DistrictState]) -> dict[str, Any]:
             "last_patrol": st.last_patrol_end,
             "watermarks": (st.watermark, list(st.stream_watermarks)),
             # Not shown to a reader, but what a later step finds or starts anew.
-            "remembered": [sorted(g) for g in (st.cases, st.disputes, st.hazards, st.patrols,
-                                                st.accidents)],
+            "remembered": [sorted(g) for g in (st.cases, st.disputes, st.hazards, st.accidents)],
+            "patrol_runs": st.patrols.by_day(),
         }
     return out
 

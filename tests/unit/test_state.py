@@ -217,13 +217,49 @@ def test_buckets_expire_but_days_keep_history(st: DistrictState) -> None:
     assert count(st, Measure.CASES_FILED, T0 - D, T0 + 61 * D) == 2
 
 
+def test_a_patrol_run_is_forgotten_by_the_hour_and_then_counts_again() -> None:
+    # T0 is 09:00 local; the horizon is 7 days of the patrol stream's own time.
+    st = DistrictState("jinshui", TZ, Limits(dedup_horizon=7 * D))
+    st.apply(ev(Kind.PATROL_COMPLETED, "p1", T0 + 10 * 60))  # 09:10
+    st.apply(ev(Kind.PATROL_COMPLETED, "p2", T0 + H + 50 * 60))  # 10:50
+    assert st.apply(ev(Kind.PATROL_COMPLETED, "p1", T0 + 20 * 60)) is Outcome.DUPLICATE
+    # Seven days and one hour on: the 09:00 hour has passed the horizon, the 10:00 not.
+    st.apply(ev(Kind.PATROL_COMPLETED, "p3", T0 + 7 * D + H + 5 * 60))
+    st._expire_stream(2)  # the sweep runs every few hours of stream time; here, now
+    assert not st.remembers_patrol("p1") and st.remembers_patrol("p2")
+    rebuilt = DistrictState.from_snapshot(st.to_snapshot(), TZ, Limits(dedup_horizon=7 * D))
+    assert [x.remembers_patrol(p) for x in (st, rebuilt) for p in ("p1", "p2", "p3")] == [
+        False, True, True, False, True, True
+    ]
+    # Forgotten, a repeat of p1 is new (and on time: the grace is a day of the stream);
+    # p2 is still a duplicate.
+    for x in (st, rebuilt):
+        assert x.apply(ev(Kind.PATROL_COMPLETED, "p2", T0 + 7 * D + H)) is Outcome.DUPLICATE
+        assert x.apply(ev(Kind.PATROL_COMPLETED, "p1", T0 + 7 * D + H)) is Outcome.COUNTED
+        assert x.totals[Measure.PATROLS_COMPLETED] == 4
+
+
+def test_patrol_runs_of_a_snapshot_of_subject_rows_are_remembered() -> None:
+    st = DistrictState("jinshui", TZ, Limits(dedup_horizon=7 * D))
+    st.apply(ev(Kind.PATROL_COMPLETED, "p1", T0))
+    snap = st.to_snapshot()
+    # As snapshots of before patrol runs were kept by key: subject rows
+    # [sid, flags, opened, last, ...] and no hours.
+    del snap["patrol_hours"]
+    snap["patrols"] = [["p1", 2, T0, T0, None, None, False, 0, None, None, None, None, None, None]]
+    old = DistrictState.from_snapshot(snap, TZ, Limits(dedup_horizon=7 * D))
+    assert old.remembers_patrol("p1") and not old.remembers_patrol("p2")
+    assert old.to_snapshot()["patrol_hours"] == st.to_snapshot()["patrol_hours"]
+    assert old.apply(ev(Kind.PATROL_COMPLETED, "p1", T0 + 60)) is Outcome.DUPLICATE
+
+
 def test_closed_subjects_expire_after_the_horizon() -> None:
     st = DistrictState("jinshui", TZ, Limits(dedup_horizon=7 * D))
     st.apply(ev(Kind.PATROL_COMPLETED, "p1", T0))
     st.apply(ev(Kind.PATROL_COMPLETED, "p2", T0 + 6 * D))
-    assert "p1" in st.patrols
+    assert st.remembers_patrol("p1")
     st.apply(ev(Kind.PATROL_COMPLETED, "p3", T0 + 8 * D))
-    assert "p1" not in st.patrols and "p2" in st.patrols
+    assert not st.remembers_patrol("p1") and st.remembers_patrol("p2")
     # Open hazards are kept however old they are (within retention).
     st.apply(found("h1", T0 + 8 * D, deadline=T0 + 9 * D))
     st.apply(ev(Kind.PATROL_COMPLETED, "p4", T0 + 40 * D))
