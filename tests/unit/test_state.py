@@ -9,7 +9,7 @@ import pytest
 
 from streams.events import Event, Kind
 from streams.state import DistrictState, Limits, Outcome
-from streams.windows import Measure
+from streams.windows import HOUR_FREEZE_SECONDS, Measure
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 4, 12, 9, 0, tzinfo=TZ).timestamp()  # a fixed epoch
@@ -251,6 +251,27 @@ def test_patrol_runs_of_a_snapshot_of_subject_rows_are_remembered() -> None:
     assert old.remembers_patrol("p1") and not old.remembers_patrol("p2")
     assert old.to_snapshot()["patrol_hours"] == st.to_snapshot()["patrol_hours"]
     assert old.apply(ev(Kind.PATROL_COMPLETED, "p1", T0 + 60)) is Outcome.DUPLICATE
+
+
+def test_buckets_freeze_behind_the_slowest_stream_not_the_district_watermark() -> None:
+    # Incidents read days ahead of patrols, as a catch-up interleaves topics by batch:
+    # hours the patrols still count into stay unfrozen (written in place, not copied).
+    st = DistrictState("jinshui", TZ)
+    st.apply(ev(Kind.PATROL_COMPLETED, "p-first", T0))
+    st.apply(ev(Kind.CASE_FILED, "c1", T0 + 10 * D, category="theft"))
+    for i in range(48):
+        st.apply(ev(Kind.PATROL_COMPLETED, f"p{i}", T0 + i * H))
+        st.apply(ev(Kind.CASE_FILED, f"c{i + 2}", T0 + 10 * D + (i + 1) * 7 * H,
+                    category="theft"))
+    patrols_at = T0 + 47 * H
+    assert st.buckets._hours_frozen * H <= patrols_at - HOUR_FREEZE_SECONDS
+    assert st.buckets._hours_frozen * H > patrols_at - HOUR_FREEZE_SECONDS - 7 * H
+    rebuilt = DistrictState.from_snapshot(st.to_snapshot(), TZ)
+    assert rebuilt.buckets.hours == st.buckets.hours
+    # Rebuilt, nothing is frozen until its first records: the restart does not pay for it.
+    assert rebuilt.buckets._hours_frozen < min(rebuilt.buckets.hours)
+    rebuilt.apply(ev(Kind.PATROL_COMPLETED, "p-next", patrols_at + H))
+    assert rebuilt.buckets._hours_frozen == int((patrols_at + H - HOUR_FREEZE_SECONDS) // H)
 
 
 def test_closed_subjects_expire_after_the_horizon() -> None:

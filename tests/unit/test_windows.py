@@ -7,6 +7,7 @@ import sys
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from streams.windows import (
     DAY_SECONDS,
     HOT_DAYS,
+    HOUR_FREEZE_SECONDS,
     HOUR_SECONDS,
     SLOT_SECONDS,
     WINDOWS,
@@ -342,3 +344,70 @@ def test_rolling_many_counts_between_reads() -> None:
     got = b.rolling(NOW)
     assert got == Buckets.from_snapshot(TZ, b.to_snapshot()).rolling(NOW)
     assert got["1h"][1] - first["1h"][1] == 2000
+
+
+def test_old_hours_share_vectors_and_a_late_count_reaches_only_its_own() -> None:
+    """Two districts with the same history share their old vectors; late counts into one,
+    before and after a snapshot, leave the other as counted by hand."""
+    rng = random.Random(11)
+    start = NOW - 20 * DAY_SECONDS
+    history = [start + rng.random() * 20 * DAY_SECONDS for _ in range(3000)]
+    a, b = Buckets(TZ), Buckets(TZ)
+    hand: list[dict[int, int]] = [{}, {}]  # per district, hour key -> count of measure 0
+    for ts in sorted(history):
+        for i, x in enumerate((a, b)):
+            x.add(0, ts, "x")
+            hand[i][int(ts // HOUR_SECONDS)] = hand[i].get(int(ts // HOUR_SECONDS), 0) + 1
+        for x in (a, b):
+            x.expire(ts, 800)
+            x.freeze(ts)
+    frozen = [k for k in a.hours if k < int((NOW - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)]
+    # The old hours of both districts hold a handful of distinct vectors, shared.
+    ids = {id(a.hours[k]) for k in frozen} | {id(b.hours[k]) for k in frozen}
+    assert len(frozen) > 300 and len(ids) < 20
+    assert all(a.hours[k] is b.hours[k] for k in frozen)
+    # Late counts into a's frozen hours, live and after a rebuild.
+    # Through bytes, as a worker rebuilds (an in-memory snapshot holds the days' lists).
+    snap = orjson.loads(orjson.dumps(a.to_snapshot()))
+    rebuilt = Buckets.from_snapshot(TZ, snap)
+    rebuilt.freeze(max(history))  # as a restarted worker's first records do
+    late = rng.sample(frozen, 50)
+    for x in (a, rebuilt):
+        for k in late:
+            x.add(0, k * HOUR_SECONDS + 1, "x", 5)
+    for k in frozen:
+        assert b.hours[k][0] == hand[1][k]
+        assert a.hours[k][0] == rebuilt.hours[k][0] >= hand[0][k]
+    assert sum(a.hours[k][0] - hand[0][k] for k in frozen) == 250
+    # The next freeze shares the copies the late counts made again.
+    for x in (a, rebuilt):
+        x.freeze(max(history))
+    assert all(a.hours[k] is rebuilt.hours[k] for k in late)
+    wide = (start - DAY_SECONDS, NOW + DAY_SECONDS)
+    assert a.total(*wide) == rebuilt.total(*wide)
+    assert a.total(*wide)[0] == 3250 and b.total(*wide)[0] == 3000
+
+
+def test_a_snapshot_in_memory_is_copied_not_shared_with_the_buckets_it_came_from() -> None:
+    b, _ = filled(5, n=500)
+    b.freeze(NOW)
+    snap = b.to_snapshot()
+    again = Buckets.from_snapshot(TZ, snap)
+    again.freeze(NOW)
+    newest = max(b.hours)
+    before = list(b.hours[newest])
+    again.add(2, newest * HOUR_SECONDS, "x", 7)  # not frozen in either: written in place
+    assert b.hours[newest] == before and again.hours[newest][2] == before[2] + 7
+    b.add(3, newest * HOUR_SECONDS, "x", 1)
+    assert again.hours[newest][3] == before[3]
+
+
+def test_the_shared_vectors_never_exceed_their_limit() -> None:
+    from streams import windows
+
+    for i in range(windows.SHARED_LIMIT + 100):
+        b = Buckets(TZ)
+        b.add(0, NOW, "x", i + 1)
+        b.freeze(NOW + 2 * DAY_SECONDS)  # frozen; an hour's vector of its own
+        assert b.hours[int(NOW // HOUR_SECONDS)][0] == i + 1
+        assert len(windows._SHARED) <= windows.SHARED_LIMIT
