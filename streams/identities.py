@@ -12,19 +12,9 @@ same contract in Python: the fallback without a compiler, the hot path's source 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import cast
 
 from . import native
-
-
-class Memory(Protocol):
-    def add(self, identity: int, day: int) -> None: ...
-    def add_day(self, day: int, identities: Iterable[int]) -> None: ...
-    def seen(self, identity: int, first_day: int) -> bool: ...
-    def day_of(self, identity: int) -> int | None: ...
-    def expire(self, first_day: int) -> int: ...
-    def by_day(self) -> list[list[object]]: ...
-    def __len__(self) -> int: ...
 
 
 class PyIdentityMemory:
@@ -78,6 +68,10 @@ class PyIdentityMemory:
         return len(self._days)
 
 
+# The contract both tables keep (the C one's types: streams/_identities.pyi).
+Memory = PyIdentityMemory
+
+
 def _table() -> type[Memory] | None:
     """The C table, unless it is not built or the hot path runs from its source."""
     if native.running_source():
@@ -86,7 +80,7 @@ def _table() -> type[Memory] | None:
         from streams._identities import IdentityMemory as table
     except ImportError:
         return None
-    return table
+    return cast("type[Memory]", table)  # the same methods, checked by the tests
 
 
 IdentityMemory: type[Memory] = _table() or PyIdentityMemory
