@@ -94,8 +94,13 @@ def event_identity(source: str, id: str) -> int:
 
     Stable across processes (Python's ``hash`` of a str is not), so it can be journaled.
     """
-    digest = hashlib.blake2b(f"{source}\x00{id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") or 1  # 0 means "no identity"
+    return digest64(f"{source}\x00{id}")
+
+
+def digest64(text: str) -> int:
+    """A stable 64-bit digest of ``text``, 1 .. 2**64 - 1 (0 means "no identity")."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 @dataclass(slots=True)

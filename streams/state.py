@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -12,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .categories import canonical
-from .events import STREAM_OF_KIND, Event, Kind, Stream
+from .events import STREAM_OF_KIND, Event, Kind, Stream, digest64
 from .identities import IdentityMemory, Memory
 from .windows import (
     DAY_SECONDS,
@@ -26,7 +25,7 @@ from .windows import (
 
 SNAPSHOT_VERSION = 2
 EXPIRY_EVERY = 6 * HOUR_SECONDS  # buckets: five-minute slots are kept only 26 h
-# Of a stream's own time: old slots and hours shared again (Buckets.freeze).
+# Of the slowest stream's time: old hours shared (Buckets.freeze).
 FREEZE_EVERY = 6 * HOUR_SECONDS
 # Memories (identities, lifecycles) span days to months: a daily sweep is plenty.
 MEMORY_SWEEP_EVERY = DAY_SECONDS
@@ -318,7 +317,7 @@ class DistrictState:
         self.next_expiry = [_NEVER] * 3
         self.next_open_sweep = [_NEVER] * 3
         self.next_bucket_expiry = _NEVER
-        self.next_freeze = [_NEVER] * 3  # derived: a rebuild freezes its buckets at once
+        self.next_freeze = [_NEVER] * 3  # derived: a rebuild freezes at its first records
         self._frozen_at = _NEVER  # the slowest stream's time at the last freeze
         # Per group, the ids of subjects that stopped being open, by the UTC day of their
         # latest transition: expiry drops whole days the horizon has passed instead of
@@ -400,13 +399,12 @@ class DistrictState:
                 self._expire_stream(stream)
             if ev.ts >= self.next_freeze[stream]:
                 # Each stream's own progress, not the district's: the slowest one is what
-                # lets old slots and hours freeze (a catch-up's leading topic may be done
-                # while the others still move days).
+                # lets old hours freeze (a catch-up's leading topic may be done while the
+                # others still move days).
                 self.next_freeze[stream] = ev.ts + FREEZE_EVERY
                 settled = self._settled()
                 # (_NEVER: only forwarded records so far.) A pass per FREEZE_EVERY of the
-                # slowest stream's time, not of each stream's: a district gets a few
-                # records an hour, and three passes as often cost 5 % of the counting.
+                # slowest stream's time, not of each stream's: three passes where one does.
                 if settled != _NEVER and settled >= self._frozen_at + FREEZE_EVERY:
                     self._frozen_at = settled
                     self.buckets.freeze(settled)
@@ -1033,12 +1031,12 @@ class DistrictState:
         if version not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"Unknown state snapshot version {version!r}.")
         st = cls(snap["district"], tz, limits)
-        st.watermark = _infinite(snap["watermark"])
+        st.buckets = Buckets.from_snapshot(tz, snap["buckets"])
         totals = list(snap["totals"])
         st.totals = totals + [0] * (N_MEASURES - len(totals))
+        st.watermark = _infinite(snap["watermark"])
         marks = [_infinite(w) for w in snap["stream_watermarks"]]
         st.stream_watermarks = marks + [_NEVER] * (6 - len(marks))
-        st.buckets = Buckets.from_snapshot(tz, snap["buckets"])
         st.evidence = dict(snap["evidence"])
         st.cases = _subjects(snap["cases"])
         st.disputes = _subjects(snap["disputes"])
@@ -1060,8 +1058,7 @@ class DistrictState:
 
 def subject_key(subject: str) -> int:
     """A stable 64-bit key for a subject (1 .. 2**64 - 1), as identities are keyed."""
-    digest = hashlib.blake2b(subject.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") or 1
+    return digest64(subject)
 
 
 def _patrols(snap: dict[str, Any]) -> Memory:

@@ -697,9 +697,9 @@ def _frozen_below(settled: float) -> int:
     return int((settled - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)
 
 
-def _share(vec: list[int], owned: bool) -> list[int]:
-    """The shared vector equal to ``vec``; ``vec`` itself becomes it only if ``owned``
-    (a list held elsewhere too could be written there)."""
+def _share(vec: list[int]) -> list[int]:
+    """The shared vector equal to ``vec``, which becomes it if there is none. ``vec`` must
+    be its buckets' alone (``Buckets.from_snapshot`` copies what a snapshot holds)."""
     try:
         # Counts of 0..255 (nearly all): a bytes key hashes and compares as one block.
         value: object = bytes(vec)
@@ -709,7 +709,7 @@ def _share(vec: list[int], owned: bool) -> list[int]:
     if same is None:
         if len(_SHARED) >= SHARED_LIMIT:
             _SHARED.clear()
-        same = _SHARED[value] = vec if owned else vec.copy()
+        same = _SHARED[value] = vec
     return same
 
 
@@ -719,17 +719,17 @@ def _freeze(buckets: dict[int, list[int]], lo: int, hi: int) -> None:
         for key in range(lo, hi):
             vec = buckets.get(key)
             if vec is not None:
-                buckets[key] = _share(vec, True)
+                buckets[key] = _share(vec)
     else:
         for key in [k for k in buckets if lo <= k < hi]:
-            buckets[key] = _share(buckets[key], True)
+            buckets[key] = _share(buckets[key])
 
 
 def _share_again(buckets: dict[int, list[int]], thawed: set[int]) -> None:
     for key in thawed:
         vec = buckets.get(key)
         if vec is not None:  # (unless expired meanwhile)
-            buckets[key] = _share(vec, True)
+            buckets[key] = _share(vec)
     thawed.clear()
 
 
