@@ -365,7 +365,7 @@ class Buckets:
         """Share the vectors of the hours the freeze age has passed, and of those thawed
         since the last call. ``settled``: the event time every stream counted into these
         buckets has reached (few counts come from before it)."""
-        hours = _frozen_below(settled)
+        hours = int((settled - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)  # the first not frozen
         if hours > self._hours_frozen:
             _freeze(self.hours, self._hours_frozen, hours)
             self._hours_frozen = hours
@@ -690,11 +690,6 @@ def _floor(ts: float, unit: int) -> float:
 
 
 _V = TypeVar("_V")
-
-
-def _frozen_below(settled: float) -> int:
-    """The first hour not frozen at ``settled`` (``Buckets.freeze``)."""
-    return int((settled - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)
 
 
 def _share(vec: list[int]) -> list[int]:
