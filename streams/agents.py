@@ -40,6 +40,9 @@ def register(wf: Watchfloor) -> None:
                 # rather than stalling with a hole it can never commit past.
                 log.exception("Could not write the results of a batch; stopping the worker.")
                 await app.crash(exc)
+            # Not held while the next fetch is awaited: its records (20,000 at most) would
+            # stay in memory with nothing left to do.
+            del batch
 
     @app.timer(OVERDUE_TICK_SECONDS, name="watchfloor.overdue")  # type: ignore[untyped-decorator]
     async def overdue() -> None:

@@ -451,11 +451,16 @@ class Watchfloor:
             for k in self.store.table
             if self.engine.partition_of(district_of_key(k)) in partitions
         ]
+        # What the changelog's read left behind (its consumer and fetched records, in
+        # reference cycles: about 50 MB after a 1,000,000-event catch-up) is freed before
+        # the rebuild, which reuses its memory; collected now, the heap holds no state.
+        memory.full_collection()
         # The rebuild makes the whole state at once: see memory.collector_paused.
         with memory.collector_paused():
             self.engine.states = self.store.load(keys)
         self.engine.own(partitions)
         self.engine.tick()
+        memory.tune_allocator()
         now = time.monotonic()
         started = self._recovery_started if self._recovery_started is not None else t0
         self.metrics.last_recovery_duration.set(now - started)
