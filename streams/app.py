@@ -460,7 +460,6 @@ class Watchfloor:
             self.engine.states = self.store.load(keys)
         self.engine.own(partitions)
         self.engine.tick()
-        memory.tune_allocator()
         now = time.monotonic()
         started = self._recovery_started if self._recovery_started is not None else t0
         self.metrics.last_recovery_duration.set(now - started)

@@ -100,44 +100,8 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# Blocks from this size on come from their own mapping, returned to the system when
-# freed: snapshot blobs and chunks, a batch's lists, fetch responses. Left to glibc, the
-# threshold climbs (up to 32 MB) each time such a block is freed, and these blocks then
-# come from the heap, where they leave holes the size of the biggest batch.
-MMAP_THRESHOLD_BYTES = 128 * 1024
-# Free memory at the top of the heap above this is handed back at once. Fixing the mmap
-# threshold stops glibc's adjusting of both, so this one is set with it.
-TRIM_THRESHOLD_BYTES = 1024 * 1024
-# Left alone: M_ARENA_MAX. Two arenas for Faust's consumer thread and the loop took
-# another 30 MB off the peak, but restarts took 0.2-0.4 s longer (runs alternated).
-
-
-def tune_allocator() -> bool:
-    """Fix glibc's thresholds for a long-lived worker; False where not taken in charge.
-
-    Called once the state is rebuilt, not before: with the thresholds fixed from the
-    start, the rebuild (whose blocks are the snapshots' blobs) took about 0.1 s longer
-    (``tests.benchmarks.restart_cost``). Measured at 1,000 districts over a
-    1,000,000-event catch-up (docs/performance.md, thirteenth step): peak RSS about
-    50 MB lower.
-    """
-    if not _managed:
-        return False
-    mallopt = getattr(_libc(), "mallopt", None)
-    if mallopt is None:  # not glibc
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    )
-
-
 def _malloc_trim() -> Callable[[], None]:
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None)
+    trim = getattr(_libc(), "malloc_trim", None)
     if trim is None:  # not glibc: nothing to do
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
@@ -152,4 +116,8 @@ def _malloc_trim() -> Callable[[], None]:
 # for reuse and the worker's RSS creeps up to the highest batch (measured: 460 MB
 # instead of 340 MB at 1,000 districts). Handing it back every few seconds keeps the
 # resident size at what the state needs.
+# glibc's thresholds are left to adjust themselves: fixed with mallopt (big blocks from
+# mappings of their own from 128 KB, the heap's top trimmed above 1 MB) they took 70 MB
+# off a catch-up's peak, but a long-running worker then grew without end (the plateau
+# benchmark: 41 MB over 790 days of event time, against 6 MB with glibc's defaults).
 release_memory = _malloc_trim()

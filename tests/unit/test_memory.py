@@ -66,54 +66,6 @@ def test_batches_count_without_collections_freeze_and_the_full_collection_frees_
     assert done.stdout.strip() == "ok"
 
 
-# Big blocks freed in the middle of the heap (a small block allocated after each keeps
-# them off its top, where glibc trims anyway): resident memory the process still holds.
-ALLOCATOR = r"""
-import sys
-
-import pytest
-from streams import memory
-
-def rss() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-if sys.argv[1] == "tuned":
-    assert not memory.tune_allocator(), "untouched unless the worker takes charge"
-    memory.configure_gc()
-    assert memory.tune_allocator()
-# A freed block from its own mapping: left alone, glibc raises its threshold above it,
-# so the blocks below come from the heap.
-first = bytearray(300_000)
-del first
-blocks, pins = [], []
-for _ in range(200):
-    blocks.append(bytearray(300_000))
-    pins.append(bytearray(2_000))
-before = rss()
-del blocks
-print(before - rss())
-"""
-
-
-def _freed_on_free(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", ALLOCATOR, mode], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
-
-
-def test_a_tuned_allocator_returns_big_freed_blocks_to_the_system() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    blocks = 200 * 300_000
-    # The control shows the test can fail: glibc's defaults keep the freed blocks.
-    assert _freed_on_free("default") < blocks // 4
-    assert _freed_on_free("tuned") > blocks * 3 // 4
-
-
 def test_memory_is_released_after_a_batch_at_most_every_few_seconds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
