@@ -80,7 +80,8 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-        after_batch()
+        if _managed:
+            gc.freeze()
 
 
 def full_collection() -> int:
