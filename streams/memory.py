@@ -48,10 +48,13 @@ def counting() -> Iterator[None]:
 
 
 # A catch-up frees its batches' records and documents at the pace it counts them; glibc
-# keeps that heap for reuse rather than handing it back. Released this often after a
-# batch (and by the worker's timer when no batch comes), the resident size stays near
-# what the state needs instead of the state plus the high-water of every batch before.
-RELEASE_AFTER_BATCH_SECONDS = 2.0
+# keeps that heap for reuse rather than handing it back. Released after each batch (at
+# most every quarter second: a steady load's batches are smaller and more frequent), the
+# resident size stays near what the state needs instead of the state plus the freed heap
+# of the batches before. A release takes 0.1-0.6 ms. Measured against a release at most
+# every 2 s (four catch-ups each, alternated): peaks of 625-646 MB against 647-684, the
+# same catch-up speed and CPU.
+RELEASE_AFTER_BATCH_SECONDS = 0.25
 _released_at = 0.0
 
 

@@ -66,7 +66,7 @@ def test_batches_count_without_collections_freeze_and_the_full_collection_frees_
     assert done.stdout.strip() == "ok"
 
 
-def test_memory_is_released_after_a_batch_at_most_every_few_seconds(
+def test_memory_is_released_after_a_batch_at_most_every_quarter_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from streams import memory
@@ -78,7 +78,7 @@ def test_memory_is_released_after_a_batch_at_most_every_few_seconds(
     monkeypatch.setattr(memory, "release_memory", lambda: released.append(now[0]))
     monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(memory.gc, "freeze", lambda: None)
-    for _ in range(10):  # 10 batches 0.5 s apart
+    for _ in range(10):  # 10 batches 0.125 s apart
         memory.after_batch()
-        now[0] += 0.5
-    assert released == [1000.0, 1002.0, 1004.0]
+        now[0] += 0.125
+    assert released == [1000.0, 1000.25, 1000.5, 1000.75, 1001.0]
