@@ -83,7 +83,7 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-        if _managed:
+        if _managed:  # frozen as after a batch, without its heap release: not in a restart
             gc.freeze()
 
 
@@ -97,16 +97,11 @@ def full_collection() -> int:
     return freed
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-
-
 def _malloc_trim() -> Callable[[], None]:
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:  # not glibc: nothing to do
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
 
@@ -118,8 +113,9 @@ def _malloc_trim() -> Callable[[], None]:
 
 # Each batch frees its fetched records and parsed documents; glibc keeps the freed heap
 # for reuse and the worker's RSS creeps up to the highest batch (measured: 460 MB
-# instead of 340 MB at 1,000 districts). Handing it back every few seconds keeps the
-# resident size at what the state needs.
+# instead of 340 MB at 1,000 districts). Handing it back after batches
+# (``after_batch``), and every few seconds by the worker's timer when none come, keeps
+# the resident size at what the state needs.
 # glibc's thresholds are left to adjust themselves: fixed with mallopt (big blocks from
 # mappings of their own from 128 KB, the heap's top trimmed above 1 MB) they took 70 MB
 # off a catch-up's peak, but a long-running worker then grew without end (the plateau
