@@ -356,7 +356,7 @@ class Watchfloor:
             consumer_group_instance_id=s.group_instance_id or None,
             broker_heartbeat_interval=max(0.5, s.session_timeout / 5),
             broker_max_poll_records=s.batch_max_events,
-            consumer_max_fetch_size=16 * 1024 * 1024,
+            consumer_max_fetch_size=s.fetch_partition_bytes,
             producer_linger_ms=5,
             producer_max_batch_size=512 * 1024,
             producer_max_request_size=4 * 1024 * 1024,
@@ -747,6 +747,7 @@ class Watchfloor:
         consumer = batch_consumer(self.app)
         consumer.configure_batches(frozenset(self.engine.topics), self._deliver)
         consumer.fetch_max_wait_ms = self.settings.fetch_max_wait_ms
+        consumer.fetch_max_bytes = self.settings.fetch_max_bytes
         consumer.on_refetch = self.metrics.refetched_records.inc
         consumer.on_fetch_error = self.metrics.fetch_errors.inc
         consumer.commit_allowed = self.commit_allowed

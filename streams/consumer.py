@@ -140,12 +140,16 @@ def awaits_position(subscriptions: Any, tp: TP) -> bool:
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, its aiokafka consumer told how long a fetch may wait."""
+    """Faust's consumer thread, its aiokafka consumer told how long a fetch may wait and
+    how much it may bring."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # Faust passes a fixed 1,500 ms; aiokafka reads it when the consumer starts.
-        consumer._fetch_max_wait_ms = cast(BatchConsumer, self.consumer).fetch_max_wait_ms
+        owner = cast(BatchConsumer, self.consumer)
+        # Faust passes a fixed 1,500 ms and leaves the response's cap at aiokafka's
+        # 50 MiB; aiokafka reads both when the consumer starts.
+        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms
+        consumer._fetch_max_bytes = owner.fetch_max_bytes
         return consumer
 
     # None where a partition was never committed, as aiokafka's own (Faust's type omits it).
@@ -183,6 +187,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     batch_topics: frozenset[str] = frozenset()
     deliver_batch: Callable[[Batch], Awaitable[None]] | None = None
     fetch_max_wait_ms: int = 1500  # Faust's own value; the worker sets its setting
+    fetch_max_bytes: int = 50 * 1024 * 1024  # aiokafka's; the worker sets its setting
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -161,3 +161,16 @@ def test_the_aiokafka_consumer_gets_the_fetch_wait_setting(tmp_path: Path) -> No
 
     assert asyncio.run(main()) == 40
     assert Settings().fetch_max_wait_ms == 100
+
+
+def test_the_aiokafka_consumer_gets_the_fetch_size_settings(tmp_path: Path) -> None:
+    # aiokafka holds a fetched response until its last record is read: these two bound
+    # what a catch-up keeps buffered (docs/performance.md, the fourteenth step).
+    wf = worker(tmp_path, fetch_partition_bytes=300_000, fetch_max_bytes=2_000_000)
+    consumer = batch_consumer(wf.app)
+
+    async def main() -> tuple[int, int]:
+        aio = consumer._thread._create_worker_consumer(wf.app.transport)
+        return int(aio._max_partition_fetch_bytes), int(aio._fetch_max_bytes)
+
+    assert asyncio.run(main()) == (300_000, 2_000_000)

@@ -108,6 +108,8 @@ def test_one_namespace_names_the_app_id_and_every_topic() -> None:
         ("PRODUCER_TIMEOUT", "0", "WATCHFLOOR_PRODUCER_TIMEOUT must be more than 0"),
         ("INGEST_TIMEOUT", "-1", "WATCHFLOOR_INGEST_TIMEOUT"),
         ("SHUTDOWN_DRAIN_SECONDS", "-1", "cannot be negative"),
+        ("FETCH_PARTITION_BYTES", "0", "WATCHFLOOR_FETCH_PARTITION_BYTES and .* at least 1024"),
+        ("FETCH_MAX_BYTES", "1023", "WATCHFLOOR_FETCH_PARTITION_BYTES and .* at least 1024"),
     ],
 )
 def test_more_malformed_values_are_one_sentence(name: str, value: str, words: str) -> None:
