@@ -52,6 +52,14 @@ class WatchfloorApp(faust.App):
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
 
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        batch_consumer(self).recovering(True)
+
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        batch_consumer(self).recovering(False)
+
 
 class PromptTableManager(TableManager):
     """Faust's table manager without its one-second nap before the changelogs are read."""

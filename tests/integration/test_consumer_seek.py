@@ -77,3 +77,51 @@ def test_one_request_seek_gives_what_aiokafka_gives_partition_by_partition(
     assert ours[0] == {0: 3, 1: 0, 2: 5, 3: None}
     assert ours[1] == {0: 3, 1: 4, 2: 5, 3: 4}
     assert ours == theirs
+
+
+def test_offset_zero_of_a_partition_retention_cut_reads_from_its_first_kept_record(
+    kafka_bootstrap: str,
+) -> None:
+    # The worker seeks a never-committed partition to 0 without asking the broker
+    # (BatchConsumer.perform_seek); where offset 0 is deleted, aiokafka must move to the
+    # first record kept, as seek_to_beginning would.
+    from kafka.admin import KafkaAdminClient
+    from kafka.structs import TopicPartition as KafkaTopicPartition
+
+    topic = new_topic(kafka_bootstrap, "test-seek-zero", 1)
+    tp = TopicPartition(topic, 0)
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(RECORDS_PER_PARTITION):
+                await producer.send_and_wait(topic, b"%d" % i, partition=0)
+        finally:
+            await producer.stop()
+
+    async def first_offset(beginning: bool) -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            if beginning:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, 0)
+            record = await asyncio.wait_for(consumer.getone(), 20)
+            return int(record.offset)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(produce())
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_records({KafkaTopicPartition(topic, 0): 3})
+    finally:
+        admin.close()
+    assert asyncio.run(first_offset(beginning=False)) == 3
+    assert asyncio.run(first_offset(beginning=True)) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -155,11 +156,21 @@ def test_the_aiokafka_consumer_gets_the_fetch_wait_setting(tmp_path: Path) -> No
     wf = worker(tmp_path, fetch_max_wait_ms=40)
     consumer = batch_consumer(wf.app)
 
-    async def main() -> int:
+    async def main() -> list[int]:
         aio = consumer._thread._create_worker_consumer(wf.app.transport)
-        return int(aio._fetch_max_wait_ms)
+        waits = [int(aio._fetch_max_wait_ms)]  # a worker starts with a rebalance
+        consumer._thread._consumer = aio
+        aio._fetcher = SimpleNamespace(_fetch_max_wait_ms=waits[0])  # as start() makes it
+        wf.app.on_rebalance_start()
+        wf.app.on_rebalance_end()
+        waits += [int(aio._fetch_max_wait_ms), int(aio._fetcher._fetch_max_wait_ms)]
+        wf.app.on_rebalance_start()  # the next rebalance: offsets asked again
+        waits += [int(aio._fetch_max_wait_ms), int(aio._fetcher._fetch_max_wait_ms)]
+        return waits
 
-    assert asyncio.run(main()) == 40
+    # While a rebalance recovers, Faust's offset requests wait behind a held fetch: it is
+    # held 10 ms then, and as the setting says once the worker is ready.
+    assert asyncio.run(main()) == [10, 40, 40, 10, 10]
     assert Settings().fetch_max_wait_ms == 100
 
 
