@@ -423,3 +423,43 @@ def test_a_batch_the_agent_took_absorbs_nothing() -> None:
     waiting.taken = True
     assert not waiting.absorb(Batch(3, [(TP("t", 0), recs(1))], 1.0, [7]), 100)
     assert offsets_of(waiting) == {TP("t", 0): [0]}
+
+
+class PausingConsumer:
+    """aiokafka's pause bookkeeping: assignment, paused set, pause and resume."""
+
+    def __init__(self, assigned: set[str], paused: set[str]) -> None:
+        self.assigned, self.paused_now = set(assigned), set(paused)
+
+    def assignment(self) -> set[str]:
+        return set(self.assigned)
+
+    def paused(self) -> set[str]:
+        return set(self.paused_now)
+
+    def pause(self, *tps: str) -> None:
+        self.paused_now |= set(tps)
+
+    def resume(self, *tps: str) -> None:
+        self.paused_now -= set(tps)
+
+
+def test_nothing_is_fetched_during_a_rebuild_and_only_what_the_pause_took_resumes() -> None:
+    s = Stand()
+    aio = PausingConsumer({"src-0", "fwd-0", "log-0", "log-1"}, paused={"src-0", "log-1"})
+    s.thread._consumer = aio  # type: ignore[attr-defined]
+    with s.c.fetching_paused():
+        assert aio.paused_now == {"src-0", "fwd-0", "log-0", "log-1"}
+        aio.assigned.discard("log-0")  # a rebalance took it meanwhile
+        aio.paused_now.discard("log-0")
+    # Faust's own pauses stand (it resumes the sources itself after the seek).
+    assert aio.paused_now == {"src-0", "log-1"}
+    with pytest.raises(RuntimeError), s.c.fetching_paused():
+        raise RuntimeError("a rebuild that fails")
+    assert aio.paused_now == {"src-0", "log-1"}
+
+
+def test_a_consumer_not_started_has_nothing_to_pause() -> None:
+    s = Stand()
+    with s.c.fetching_paused():
+        pass
