@@ -243,9 +243,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
         Faust leaves some partitions fetched meanwhile (the forward topic's, the
         changelog's, its assignor's), all empty. Fetched every 10 ms (``recovering``),
-        the consumer's thread took the interpreter lock from the rebuild about 150 times
-        (0.1 s of CPU); fetched every 100 ms, the seek after the rebuild waited behind
-        the last fetch held. Paused, none is in flight when the seek begins.
+        they took the interpreter lock from the rebuild: a restart's CPU to ``/ready``
+        rose by about 0.1 s (docs/performance.md, the fourteenth step). Paused, nothing
+        competes with the rebuild; resumed after it, they are fetched as before.
         """
         aio = getattr(self._thread, "_consumer", None)
         if aio is None:  # not started: nothing is fetched
