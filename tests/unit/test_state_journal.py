@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import zlib
 from collections.abc import Iterable
@@ -334,6 +335,55 @@ def test_journals_written_before_compression_still_replay() -> None:
     assert replayed > 0  # the load below replays old-format journals, not only a snapshot
     fresh = StateStore(table, TZ, Limits()).load(table.keys())
     assert fresh["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
+
+
+def test_snapshots_and_journals_compressed_by_zlib_still_load() -> None:
+    """Changelogs written by the versions that compressed with the standard library's zlib
+    (its level 1, journals with a 4 KB window) rebuild the same state under ISA-L."""
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 700, seed=13), batch=20)
+    manifest = orjson.loads(table[manifest_key("jinshui")])
+    parity = manifest["g"] % 2
+    chunks = [f"jinshui\x1fb{parity}\x1f{i}" for i in range(manifest["n"])]
+    plain = zlib.decompress(b"".join(table[k].partition(b"\n")[2] for k in chunks))
+    for k in chunks:
+        del table[k]
+    blob = zlib.compress(plain, 1)
+    parts = [blob[i : i + 500] for i in range(0, len(blob), 500)]
+    for i, part in enumerate(parts):
+        table[f"jinshui\x1fb{parity}\x1f{i}"] = b"%d\n" % manifest["g"] + part
+    table[manifest_key("jinshui")] = orjson.dumps({**manifest, "n": len(parts)})
+    rewritten = 0
+    for key in [k for k in table if "\x1fj\x1f" in k and table[k][:1] == b"z"]:
+        head, _, body = table[key].partition(b"\n")
+        packer = zlib.compressobj(1, zlib.DEFLATED, 12, 4)
+        table[key] = head + b"\n" + packer.compress(zlib.decompress(body)) + packer.flush()
+        rewritten += int(head[1:]) > manifest["q"]
+    assert rewritten > 0  # the load below replays zlib journals, not only the snapshot
+    fresh = StateStore(table, TZ, Limits()).load(table.keys())
+    assert fresh["jinshui"].to_snapshot() == states["jinshui"].to_snapshot()
+
+
+def test_a_damaged_compressed_snapshot_loses_its_district_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    table: dict[str, bytes] = {}
+    store = StateStore(table, TZ, Limits())
+    states: dict[str, DistrictState] = {}
+    run_batches(store, states, events("jinshui", 300, seed=3) + events("erqi", 300, seed=4),
+                batch=50)
+    store.checkpoint(states)
+    manifest = orjson.loads(table[manifest_key("jinshui")])
+    key = f"jinshui\x1fb{manifest['g'] % 2}\x1f0"
+    head, _, body = table[key].partition(b"\n")
+    table[key] = head + b"\n" + body[:2] + bytes(b ^ 0x5A for b in body[2:40]) + body[40:]
+    with caplog.at_level(logging.ERROR, logger="streams.state_journal"):
+        fresh = StateStore(table, TZ, Limits()).load(table.keys())
+    assert set(fresh) == {"erqi"}
+    assert fresh["erqi"].to_snapshot() == states["erqi"].to_snapshot()
+    assert "State of district jinshui could not be rebuilt" in caplog.text
 
 
 def test_journal_seq_is_read_from_the_head_or_the_whole_record() -> None:
