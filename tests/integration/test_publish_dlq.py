@@ -7,6 +7,7 @@ import asyncio
 import copy
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,6 +140,60 @@ def test_publish_report_lists_rejections(settings: Settings) -> None:
     report = asyncio.run(publish.publish_stream(stream, settings))
     assert report.sent == 3 and not report.failed
     assert [(r.line, r.reason, r.field) for r in report.rejected] == [(2, "schema", "data")]
+
+
+def test_ensure_topics_creates_only_the_missing_and_no_metadata_request_creates_one(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """What every worker start runs: the missing topics are created with the configured
+    partitions, the others are left as they are, and asking which exist creates nothing
+    (this broker has auto.create.topics.enable=true, as kafkactl configures it)."""
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_incidents=f"it-{unique}.incidents",
+        topic_disputes=f"it-{unique}.disputes",
+        topic_patrols=f"it-{unique}.patrols",
+        topic_deadletter=f"it-{unique}.deadletter",
+        app_id=f"it-{unique}",  # its forward topic is it-<unique>-forward
+        partitions=PARTITIONS,
+    )
+    asyncio.run(create_topics(s, [s.topic_incidents]))
+    wanted = [*s.source_topics, s.topic_deadletter]
+    if s.forward_misrouted:
+        wanted.append(s.topic_forward)
+    absent = f"it-{unique}.never"
+
+    async def counts(names: list[str]) -> dict[str, int]:
+        async with kafka.admin_client(s) as admin:
+            return await kafka._partition_counts(admin, names)
+
+    for _ in range(100):  # a topic is listed once its partitions have leaders
+        if asyncio.run(counts([s.topic_incidents])):
+            break
+        time.sleep(0.1)
+    assert asyncio.run(counts([*wanted, absent])) == {s.topic_incidents: PARTITIONS}
+    created = kafka.ensure_topics(s)
+    assert sorted(created) == sorted(t for t in wanted if t != s.topic_incidents)
+    assert asyncio.run(counts([*wanted, absent])) == dict.fromkeys(wanted, PARTITIONS)
+    assert kafka.ensure_topics(s) == []
+    assert absent not in asyncio.run(kafka.existing_topics(s)), "never auto-created"
+
+
+def test_ensure_topics_refuses_a_source_topic_of_another_partition_count(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_incidents=f"it-{unique}.incidents",
+        topic_disputes=f"it-{unique}.disputes",
+        topic_patrols=f"it-{unique}.patrols",
+        topic_deadletter=f"it-{unique}.deadletter",
+        partitions=PARTITIONS + 2,
+    )
+    asyncio.run(create_topics(s, [s.topic_disputes]))  # PARTITIONS, not PARTITIONS + 2
+    with pytest.raises(BrokerError, match=f"Topic it-{unique}.disputes has {PARTITIONS} "
+                       f"partitions but WATCHFLOOR_PARTITIONS is {PARTITIONS + 2}"):
+        kafka.ensure_topics(s)
 
 
 def test_publish_refuses_missing_topics(kafka_bootstrap: str, unique: str) -> None:
