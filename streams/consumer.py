@@ -584,8 +584,34 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._n_acked += n
 
 
+class DeclaringProducer(faust_aiokafka.Producer):
+    """Faust's producer, asking whether a topic exists before declaring it."""
+
+    async def create_topic(
+        self, topic: str, partitions: int, replication: int, **kwargs: Any
+    ) -> None:
+        """Declare ``topic`` as Faust does, unless a metadata request naming it finds it.
+
+        Faust declares its changelog and assignor topics at every start, twice each: a
+        CreateTopics request answered "exists", then a metadata update of every topic
+        the cluster holds (faust-streaming#499), 0.06-0.08 s each on a broker of 2,476
+        topics, a quarter of a second of every restart. An existing topic is left as
+        it is either way (CreateTopics changes nothing of it). ``ensure_created`` asks
+        for an error when it exists, so that is left to Faust.
+        """
+        if not kwargs.get("ensure_created") and self.app.conf.topic_allow_declare:
+            from .kafka import partition_counts
+
+            with contextlib.suppress(Exception):  # any doubt: Faust's own declaration
+                client = self._ensure_producer().client
+                if await partition_counts(client, [topic]):
+                    return
+        await super().create_topic(topic, partitions, replication, **kwargs)
+
+
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
+    Producer = DeclaringProducer
 
 
 def batch_consumer(app: Any) -> BatchConsumer:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
+
+from streams.kafka import admin_client
 
 from .harness import Cluster, event, sample, wait_for
 
@@ -65,3 +68,34 @@ def test_incident_counts_per_district_exact(cluster: Cluster, workers) -> None:
     headers = dict(letters[0].headers)
     assert headers["wf-reason"] == b"duplicate"
     assert letters[0].value == orjson.dumps(docs[-1])
+
+
+def test_a_restart_declares_none_of_the_topics_its_first_start_created(
+    cluster: Cluster, workers
+) -> None:
+    """Faust declares its changelog and assignor topics at every start (a CreateTopics
+    request and a metadata update of every topic on the cluster, each time); the
+    worker's producer asks whether they exist first. The first start still creates them
+    as Faust configures them: the changelog compacted."""
+    w = workers()
+    w.wait_ready()
+    assert w.stop() == 0
+    changelog = f"{cluster.app_id}-state-changelog"
+    first = w.log_path.read_text(errors="replace")
+    assert f"Topic '{changelog}' created." in first
+
+    async def cleanup_policy() -> str:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        async with admin_client(cluster.settings()) as admin:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, changelog)])
+        entries = response.to_object()["resources"][0]["config_entries"]
+        return next(e["config_value"] for e in entries if e["config_names"] == "cleanup.policy")
+
+    assert asyncio.run(cleanup_policy()) == "compact"
+    w.start()
+    w.wait_ready()
+    second = w.log_path.read_text(errors="replace")[len(first):]
+    assert "==== start 2 ====" in second and "Worker ready" in second
+    assert "Creating topic" not in second, second
