@@ -27,7 +27,7 @@ from .documents import (
     overdue_csv,
 )
 from .errors import BrokerError, QueryError
-from .kafka import admin_client, client_kwargs, kafka_producer
+from .kafka import admin_client, admin_partition_counts, client_kwargs, kafka_producer
 from .settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Archive:
         s = self.wf.settings
         async with admin_client(s) as admin:
             try:
-                if self.topic in set(await admin.list_topics()):
+                if await admin_partition_counts(admin, [self.topic]):
                     return
                 await admin.create_topics([NewTopic(
                     self.topic, 1, s.replication_factor,

@@ -165,7 +165,7 @@ def test_ensure_topics_creates_only_the_missing_and_no_metadata_request_creates_
 
     async def counts(names: list[str]) -> dict[str, int]:
         async with kafka.admin_client(s) as admin:
-            return await kafka._partition_counts(admin, names)
+            return await kafka.admin_partition_counts(admin, names)
 
     for _ in range(100):  # a topic is listed once its partitions have leaders
         if asyncio.run(counts([s.topic_incidents])):
@@ -177,6 +177,34 @@ def test_ensure_topics_creates_only_the_missing_and_no_metadata_request_creates_
     assert asyncio.run(counts([*wanted, absent])) == dict.fromkeys(wanted, PARTITIONS)
     assert kafka.ensure_topics(s) == []
     assert absent not in asyncio.run(kafka.existing_topics(s)), "never auto-created"
+
+
+def test_the_delivery_check_names_its_topics_and_creates_none(
+    settings: Settings, unique: str
+) -> None:
+    """What the worker asks every two seconds (``/ready``, ingest): a leader for every
+    partition of its topics. A missing one is said by name and not created, though
+    this broker auto-creates topics a metadata request names."""
+    from aiokafka import AIOKafkaClient
+
+    absent = f"it-{unique}.absent"
+
+    async def check(topics: list[str]) -> str | None:
+        client = AIOKafkaClient(**client_kwargs(settings))
+        await client.bootstrap()
+        try:
+            return await kafka.delivery_problem(client, topics, 5.0)
+        finally:
+            await client.close()
+
+    ours = [*settings.source_topics, settings.topic_deadletter]
+    for _ in range(100):  # created by the fixture: listed once their partitions have leaders
+        if asyncio.run(check(ours)) is None:
+            break
+        time.sleep(0.1)
+    assert asyncio.run(check(ours)) is None
+    assert asyncio.run(check([*ours, absent])) == f"topic {absent} is missing"
+    assert absent not in asyncio.run(kafka.existing_topics(settings)), "never auto-created"
 
 
 def test_ensure_topics_refuses_a_source_topic_of_another_partition_count(
