@@ -598,13 +598,19 @@ class DeclaringProducer(faust_aiokafka.Producer):
         topics, a quarter of a second of every restart. An existing topic is left as
         it is either way (CreateTopics changes nothing of it). ``ensure_created`` asks
         for an error when it exists, so that is left to Faust.
+
+        Faust's metadata update after a declaration is also how its producer learns the
+        partitions of a changelog, which it needs before the first changelog write
+        (``send_soon`` partitions at once and fails on a topic it does not know): an
+        existing topic's partitions are fetched for the producer here instead.
         """
         if not kwargs.get("ensure_created") and self.app.conf.topic_allow_declare:
             from .kafka import partition_counts
 
+            producer = self._ensure_producer()
             with contextlib.suppress(Exception):  # any doubt: Faust's own declaration
-                client = self._ensure_producer().client
-                if await partition_counts(client, [topic]):
+                if await partition_counts(producer.client, [topic]):
+                    await producer.partitions_for(topic)
                     return
         await super().create_topic(topic, partitions, replication, **kwargs)
 

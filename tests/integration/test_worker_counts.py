@@ -96,6 +96,17 @@ def test_a_restart_declares_none_of_the_topics_its_first_start_created(
     assert asyncio.run(cleanup_policy()) == "compact"
     w.start()
     w.wait_ready()
+    # The restarted worker's producer knows the changelog it did not declare: its first
+    # journals (written with Faust's send_soon, which partitions at once) go out, and
+    # the offsets they complete are committed.
+    now = datetime.now(TZ)
+    cluster.publish([event("case_filed", d, f"case-r{i}", now,
+                           {"category": "theft", "severity": "minor"})
+                     for i, d in enumerate(DISTRICTS * 4)])
+    wait_for(lambda: sample(w.metrics(), "watchfloor_cases_filed_total", district="erqi") == 4,
+             what="the events after the restart counted")
+    cluster.wait_committed(["incidents"])
+    assert w.alive(), w.log_tail()
     second = w.log_path.read_text(errors="replace")[len(first):]
     assert "==== start 2 ====" in second and "Worker ready" in second
     assert "Creating topic" not in second, second
