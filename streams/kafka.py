@@ -127,35 +127,38 @@ def install_aiokafka_fixes() -> None:
     Fetcher._proc_fetch_request = _proc_fetch_request
 
 
+async def named_metadata(client: Any, topics: list[str]) -> Any:
+    """The metadata of ``topics`` from the first broker of ``client`` that answers (None
+    when none does), from a request that names them and forbids creating them: a broker
+    with auto.create.topics.enable would otherwise create a missing one, with one
+    partition. The metadata of every topic instead cost 0.06-0.08 s each time on a
+    broker holding 2,476 topics (aiokafka decodes it in Python)."""
+    from aiokafka.errors import KafkaError
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    request = MetadataRequest(topics, allow_auto_topic_creation=False)
+    nodes = [broker.nodeId for broker in client.cluster.brokers()]
+    random.shuffle(nodes)
+    for node in nodes:
+        try:
+            return await client.send(node, request)
+        except (KafkaError, OSError):
+            continue  # the next broker may answer
+    return None
+
+
 async def delivery_problem(client: Any, topics: Iterable[str], timeout: float) -> str | None:
     """Why a producer on ``client`` cannot deliver to ``topics`` now, or None when it can.
 
-    Asks a broker, any that answers, for the metadata of ``topics`` (naming them and
-    forbidding their creation: a broker with auto.create.topics.enable would otherwise
-    create a missing one) and checks that each of their partitions has a leader. The
-    metadata of every topic, asked every two seconds, cost the worker's loop 0.06-0.08 s
-    each time on a broker holding 2,476 topics (aiokafka decodes it in Python).
+    Asks for the metadata of ``topics`` only (``named_metadata``; it runs every two
+    seconds) and checks that each of their partitions has a leader.
     """
     from aiokafka.cluster import ClusterMetadata
-    from aiokafka.errors import KafkaError
-    from aiokafka.protocol.metadata import MetadataRequest
     from aiokafka.structs import TopicPartition
 
     names = list(dict.fromkeys(topics))
-    request = MetadataRequest(names, allow_auto_topic_creation=False)
-    nodes = [broker.nodeId for broker in client.cluster.brokers()]
-    random.shuffle(nodes)
-
-    async def ask() -> Any:
-        for node in nodes:
-            try:
-                return await client.send(node, request)
-            except (KafkaError, OSError):
-                continue  # the next broker may answer
-        return None
-
     try:
-        response = await asyncio.wait_for(ask(), timeout)
+        response = await asyncio.wait_for(named_metadata(client, names), timeout)
     except TimeoutError:
         response = None
     if response is None:
@@ -388,20 +391,12 @@ async def admin_partition_counts(admin: Any, topics: list[str]) -> dict[str, int
 
 
 async def partition_counts(client: Any, topics: list[str]) -> dict[str, int]:
-    """Partition counts of those of ``topics`` that exist, from one metadata request on
-    the aiokafka client ``client``.
-
-    The request names the topics and forbids creating them: a broker with
-    auto.create.topics.enable would otherwise create a missing one, with one partition.
-    A request for every topic instead cost 0.06-0.08 s on a broker holding 2,476 topics
-    (a shared cluster can hold as many), and a worker's start made six of them.
-    """
-    from aiokafka.protocol.metadata import MetadataRequest
-
-    node = client.get_random_node()
-    if node is None:
-        raise BrokerError("No Kafka broker is known to ask for topic metadata.")
-    response = await client.send(node, MetadataRequest(topics, allow_auto_topic_creation=False))
+    """Partition counts of those of ``topics`` that exist (``named_metadata``: none is
+    created) on the aiokafka client ``client``. A worker's start asked for every topic
+    six times before."""
+    response = await named_metadata(client, topics)
+    if response is None:
+        raise BrokerError("No Kafka broker answers a request for topic metadata.")
     counts = {}
     for entry in response.to_object()["topics"]:
         if entry["topic"] in topics and entry.get("error_code", 0) == 0 and entry.get("partitions"):
