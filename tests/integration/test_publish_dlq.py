@@ -26,7 +26,7 @@ from streams.partitioning import district_partition
 from streams.settings import Settings
 from streams.validation import load_schemas
 
-from .harness import confluent_kafka_module
+from .harness import confluent_kafka_module, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
@@ -44,6 +44,11 @@ def settings(kafka_bootstrap: str, unique: str) -> Iterator[Settings]:
         partitions=PARTITIONS,
     )
     asyncio.run(create_topics(s, [*s.source_topics, s.topic_deadletter]))
+    # The broker lists a new topic a moment after creating it (longer on a broker busy
+    # loading its logs); the publish tests look for their topics first.
+    ours = {*s.source_topics, s.topic_deadletter}
+    wait_for(lambda: ours <= asyncio.run(kafka.existing_topics(s)), timeout=30,
+             what="the new topics listed")
     yield s
 
 
