@@ -33,16 +33,21 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 PARTITIONS = 4
 
 
+def own_settings(kafka_bootstrap: str, unique: str, **overrides: Any) -> Settings:
+    """Settings whose topics are this test's own (``it-<unique>.*``)."""
+    fields: dict[str, Any] = {
+        "topic_incidents": f"it-{unique}.incidents",
+        "topic_disputes": f"it-{unique}.disputes",
+        "topic_patrols": f"it-{unique}.patrols",
+        "topic_deadletter": f"it-{unique}.deadletter",
+        "partitions": PARTITIONS,
+    }
+    return Settings(bootstrap_servers=kafka_bootstrap, **{**fields, **overrides})
+
+
 @pytest.fixture
 def settings(kafka_bootstrap: str, unique: str) -> Iterator[Settings]:
-    s = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_incidents=f"it-{unique}.incidents",
-        topic_disputes=f"it-{unique}.disputes",
-        topic_patrols=f"it-{unique}.patrols",
-        topic_deadletter=f"it-{unique}.deadletter",
-        partitions=PARTITIONS,
-    )
+    s = own_settings(kafka_bootstrap, unique)
     asyncio.run(create_topics(s, [*s.source_topics, s.topic_deadletter]))
     # The broker lists a new topic a moment after creating it (longer on a broker busy
     # loading its logs); the publish tests look for their topics first.
@@ -153,15 +158,8 @@ def test_ensure_topics_creates_only_the_missing_and_no_metadata_request_creates_
     """What every worker start runs: the missing topics are created with the configured
     partitions, the others are left as they are, and asking which exist creates nothing
     (this broker has auto.create.topics.enable=true, as kafkactl configures it)."""
-    s = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_incidents=f"it-{unique}.incidents",
-        topic_disputes=f"it-{unique}.disputes",
-        topic_patrols=f"it-{unique}.patrols",
-        topic_deadletter=f"it-{unique}.deadletter",
-        app_id=f"it-{unique}",  # its forward topic is it-<unique>-forward
-        partitions=PARTITIONS,
-    )
+    # Its own forward topic too: it-<unique>-forward.
+    s = own_settings(kafka_bootstrap, unique, app_id=f"it-{unique}")
     asyncio.run(create_topics(s, [s.topic_incidents]))
     wanted = [*s.source_topics, s.topic_deadletter]
     if s.forward_misrouted:
@@ -215,14 +213,7 @@ def test_the_delivery_check_names_its_topics_and_creates_none(
 def test_ensure_topics_refuses_a_source_topic_of_another_partition_count(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    s = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_incidents=f"it-{unique}.incidents",
-        topic_disputes=f"it-{unique}.disputes",
-        topic_patrols=f"it-{unique}.patrols",
-        topic_deadletter=f"it-{unique}.deadletter",
-        partitions=PARTITIONS + 2,
-    )
+    s = own_settings(kafka_bootstrap, unique, partitions=PARTITIONS + 2)
     asyncio.run(create_topics(s, [s.topic_disputes]))  # PARTITIONS, not PARTITIONS + 2
     with pytest.raises(BrokerError, match=f"Topic it-{unique}.disputes has {PARTITIONS} "
                        f"partitions but WATCHFLOOR_PARTITIONS is {PARTITIONS + 2}"):
