@@ -119,14 +119,12 @@ class Settings:
     fetch_partition_bytes: int = 16 * 1024 * 1024
     fetch_max_bytes: int = 50 * 1024 * 1024
     # A batch smaller than this waits up to BATCH_LINGER_MS from its fetch for more
-    # fetches to join it: each batch has fixed costs (the dead-letter and forward round
-    # trips). The wait was 100 ms while every batch also wrote a journal per touched
-    # district (a batch per fetch then took the whole core at 20,000 events/s); since
-    # journals are held and merged (STATE_FLUSH_MS), 100 ms only added to every event's
-    # way to the figures: p99 0.90-1.66 s at 20,000 events/s against 0.35-0.69 s at
-    # 30 ms and 0.41-0.69 s at 0, CPU 80-91 % against 81-86 % (docs/performance.md).
+    # fetches to join it. Each batch has fixed costs (a journal per touched district,
+    # the dead-letter and forward round trips): under a steady load the agent otherwise
+    # takes a batch per fetch, and those costs grow with the rate until they take the
+    # whole core (100 % CPU at 20,000 events/s with batches of 1,500).
     batch_min_events: int = 4000
-    batch_linger_ms: int = 30
+    batch_linger_ms: int = 100
     # How long counted batches' journals are held and merged before they are written
     # (their offsets are acked, and so committed, only then). A journal per district per
     # batch cost a steady load about a tenth of the worker's CPU; 0 writes every batch.
