@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,47 @@ def test_the_source_can_be_chosen_before_the_first_import_only() -> None:
     assert out[0] == f"{Path(native.__file__).parent / 'state.py'} []"
     assert out[1].startswith("events, windows, state, engine already imported")
     assert out[1].endswith("already imported: the source can only be chosen before.")
+
+
+def _third_party_imports(modules: list[str], root: Path) -> set[str]:
+    """Top-level packages outside the standard library that ``modules`` import, and the
+    ``streams`` modules they import in turn (mypy follows those imports)."""
+    todo, seen, found = list(modules), set(), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        source = root.joinpath(*mod.split(".")).with_suffix(".py")
+        if not source.exists():  # a name imported from a module, not a module
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(mod.split(".")[: -node.level]) if node.level else ""
+                module = ".".join(x for x in (base, node.module or "") if x)
+                names = [module, *(f"{module}.{a.name}" for a in node.names)]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "streams":
+                    todo.append(name)
+                elif top not in sys.stdlib_module_names:
+                    found.add(top)
+    return found
+
+
+def test_the_isolated_build_has_every_package_the_compiled_path_imports() -> None:
+    # mypyc type-checks the counting path in pip's isolated build environment, which has
+    # only the build requirements: a package imported there and missing from them stops
+    # the install (it did, for isal, in CI).
+    root = Path(native.__file__).parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    required = {
+        re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("-", "_")
+        for req in pyproject["build-system"]["requires"]
+    }
+    imported = _third_party_imports([f"streams.{m}" for m in native.MODULES], root)
+    assert {"orjson", "isal"} <= imported  # the walk reaches what the modules import
+    assert imported <= required, sorted(imported - required)
