@@ -29,13 +29,15 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(name: str, path: Path) -> set[str]:
-    """Absolute names of what a module imports, type-checking-only imports left out."""
+def imports(name: str, path: Path, *, type_checking: bool = False) -> set[str]:
+    """Absolute names of what a module imports; type-checking-only imports left out unless
+    ``type_checking`` (mypy reads them)."""
     tree = ast.parse(path.read_text(), str(path))
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     skip: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if (not type_checking and isinstance(node, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(node.test)):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found = set()
     for node in ast.walk(tree):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.machinery
 import json
@@ -17,6 +16,7 @@ import pytest
 
 from streams import native
 from tests.conftest import need
+from tests.unit.test_architecture import imports, modules
 
 PURE = os.environ.get("WATCHFLOOR_TEST_PURE") == "1"
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -100,32 +100,22 @@ def test_the_source_can_be_chosen_before_the_first_import_only() -> None:
     assert out[1].endswith("already imported: the source can only be chosen before.")
 
 
-def _third_party_imports(modules: list[str], root: Path) -> set[str]:
-    """Top-level packages outside the standard library that ``modules`` import, and the
-    ``streams`` modules they import in turn (mypy follows those imports)."""
-    todo, seen, found = list(modules), set(), set()
+def _third_party_imports(start: list[str]) -> set[str]:
+    """Top-level packages outside the standard library that the ``start`` modules import,
+    and the ``streams`` modules they import in turn (mypy follows those imports)."""
+    known = modules()
+    todo, seen, found = list(start), set(), set()
     while todo:
         mod = todo.pop()
-        if mod in seen:
+        if mod in seen or mod not in known:  # not a module: a name imported from one
             continue
         seen.add(mod)
-        source = root.joinpath(*mod.split(".")).with_suffix(".py")
-        if not source.exists():  # a name imported from a module, not a module
-            continue
-        for node in ast.walk(ast.parse(source.read_text())):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = ".".join(mod.split(".")[: -node.level]) if node.level else ""
-                module = ".".join(x for x in (base, node.module or "") if x)
-                names = [module, *(f"{module}.{a.name}" for a in node.names)]
-            for name in names:
-                top = name.split(".")[0]
-                if top == "streams":
-                    todo.append(name)
-                elif top not in sys.stdlib_module_names:
-                    found.add(top)
+        for name in imports(mod, known[mod], type_checking=True):
+            top = name.split(".")[0]
+            if top == "streams":
+                todo.append(name)
+            elif top not in sys.stdlib_module_names:
+                found.add(top)
     return found
 
 
@@ -139,6 +129,6 @@ def test_the_isolated_build_has_every_package_the_compiled_path_imports() -> Non
         re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("-", "_")
         for req in pyproject["build-system"]["requires"]
     }
-    imported = _third_party_imports([f"streams.{m}" for m in native.MODULES], root)
+    imported = _third_party_imports([f"streams.{m}" for m in native.MODULES])
     assert {"orjson", "isal"} <= imported  # the walk reaches what the modules import
     assert imported <= required, sorted(imported - required)
