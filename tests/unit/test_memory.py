@@ -20,7 +20,12 @@ with memory.counting():            # a batch being counted
     assert not gc.isenabled()
     kept = [[i] for i in range(30_000)]
     assert gc.get_count()[0] >= 30_000, "no collection ran during the batch"
+    frozen = gc.get_freeze_count()
 assert gc.isenabled()
+# Frozen as the batch ends, before the collector is back on: the next allocations
+# start no young collection over the batch's objects.
+assert gc.get_freeze_count() >= frozen + 30_000, "what the batch kept is frozen"
+assert gc.get_count()[0] < 100, gc.get_count()
 gc.disable()
 with memory.counting():
     pass
