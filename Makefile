@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 # The counting path, compiled by mypyc at install (setup.py), and its tables written in
 # C: a change to one of these compiles it again (streams/native.py MODULES and
 # C_SOURCES; tests/unit/test_native.py keeps the lists equal).
-NATIVE_SOURCES := streams/events.py streams/validation.py streams/windows.py \
+NATIVE_SOURCES := streams/categories.py streams/events.py streams/validation.py streams/windows.py \
 	streams/state.py streams/engine.py streams/state_journal.py streams/signals.py \
 	streams/_identities.c
 

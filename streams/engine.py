@@ -87,14 +87,27 @@ class Forward:
         return [*kept, (FORWARDED_FROM, stamp)]
 
 
-@dataclass(slots=True)
 class Journal:
     """What one batch changed in one district: replaying it rebuilds the change."""
 
-    # The events that changed the state (counted, or closed a lifecycle late), in order.
-    rows: list[list[Any]] = field(default_factory=list)
-    late: int = 0  # too late and changed nothing
-    dup: int = 0
+    # Not a dataclass: mypyc compiles a dataclass's class but not the ``__init__`` the
+    # decorator writes, and a batch makes a journal for each district it touches (about
+    # 1,000 per batch under a steady load, each an interpreted call).
+    __slots__ = ("dup", "late", "rows")
+
+    def __init__(self, rows: list[list[Any]] | None = None, late: int = 0, dup: int = 0) -> None:
+        # The events that changed the state (counted, or closed a lifecycle late), in order.
+        self.rows: list[list[Any]] = [] if rows is None else rows
+        self.late = late  # too late and changed nothing
+        self.dup = dup
+
+    def __repr__(self) -> str:
+        return f"Journal(rows={self.rows!r}, late={self.late}, dup={self.dup})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Journal):
+            return NotImplemented
+        return (self.rows, self.late, self.dup) == (other.rows, other.late, other.dup)
 
 
 @dataclass

@@ -27,6 +27,7 @@ PACKAGE = Path(__file__).resolve().parent
 # signals. Not ``exposition`` (mypyc has no async generators) nor any module that
 # Faust or aiohttp call back into by name.
 MODULES: tuple[str, ...] = (
+    "categories",
     "events",
     "validation",
     "windows",
