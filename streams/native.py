@@ -23,8 +23,8 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
-# The counting path: validation, routing, lifecycles, windows, journals, the alert
-# signals. Not ``exposition`` (mypyc has no async generators) nor any module that
+# The counting path: category codes, validation, routing, lifecycles, windows, journals,
+# the alert signals. Not ``exposition`` (mypyc has no async generators) nor any module that
 # Faust or aiohttp call back into by name.
 MODULES: tuple[str, ...] = (
     "categories",
