@@ -737,6 +737,16 @@ class Watchfloor:
             if times:
                 m.latency.observe_many(topic, (max(0.0, now - t) for t in times))
 
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` this worker counts: after its last batch, or its
+        consumer group's committed offset before the first (None: neither known)."""
+        last = self._last_offset.get(tp)
+        consumer: Any = self.app.consumer  # Faust's books of the group's commits
+        committed: int | None = consumer._committed_offset.get(tp)
+        if last is None:
+            return committed
+        return max(last + 1, committed or 0)
+
     def sample_lag(self) -> None:
         consumer = self.app.consumer
         for tp, last in list(self._last_offset.items()):

@@ -178,12 +178,37 @@ class Centre:
         self.publisher_partition = wf.engine.partition_of(self.publisher_district)
         self._publishing = asyncio.Lock()
         self._ready_since: float | None = None
+        self._settled = False
 
     # -- who answers for what ------------------------------------------------------
 
     def covered(self) -> list[str]:
-        """The districts this worker answers for: those it owns, once it is ready."""
-        return sorted(self.wf.engine.states) if self.wf.ready else []
+        """The districts this worker answers for: those it owns, once it is ready and has
+        counted what their partitions held when it took them (``settled``)."""
+        return sorted(self.wf.engine.states) if self.settled() else []
+
+    def settled(self) -> bool:
+        """Ready, and every record its source partitions held when it took them counted.
+
+        A rebalance drops the journals the previous owner still held, with their unacked
+        offsets: this worker, rebuilt from the changelog, reads those records again after
+        it is ready. Until it has, a list from its states lacks them without saying so
+        (seen under CPU load: a district's overdue hazards missing for a moment from an
+        answer marked complete). Once reached, it holds until the next rebalance: later
+        records are live traffic, as late as any figure.
+        """
+        wf = self.wf
+        if not wf.ready:
+            self._settled = False
+            return False
+        if not self._settled:
+            consumer: Any = wf.app.consumer
+            tps = [TP(t, p) for t in wf.engine.topics for p in sorted(wf.assigned)]
+            self._settled = counted_to_highwater(
+                {tp: consumer.highwater(tp) for tp in tps},
+                {tp: wf.next_offset(tp) for tp in tps},
+            )
+        return self._settled
 
     def is_publisher(self) -> bool:
         return self.wf.ready and self.publisher_partition in self.wf.assigned
@@ -381,6 +406,7 @@ class Centre:
         # A publication under way finishes (its record delivered) before the partitions
         # move on, so the next publisher finds it when it reads the archive.
         self._ready_since = None
+        self._settled = False
         async with self._publishing:
             pass
 
@@ -409,6 +435,20 @@ class Centre:
     def city(self, names: Names) -> str:
         ref = self.wf.reference
         return ref.name("city", ref.city_code, names.lang)
+
+
+def counted_to_highwater(
+    highwaters: Mapping[TP, int | None], next_offsets: Mapping[TP, int | None]
+) -> bool:
+    """Whether every partition's next offset to count has reached its high watermark.
+
+    A partition not fetched since the assignment has no high watermark yet (None): what
+    it holds is unknown, so it is not counted to it.
+    """
+    for tp, high in highwaters.items():
+        if high is None or (next_offsets.get(tp) or 0) < high:
+            return False
+    return True
 
 
 def _bad(view: faust.web.View, status: int, message: str, **extra: Any) -> Any:

@@ -154,7 +154,8 @@ def test_overdue_list_and_bulletins_while_workers_come_and_go(
                     if subjects != want_order:
                         short = Counter(truth[x]["district"] for x in want_order) - Counter(
                             it["district"] for it in body["items"])
-                        problems.append(f"{w.name}: complete but {len(subjects)} items, short "
+                        problems.append(f"{time.strftime('%H:%M:%S')} {w.name}: complete but "
+                                        f"{len(subjects)} items, short "
                                         f"{dict(short)}; {coverage(ws)}")
                 # Everyone asks for the same period's bulletin at once, now and then.
                 if random.random() < 0.2:
@@ -183,6 +184,7 @@ def test_overdue_list_and_bulletins_while_workers_come_and_go(
     finally:
         stop.set()
         poller.join(timeout=200)
+    print("\n".join(problems))  # whole, with each worker's coverage at the time
     assert not problems, problems[:5]
     assert seen["complete"] > 0, seen
     print(f"overdue answers during churn: {dict(seen)}; cut answers {Counter(cuts)}")
