@@ -305,16 +305,14 @@ class Centre:
             ends = await self.archive.end_offsets(tps)
         except BrokerError:
             return False
+        done: dict[TP, int | None] = {}
         for t, p in tps:
             tp = TP(t, p)
             # Faust's own books: the next offset committed, and offsets acked since.
-            done = consumer._committed_offset.get(tp) or 0
+            committed = consumer._committed_offset.get(tp) or 0
             acked = consumer._acked.get(tp)
-            if acked:
-                done = max(done, max(acked) + 1)
-            if done < ends.get((t, p), 0):
-                return False
-        return True
+            done[tp] = max(committed, max(acked) + 1) if acked else committed
+        return counted_to_highwater({TP(t, p): ends.get((t, p), 0) for t, p in tps}, done)
 
     def local_sections(self, label: str) -> dict[str, Any]:
         _, period = bl.bulletin_period(label, self.wf.tz)
