@@ -24,8 +24,9 @@ from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
 # The counting path: category codes, validation, routing, lifecycles, windows, journals,
-# the alert signals. Not ``exposition`` (mypyc has no async generators) nor any module that
-# Faust or aiohttp call back into by name.
+# the alert signals; and the district lines of ``/metrics``, which a scrape under load
+# writes for every district. Not ``exposition`` (mypyc has no async generators) nor any
+# module that Faust or aiohttp call back into by name.
 MODULES: tuple[str, ...] = (
     "categories",
     "events",
@@ -35,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "engine",
     "state_journal",
     "signals",
+    "district_lines",
 )
 # Written in C, not compiled from Python: the flat tables Python has no layout for
 # (``streams/identities.py``). Each falls back to its Python twin when not built or

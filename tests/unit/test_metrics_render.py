@@ -8,8 +8,9 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.district_lines import _line, _number, format_families
 from streams.events import Event, Kind, Stream
-from streams.exposition import DistrictCollector, _line, _number, format_families
+from streams.exposition import DistrictCollector
 from streams.state import DistrictState, Outcome
 from tests.unit.test_metrics import NOW, TZ, signals_state, state
 from tests.unit.test_worksafety import TARGETS, accident
