@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
+from . import native
 from .categories import canonical
 
 # CloudEvents Kafka binding, structured mode: the whole event is the value.
@@ -94,13 +96,39 @@ def event_identity(source: str, id: str) -> int:
 
     Stable across processes (Python's ``hash`` of a str is not), so it can be journaled.
     """
-    return digest64(f"{source}\x00{id}")
+    if _C_IDENTITY is not None:
+        return _C_IDENTITY(source, id)
+    return py_digest64(f"{source}\x00{id}")
 
 
 def digest64(text: str) -> int:
     """A stable 64-bit digest of ``text``, 1 .. 2**64 - 1 (0 means "no identity")."""
+    if _C_DIGEST64 is not None:
+        return _C_DIGEST64(text)
+    return py_digest64(text)
+
+
+def py_digest64(text: str) -> int:
+    """``digest64`` through hashlib: the fallback without a compiler, and the definition
+    (BLAKE2b, 8 bytes, read big-endian) that journaled identities depend on."""
     digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") or 1
+
+
+def _c_digests() -> tuple[Callable[[str], int], Callable[[str, str], int]] | None:
+    """The digests of ``streams/_digests.c``, unless not built or the hot path runs from
+    its source (``streams/native.py``)."""
+    if native.running_source():
+        return None
+    try:
+        from ._digests import digest64 as c_digest64
+        from ._digests import identity as c_identity
+    except ImportError:
+        return None
+    return c_digest64, c_identity
+
+
+_C_DIGEST64, _C_IDENTITY = _c_digests() or (None, None)
 
 
 @dataclass(slots=True)

@@ -39,9 +39,11 @@ MODULES: tuple[str, ...] = (
     "district_lines",
 )
 # Written in C, not compiled from Python: the flat tables Python has no layout for
-# (``streams/identities.py``). Each falls back to its Python twin when not built or
+# (``streams/identities.py``), the identity digests (``events.digest64``) and the common
+# form of RFC 3339 times (``validation.rfc3339_seconds``), where the Python took a hash
+# object or a datetime per event. Each falls back to its Python twin when not built or
 # when the hot path runs from source.
-C_SOURCES: tuple[str, ...] = ("_identities",)
+C_SOURCES: tuple[str, ...] = ("_identities", "_digests", "_rfc3339")
 MANIFEST = PACKAGE / "native.json"
 
 

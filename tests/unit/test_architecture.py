@@ -69,7 +69,7 @@ def module_map() -> dict[str, str]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 3 or not cells[0] or cells[0].startswith(("layer", "---")):
             continue
-        for mod in re.findall(r"`([a-z_.]+)`", cells[1]):
+        for mod in re.findall(r"`([a-z0-9_.]+)`", cells[1]):
             layers[f"streams.{mod}"] = cells[0]
     return layers
 

@@ -1,0 +1,3 @@
+"""Types of streams/_rfc3339.c (the contract is streams/validation.py ``rfc3339_seconds``)."""
+
+def seconds(text: str) -> float | None: ...
