@@ -4,8 +4,8 @@
  * hashlib each took about half a microsecond: the text encoded, a hash object made,
  * its digest copied out and read as an int. The digest must stay BLAKE2b with an
  * 8-byte output (the numbers are journaled); this is the reference algorithm of
- * RFC 7693, fed the UTF-8 of the text without a copy. tests/unit/test_digests.py holds
- * it to hashlib.
+ * RFC 7693, fed the UTF-8 of the text (an ASCII one without a copy).
+ * tests/unit/test_digests.py holds it to hashlib.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -147,12 +147,21 @@ feed(State *s, PyObject *text)
                      Py_TYPE(text)->tp_name);
         return -1;
     }
-    Py_ssize_t n;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n); /* raises on lone surrogates */
+    if (PyUnicode_READY(text) < 0) {
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(text)) { /* its characters are its UTF-8 */
+        update(s, (const uint8_t *)PyUnicode_DATA(text), (size_t)PyUnicode_GET_LENGTH(text));
+        return 0;
+    }
+    /* A copy of its own, not PyUnicode_AsUTF8AndSize: that one stays attached to the
+     * string, and subjects are kept for weeks as keys of a district's state. */
+    PyObject *utf8 = PyUnicode_AsUTF8String(text); /* raises on lone surrogates */
     if (utf8 == NULL) {
         return -1;
     }
-    update(s, (const uint8_t *)utf8, (size_t)n);
+    update(s, (const uint8_t *)PyBytes_AS_STRING(utf8), (size_t)PyBytes_GET_SIZE(utf8));
+    Py_DECREF(utf8);
     return 0;
 }
 

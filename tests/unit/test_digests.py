@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -60,6 +61,17 @@ def test_known_digests() -> None:
     assert py_digest64("jinshui") == digest64("jinshui") == 0x4640413E373B55FA
     assert event_identity("sim://incidents", "c-1") == truth(b"sim://incidents\x00c-1")
     assert event_identity("源", "编号") == truth("源\x00编号".encode())
+
+
+@needs_c
+def test_a_digest_leaves_no_utf8_copy_on_the_string() -> None:
+    # Subjects are kept for weeks as keys of a district's state: a UTF-8 copy cached on
+    # each (what PyUnicode_AsUTF8 does) would grow every non-ASCII one. getsizeof counts it.
+    subject = "".join(["隐患", "编号", str(12345)])  # made at run time, not a shared constant
+    before = sys.getsizeof(subject)
+    C.digest64(subject)
+    C.identity(subject, subject)
+    assert sys.getsizeof(subject) == before
 
 
 @needs_c
