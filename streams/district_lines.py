@@ -167,7 +167,7 @@ def _line(head: bytes, value: float) -> bytes:
     return b"%s%s\n" % (head, repr(float(value)).encode() if value == value else b"NaN")
 
 
-def _layout() -> list[Family]:
+def layout() -> list[Family]:
     """Every family of district figures, without samples, in the order they are exposed."""
     return [
         *(
@@ -242,7 +242,7 @@ def _layout() -> list[Family]:
     ]
 
 
-_LAYOUT = _layout()
+_LAYOUT = layout()
 _INDEX = {fam.name: i for i, fam in enumerate(_LAYOUT)}
 # Families with a line per district (all but the city's target and the partitions' reach).
 _N_DISTRICT = len(_LAYOUT) - 2
@@ -360,7 +360,7 @@ class _Heads:
 
 
 @dataclass(slots=True)
-class _Text:
+class DistrictText:
     """One district's rendered lines per family, and the key of what they show."""
 
     state: DistrictState
@@ -449,7 +449,7 @@ class DistrictLines:
         # Per district: state version -> report times of the open disputes, oldest first.
         self.disputes: dict[str, tuple[int, list[float]]] = {}
         # Per district: its lines as last rendered (``render_steps``).
-        self.texts: dict[str, _Text] = {}
+        self.texts: dict[str, DistrictText] = {}
 
     def signals_of(self, st: DistrictState, now: float) -> _Signals:
         key = (st.version, rolling_end(now))
@@ -502,7 +502,7 @@ class DistrictLines:
         for d, st in items:
             t = texts.get(d)
             if t is None or t.state is not st:
-                t = texts[d] = _Text(st, _Heads(d))
+                t = texts[d] = DistrictText(st, _Heads(d))
             key = (st.version, st.late_total, st.duplicate_total, slot, ctx.day)
             if t.key != key:
                 # Kept as bytes: the exposition is joined, not encoded, at each scrape (its

@@ -34,9 +34,9 @@ from .district_lines import (
     WORK_SAFETY_HELP,
     YEAR_TO_DATE,
     DistrictLines,
+    DistrictText,
     Family,
-    _layout,
-    _Text,
+    layout,
 )
 from .events import Stream
 from .rates import RATES
@@ -77,7 +77,7 @@ class DistrictCollector(Collector):
         self._no_scrape.set()
 
     @property
-    def _texts(self) -> dict[str, _Text]:
+    def _texts(self) -> dict[str, DistrictText]:
         return self._lines.texts
 
     def describe(self) -> Iterator[Metric]:
@@ -86,7 +86,7 @@ class DistrictCollector(Collector):
     def families(self) -> list[Family]:
         lines = self._lines
         now = lines.now()
-        fams = _layout()
+        fams = layout()
         by_name = {fam.name: fam for fam in fams}
         rolling = {stem: by_name[f"watchfloor_rolling_{stem}"] for stem in HELP}
         ratios = {rate.metric: by_name[f"watchfloor_cohort_{rate.metric}"] for rate in RATES}
