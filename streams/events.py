@@ -115,20 +115,10 @@ def py_digest64(text: str) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
-def _c_digests() -> tuple[Callable[[str], int], Callable[[str, str], int]] | None:
-    """The digests of ``streams/_digests.c``, unless not built or the hot path runs from
-    its source (``streams/native.py``)."""
-    if native.running_source():
-        return None
-    try:
-        from ._digests import digest64 as c_digest64
-        from ._digests import identity as c_identity
-    except ImportError:
-        return None
-    return c_digest64, c_identity
-
-
-_C_DIGEST64, _C_IDENTITY = _c_digests() or (None, None)
+# The C digests (``streams/_digests.c``) where built; hashlib's otherwise.
+_DIGESTS = native.extension("_digests")
+_C_DIGEST64: Callable[[str], int] | None = None if _DIGESTS is None else _DIGESTS.digest64
+_C_IDENTITY: Callable[[str, str], int] | None = None if _DIGESTS is None else _DIGESTS.identity
 
 
 @dataclass(slots=True)

@@ -72,15 +72,8 @@ class PyIdentityMemory:
 Memory = PyIdentityMemory
 
 
-def _table() -> type[Memory] | None:
-    """The C table, unless it is not built or the hot path runs from its source."""
-    if native.running_source():
-        return None
-    try:
-        from streams._identities import IdentityMemory as table
-    except ImportError:
-        return None
-    return cast("type[Memory]", table)  # the same methods, checked by the tests
-
-
-IdentityMemory: type[Memory] = _table() or PyIdentityMemory
+_TABLE = native.extension("_identities")
+# The C table where built (the same methods, checked by the tests); the Python twin otherwise.
+IdentityMemory: type[Memory] = (
+    PyIdentityMemory if _TABLE is None else cast("type[Memory]", _TABLE.IdentityMemory)
+)

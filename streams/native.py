@@ -12,6 +12,7 @@ directly, so a mix would hold two versions of the same classes.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -116,6 +117,17 @@ def use_source() -> None:
         )
     if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFinder(__package__ or "streams", PACKAGE, MODULES))
+
+
+def extension(name: str) -> ModuleType | None:
+    """One of the ``C_SOURCES`` as built, or None when it is not built or the hot path runs
+    from its source (``use_source``), where each caller takes its Python twin instead."""
+    if running_source():
+        return None
+    try:
+        return importlib.import_module(f"{__package__ or 'streams'}.{name}")
+    except ImportError:
+        return None
 
 
 def check() -> None:

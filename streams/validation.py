@@ -169,19 +169,9 @@ def py_rfc3339_seconds(text: str) -> float:
     return (moment - _NAIVE_EPOCH).total_seconds() - offset
 
 
-def _c_seconds() -> Callable[[str], float | None] | None:
-    """The common form's reading in C, unless not built or the hot path runs from its
-    source (``streams/native.py``)."""
-    if native.running_source():
-        return None
-    try:
-        from ._rfc3339 import seconds
-    except ImportError:
-        return None
-    return seconds
-
-
-_C_SECONDS = _c_seconds()
+# The common form's reading in C (``streams/_rfc3339.c``) where built.
+_RFC3339 = native.extension("_rfc3339")
+_C_SECONDS: Callable[[str], float | None] | None = None if _RFC3339 is None else _RFC3339.seconds
 
 
 def _python_iso(naive: str) -> str:
