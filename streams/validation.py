@@ -20,6 +20,7 @@ from .clock import Clock
 from .errors import InvalidEvent, ReferenceDataError
 from .events import KIND_OF_TYPE, STREAM_OF_KIND, Event, Kind, Stream, event_identity
 from .reference import CATEGORY_GROUPS, Reference
+from .schema_program import compile_schema
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_BASE_URL = "https://watchfloor.dev/schemas/"
@@ -169,6 +170,9 @@ def py_rfc3339_seconds(text: str) -> float:
     return (moment - _NAIVE_EPOCH).total_seconds() - offset
 
 
+# The schema programs' checker in C (``streams/_schema_check.c``) where built: a record it
+# vouches for skips jsonschema-rs (``streams/schema_program.py`` says why that is safe).
+_SCHEMA_CHECK = native.extension("_schema_check")
 # The common form's reading in C (``streams/_rfc3339.c``) where built.
 _RFC3339 = native.extension("_rfc3339")
 _C_SECONDS: Callable[[str], float | None] | None = None if _RFC3339 is None else _RFC3339.seconds
@@ -508,6 +512,8 @@ class _Entry:
     validator: jsonschema_rs.Validator
     build: _Builder
     is_valid: Callable[[object], bool]
+    # True only for a record the schema program is sure is valid; None: no program.
+    vouches: Callable[[object], bool] | None
 
 
 def stream_name(stream: Stream) -> str:
@@ -535,6 +541,7 @@ class EventValidator:
         max_record_bytes: int = MAX_RECORD_BYTES,
         max_future_seconds: float = MAX_FUTURE_SECONDS,
         schemas_dir: Path = SCHEMAS_DIR,
+        schema_programs: bool = True,
     ) -> None:
         self.reference = reference
         self.clock = clock
@@ -546,8 +553,19 @@ class EventValidator:
         for etype, schema in self.files.by_type.items():
             kind = KIND_OF_TYPE[etype]
             compiled = self.files.validator(schema)
+            vouches = None
+            if schema_programs and _SCHEMA_CHECK is not None:
+                program = compile_schema(schema, self.files.documents)
+                if program is not None:
+                    vouches = _SCHEMA_CHECK.Program(program).accepts
             self._entries[etype] = _Entry(
-                kind, STREAM_OF_KIND[kind], schema, compiled, _BUILDERS[kind], compiled.is_valid
+                kind,
+                STREAM_OF_KIND[kind],
+                schema,
+                compiled,
+                _BUILDERS[kind],
+                compiled.is_valid,
+                vouches,
             )
         common = self.files.documents[SCHEMA_BASE_URL + COMMON_SCHEMA]
         self._envelope_schema: dict[str, Any] = {
@@ -608,7 +626,8 @@ class EventValidator:
                 field="type",
             )
         try:
-            valid = entry.is_valid(doc)
+            vouches = entry.vouches
+            valid = (vouches is not None and vouches(doc)) or entry.is_valid(doc)
         except (ValueError, TypeError, OverflowError, RecursionError):
             # Only reachable with Python objects JSON cannot hold (validate_document).
             raise InvalidEvent(
