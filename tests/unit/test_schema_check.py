@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
@@ -353,6 +354,34 @@ def test_the_plain_uris_of_the_examples_are_vouched_for() -> None:
 # --- the events: mutated, cut, and not JSON at all -------------------------------------
 
 
+@dataclass(frozen=True)
+class Sides:
+    with_programs: EventValidator
+    without_programs: EventValidator
+    programs: dict[str, Any]
+    rs: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def sides(
+    with_programs: EventValidator,
+    without_programs: EventValidator,
+    programs: dict[str, Any],
+    rs: dict[str, Any],
+) -> Sides:
+    return Sides(with_programs, without_programs, programs, rs)
+
+
+def agree(sides: Sides, doc: object) -> None:
+    """The program's verdict is jsonschema-rs's where it gives one, and the validator's
+    outcome is the same with the programs and without them."""
+    etype = doc.get("type") if isinstance(doc, dict) else None
+    if isinstance(etype, str) and etype in sides.programs:
+        assert_sound(sides.programs[etype], sides.rs[etype], doc)
+    assert outcome(sides.with_programs, doc) == outcome(sides.without_programs, doc)
+
+
+
 @needs_c
 @settings(
     max_examples=1500,
@@ -361,22 +390,15 @@ def test_the_plain_uris_of_the_examples_are_vouched_for() -> None:
 )
 @given(data=st.data())
 def test_mutated_events_get_the_same_verdict_and_the_same_outcome(
-    with_programs: EventValidator,
-    without_programs: EventValidator,
-    programs: dict[str, Any],
-    rs: dict[str, Any],
-    data: st.DataObject,
+    sides: Sides, data: st.DataObject
 ) -> None:
-    doc = data.draw(mutated_events(all_examples(with_programs)))
+    doc = data.draw(mutated_events(all_examples(sides.with_programs)))
     try:
         doc = orjson.loads(orjson.dumps(doc))  # as the worker sees a record
     except TypeError:
         assume(False)
         return
-    etype = doc.get("type") if isinstance(doc, dict) else None
-    if isinstance(etype, str) and etype in programs:
-        assert_sound(programs[etype], rs[etype], doc)
-    assert outcome(with_programs, doc) == outcome(without_programs, doc)
+    agree(sides, doc)
 
 
 FIELD_VALUES = (
@@ -396,21 +418,12 @@ FIELD_VALUES = (
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
-def test_any_one_field_replaced_gets_the_same_verdict(
-    with_programs: EventValidator,
-    without_programs: EventValidator,
-    programs: dict[str, Any],
-    rs: dict[str, Any],
-    data: st.DataObject,
-) -> None:
-    doc = data.draw(st.sampled_from(all_examples(with_programs)))
+def test_any_one_field_replaced_gets_the_same_verdict(sides: Sides, data: st.DataObject) -> None:
+    doc = data.draw(st.sampled_from(all_examples(sides.with_programs)))
     where = doc["data"] if data.draw(st.booleans()) else doc
     key = data.draw(st.sampled_from([*where, "extra", "x" * 21, "Upper"]))
     where[key] = data.draw(FIELD_VALUES)
-    etype = doc.get("type")
-    if isinstance(etype, str) and etype in programs:
-        assert_sound(programs[etype], rs[etype], doc)
-    assert outcome(with_programs, doc) == outcome(without_programs, doc)
+    agree(sides, doc)
 
 
 class Text(str):
