@@ -213,18 +213,9 @@ def _implied(checks: list[tuple[Any, ...]]) -> Node:
     return (fmt, *kept)
 
 
-_FORM: list[tuple[bytes, bytes]] = []
-
-
-def _date_time_automaton() -> tuple[bytes, bytes]:
-    if not _FORM:
-        _FORM.append(automaton(DATE_TIME_FORM))
-    return _FORM[0]
-
-
 @lru_cache(maxsize=64)
 def _includes_date_time(table: bytes, accepting: bytes) -> bool:
-    return includes(_date_time_automaton(), (table, accepting))
+    return includes(automaton(DATE_TIME_FORM), (table, accepting))
 
 
 def includes(inner: tuple[bytes, bytes], outer: tuple[bytes, bytes]) -> bool:
@@ -495,6 +486,7 @@ class _NFA:
         return frozenset(seen)
 
 
+@lru_cache(maxsize=64)
 def automaton(pattern: str) -> tuple[bytes, bytes]:
     """``pattern`` as a deterministic automaton over ASCII: (transitions, accepting).
 
