@@ -3,7 +3,8 @@
 jsonschema-rs took 1.3 us of an event's 3.2 us of validation, most of it turning the
 decoded dict into its own values before it looks at them. The C checker reads the dict
 as it is, with each schema compiled here once at start-up into nested tuples of
-constraints, and each ``pattern`` into a table-driven automaton.
+constraints, and each ``pattern`` into a run of character classes or, where it has
+groups or alternatives, a table-driven automaton.
 
 The checker only ever shortcuts an acceptance: it answers "valid" when it is sure,
 "invalid" when it is sure, and "unsure" for everything this compiler or the C code
@@ -131,12 +132,12 @@ class _Compiler:
                 out.append((NOT, self.node(value, base, depth + 1)))
             else:
                 raise Unsupported(f"keyword {key!r}")
-        lo = schema.get("minLength", 0)
-        hi = schema.get("maxLength", -1)
         if "minLength" in schema or "maxLength" in schema:
-            if not all(type(v) is int and v >= -1 for v in (lo, hi)):
+            given = [schema[k] for k in ("minLength", "maxLength") if k in schema]
+            if not all(type(v) is int and v >= 0 for v in given):
                 raise Unsupported("minLength or maxLength is not a whole number")
-            out.append((LENGTH, lo, hi))
+            # -1: no most (the C side's sentinel).
+            out.append((LENGTH, schema.get("minLength", 0), schema.get("maxLength", -1)))
         if any(k in schema for k in _PROPERTY_KEYWORDS):
             out.append(self.properties(schema, base, depth))
         return _implied(out)

@@ -183,6 +183,8 @@ def test_the_simulators_valid_records_are_vouched_for(
         {"oneOf": [{"type": "string"}]},
         {"type": "string", "enum": [1, 2]},
         {"$ref": "other.json#/x"},
+        {"maxLength": -1},
+        {"minLength": 1.5},
     ],
 )
 def test_what_the_checker_does_not_model_compiles_to_no_program(schema: dict[str, Any]) -> None:
