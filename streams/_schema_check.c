@@ -190,7 +190,6 @@ typedef struct {
     double bound;            /* MINIMUM, MAXIMUM */
     PyObject *value;         /* CONST: the value; ENUM: the tuple (borrowed from source) */
     PyObject *index;         /* PROPERTIES: name -> position in children (owned) */
-    PyObject *required;      /* PROPERTIES: tuple of names (borrowed) */
     const unsigned char *bits;  /* SPANS: fixed positions' bitmaps; PATTERN: accepting */
     const unsigned char *tail;  /* SPANS: the repeated class's bitmap */
     const uint16_t *table;   /* PATTERN: transitions */
@@ -272,6 +271,13 @@ build_sub(PyObject *tuple, Node **out, int depth)
     return build(tuple, *out, depth + 1);
 }
 
+/* What equal_scalar compares against (schema_program._scalar compiles nothing else). */
+static int
+scalar(PyObject *v)
+{
+    return v == Py_None || PyBool_Check(v) || PyUnicode_CheckExact(v);
+}
+
 static int
 build_check(PyObject *t, Check *c, int depth)
 {
@@ -289,10 +295,15 @@ build_check(PyObject *t, Check *c, int depth)
         c->a = PyLong_AsLong(x1);
         return PyErr_Occurred() ? -1 : 0;
     case OP_CONST:
+        if (!scalar(x1)) return malformed("a const that is not a string, a boolean or null");
         c->value = x1;
         return 0;
     case OP_ENUM:
         if (!PyTuple_CheckExact(x1)) return malformed("enum values");
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(x1); i++) {
+            if (!scalar(PyTuple_GET_ITEM(x1, i)))
+                return malformed("an enum value that is not a string, a boolean or null");
+        }
         c->value = x1;
         return 0;
     case OP_LENGTH:
@@ -335,7 +346,6 @@ build_check(PyObject *t, Check *c, int depth)
         PyObject *extra = PyTuple_GET_ITEM(t, 3), *names = PyTuple_GET_ITEM(t, 4);
         if (!PyDict_CheckExact(props) || !PyTuple_CheckExact(required))
             return malformed("properties");
-        c->required = required;
         c->index = PyDict_New();
         if (c->index == NULL) return -1;
         c->nchildren = PyDict_GET_SIZE(props);

@@ -493,6 +493,8 @@ def found_example() -> dict[str, Any]:
         ((schema_program.PATTERN, (b"\x05\x00" * 128), b"\x01"),),  # names a missing state
         ((schema_program.SPANS, b"\x00" * 15, b"\x00" * 16, 0, 1),),
         ((schema_program.PROPERTIES, [], (), None, None),),
+        ((schema_program.CONST, 1),),
+        ((schema_program.ENUM, ("a", 1.5)),),
         ("not a tuple",),
     ],
 )
