@@ -549,7 +549,7 @@ Tally_rows(Tally *t, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Tally_keys(Tally *t, PyObject *Py_UNUSED(ignored))
+Tally_buckets(Tally *t, PyObject *Py_UNUSED(ignored))
 {
     Entry *entries = sorted_entries(t);
     if (entries == NULL) {
@@ -687,7 +687,7 @@ static PyMethodDef Tally_methods[] = {
      "row(bucket): the bucket's counts by measure, None if it holds none."},
     {"rows", (PyCFunction)Tally_rows, METH_NOARGS,
      "rows(): [[bucket, counts], ...], buckets ascending."},
-    {"keys", (PyCFunction)Tally_keys, METH_NOARGS, "keys(): the buckets held, ascending."},
+    {"buckets", (PyCFunction)Tally_buckets, METH_NOARGS, "buckets(): the buckets held, ascending."},
     {"load", (PyCFunction)Tally_load, METH_O,
      "load(rows): add the counts of [[bucket, counts], ...] rows (a snapshot's)."},
     {"__sizeof__", (PyCFunction)Tally_sizeof, METH_NOARGS, "Bytes held, the table included."},

@@ -25,8 +25,6 @@ from .windows import (
 
 SNAPSHOT_VERSION = 2
 EXPIRY_EVERY = 6 * HOUR_SECONDS  # buckets: five-minute slots are kept only 26 h
-# Of the slowest stream's time: old hours shared (Buckets.freeze).
-FREEZE_EVERY = 6 * HOUR_SECONDS
 # Memories (identities, lifecycles) span days to months: a daily sweep is plenty.
 MEMORY_SWEEP_EVERY = DAY_SECONDS
 OPEN_SWEEP_EVERY = 7 * DAY_SECONDS
@@ -317,8 +315,6 @@ class DistrictState:
         self.next_expiry = [_NEVER] * 3
         self.next_open_sweep = [_NEVER] * 3
         self.next_bucket_expiry = _NEVER
-        self.next_freeze = [_NEVER] * 3  # derived: a rebuild freezes at its first records
-        self._frozen_at = _NEVER  # the slowest stream's time at the last freeze
         # Per group, the ids of subjects that stopped being open, by the UTC day of their
         # latest transition: expiry drops whole days the horizon has passed instead of
         # scanning every subject, for one pointer per closed subject. By day, not hour:
@@ -397,37 +393,12 @@ class DistrictState:
             self.stream_watermarks[route] = ev.ts
             if ev.ts >= self.next_expiry[stream]:
                 self._expire_stream(stream)
-            if ev.ts >= self.next_freeze[stream]:
-                # Each stream's own progress, not the district's: the slowest one is what
-                # lets old hours freeze (a catch-up's leading topic may be done while the
-                # others still move days).
-                self.next_freeze[stream] = ev.ts + FREEZE_EVERY
-                settled = self._settled()
-                # (_NEVER: only forwarded records so far.) A pass per FREEZE_EVERY of the
-                # slowest stream's time, not of each stream's: three passes where one does.
-                if settled != _NEVER and settled >= self._frozen_at + FREEZE_EVERY:
-                    self._frozen_at = settled
-                    self.buckets.freeze(settled)
             if ev.ts > self.watermark:
                 self.watermark = ev.ts
                 if ev.ts >= self.next_bucket_expiry:
                     self.buckets.expire(ev.ts, self.limits.retention_days)
                     self.next_bucket_expiry = ev.ts + EXPIRY_EVERY
         return outcome
-
-    def _settled(self) -> float:
-        """The event time every stream counted here has reached, on its direct route.
-
-        Not the district's watermark: the three topics are fetched and interleaved by
-        batch, so one may be days behind another (in the catch-up, half the records
-        came more than 68 hours behind the district's latest). A stream with nothing
-        yet is left out; forwarded records are few and judged apart.
-        """
-        settled = _NEVER
-        for w in self.stream_watermarks[:3]:
-            if w != _NEVER and (settled == _NEVER or w < settled):
-                settled = w
-        return settled
 
     def _memory_watermark(self, stream: int) -> float:
         """What a stream's memories are measured against: its latest time over both routes."""

@@ -73,7 +73,7 @@ class PyTally:
         """``[[bucket, counts], ...]``, buckets ascending."""
         return [[b, list(self._rows[b])] for b in sorted(self._rows)]
 
-    def keys(self) -> list[int]:
+    def buckets(self) -> list[int]:
         """The buckets held, ascending."""
         return sorted(self._rows)
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from .categories import category_key, split_category_key
+from .tallies import Counts, Tally
 
 SLOT_SECONDS = 300
 HOUR_SECONDS = 3600
@@ -22,22 +23,8 @@ DAY_SECONDS = 86400
 # the partial days of comparisons, days everything older.
 SLOT_KEEP_SECONDS = 26 * HOUR_SECONDS
 HOUR_KEEP_SECONDS = 30 * DAY_SECONDS
-# Fewer keys dropped than this never make a bucket dict worth copying (Buckets._churned).
+# Fewer keys dropped than this never make the days' dict worth copying (Buckets._churned).
 COMPACT_MIN_DROPPED = 32
-# Hours this far behind the time every stream has reached are frozen: their count
-# vectors shared with every equal one, of any district (``_SHARED``). An hour holds two
-# counts of 18 on average; at 1,000 districts 164,645 hours had 8,825 distinct vectors.
-# A count that comes later (a late record, a hazard's rectification counted at its
-# finding) copies the vector first, which the next ``freeze`` shares again. Not slots:
-# nearly every record opens a slot of its own, and sharing each cost 0.6 us a record
-# for 12 MiB (slots are kept a day).
-HOUR_FREEZE_SECONDS = 12 * HOUR_SECONDS
-# The shared vectors by value. Cleared when this full, so that it never holds more than
-# this many vectors no bucket uses (about 2 MB; at 1 << 16, the plateau's 50 districts
-# grew 8 MB over 800 days of expired hours); a vector already shared stays shared.
-SHARED_LIMIT = 1 << 13
-_NO_KEY = -(1 << 62)  # below every hour
-_SHARED: dict[object, list[int]] = {}  # by bytes(vector), or tuple where a count won't fit
 
 
 class Measure(IntEnum):
@@ -224,7 +211,9 @@ class Buckets:
     Every count lands in one slot, one hour and one day; a query takes each stretch of
     time from the finest resolution still kept there, so nothing is counted twice.
     ``slot_cut``/``hour_cut`` mark where the finer resolutions start; they are aligned
-    to hours and local days so the stretches tile without overlap.
+    to hours and local days so the stretches tile without overlap. Slots and hours are
+    tallies (``streams/tallies.py``: a flat table of the counts not zero); days stay a
+    dict of vectors, which the work-safety figures and the categories read by day.
     """
 
     __slots__ = (
@@ -233,8 +222,6 @@ class Buckets:
         "_first_day",
         "_hot_days",
         "_hour_next",
-        "_hours_frozen",
-        "_hours_thawed",
         "_rolled",
         "_since",
         "_spans",
@@ -250,8 +237,8 @@ class Buckets:
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self.slots: dict[int, list[int]] = {}
-        self.hours: dict[int, list[int]] = {}
+        self.slots: Counts = Tally(N_MEASURES)
+        self.hours: Counts = Tally(N_MEASURES)
         self.days: dict[int, list[int]] = {}
         # (day ordinal) -> counts by category_key(measure, category)
         self.categories: dict[int, DayCategories] = {}
@@ -268,16 +255,12 @@ class Buckets:
         self._rolled: tuple[float, tuple[float, float, float], dict[str, list[int]]] | None = None
         self._since: _Since | None = None
         self._spans: list[_Span] = []
-        # Keys dropped from hours and days since each was last compacted (the slots'
-        # day of keys is too short a window to be worth it).
-        self._dropped = [0, 0]
+        # Keys dropped from the days since their dict was last compacted (the tallies
+        # compact themselves as they drop).
+        self._dropped = 0
         # The earliest day kept, found again only after days were dropped (a scrape asks
         # for every changed district; a minimum over 800 days each time cost more).
         self._first_day: int | None = None
-        # Hour keys below this are frozen: their vectors may be shared, and are copied
-        # before a count is added, unless thawed (copied since the last freeze).
-        self._hours_frozen = _NO_KEY
-        self._hours_thawed: set[int] = set()
 
     # -- writing ---------------------------------------------------------------------
 
@@ -310,22 +293,9 @@ class Buckets:
                 if span.start <= ts < span.stop:
                     span.vec[measure] += n
         if ts >= self.slot_cut:
-            key = int(ts // SLOT_SECONDS)
-            vec = self.slots.get(key)
-            if vec is None:
-                vec = self.slots[key] = [0] * N_MEASURES
-            vec[measure] += n
+            self.slots.add(int(ts // SLOT_SECONDS), measure, n)
         if ts >= self.hour_cut:
-            key = int(ts // HOUR_SECONDS)
-            vec = self.hours.get(key)
-            if vec is None:
-                vec = self.hours[key] = [0] * N_MEASURES
-                if key < self._hours_frozen:
-                    self._hours_thawed.add(key)  # shared at the next freeze
-            elif key < self._hours_frozen and key not in self._hours_thawed:
-                vec = self.hours[key] = vec.copy()  # perhaps shared: never written in place
-                self._hours_thawed.add(key)
-            vec[measure] += n
+            self.hours.add(int(ts // HOUR_SECONDS), measure, n)
         if ts >= self.day_cut:
             day = local_day(ts, self.tz)
             vec = self.days.get(day)
@@ -361,36 +331,18 @@ class Buckets:
                 older.freeze()
         return cats
 
-    def freeze(self, settled: float) -> None:
-        """Share the vectors of the hours the freeze age has passed, and of those thawed
-        since the last call. ``settled``: the event time every stream counted into these
-        buckets has reached (few counts come from before it)."""
-        hours = int((settled - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)  # the first not frozen
-        if hours > self._hours_frozen:
-            _freeze(self.hours, self._hours_frozen, hours)
-            self._hours_frozen = hours
-        if self._hours_thawed:
-            _share_again(self.hours, self._hours_thawed)
-
     def expire(self, watermark: float, retention_days: int) -> None:
         """Drop what is older than each resolution keeps; ``watermark`` is event time."""
         slot_cut = _floor(watermark - SLOT_KEEP_SECONDS, HOUR_SECONDS)
         if slot_cut > self.slot_cut:
             self.slot_cut = slot_cut
-            first = int(slot_cut // SLOT_SECONDS)
-            for key in [k for k in self.slots if k < first]:
-                del self.slots[key]
+            self.slots.drop_below(int(slot_cut // SLOT_SECONDS))
         t = watermark - HOUR_KEEP_SECONDS
         if t >= self._hour_next:
             hour_cut, self._hour_next, _ = self._day_bounds(t)
             if hour_cut > self.hour_cut:
                 self.hour_cut = hour_cut
-                first = int(hour_cut // HOUR_SECONDS)
-                old = [k for k in self.hours if k < first]
-                for key in old:
-                    del self.hours[key]
-                if self._churned(0, len(old), len(self.hours)):
-                    self.hours = _compact(self.hours)
+                self.hours.drop_below(int(hour_cut // HOUR_SECONDS))
         t = watermark - retention_days * DAY_SECONDS
         if t >= self._day_next:
             day_cut, self._day_next, first_day = self._day_bounds(t)
@@ -402,7 +354,7 @@ class Buckets:
                     self.categories.pop(day, None)
                 if old:
                     self._first_day = None
-                if self._churned(1, len(old), len(self.days)):
+                if self._churned(len(old), len(self.days)):
                     self.days = _compact(self.days)
                     self.categories = _compact(self.categories)
 
@@ -412,21 +364,20 @@ class Buckets:
             self._first_day = min(self.days)
         return self._first_day
 
-    def _churned(self, resolution: int, dropped: int, kept: int) -> bool:
-        """Whether a resolution's dict should be copied to a compact one now.
+    def _churned(self, dropped: int, kept: int) -> bool:
+        """Whether the days' dicts should be copied to compact ones now.
 
         A dict never shrinks: as old keys leave and new ones come, CPython resizes it for
         three times the keys it holds, so a window of 800 days settles in a table twice the
         size a fresh copy takes: +72 MB of days and categories at 1,000 districts once the
-        800 days of retention are full, +36 MB of hours after a month, and a step of RSS in
-        the plateau benchmark long after the retention edge. A copy after a quarter of the
-        keys have turned over keeps both windows at their compact size, for one pass over
-        the keys.
+        800 days of retention are full, and a step of RSS in the plateau benchmark long
+        after the retention edge. A copy after a quarter of the keys have turned over keeps
+        the window at its compact size, for one pass over the keys.
         """
-        self._dropped[resolution] += dropped
-        if self._dropped[resolution] < max(COMPACT_MIN_DROPPED, kept // 4):
+        self._dropped += dropped
+        if self._dropped < max(COMPACT_MIN_DROPPED, kept // 4):
             return False
-        self._dropped[resolution] = 0
+        self._dropped = 0
         return True
 
     # -- reading ---------------------------------------------------------------------
@@ -556,10 +507,10 @@ class Buckets:
         if d1 - 1 > d0 and m0 < hi:
             m1 = self._midnight_of_ordinal(d1 - 1)
             _sum_into(out, self.days, d0, d1 - 1)
-            _sum_into(out, self.hours, _ceil_div(lo, HOUR_SECONDS), _ceil_div(m0, HOUR_SECONDS))
-            _sum_into(out, self.hours, _ceil_div(m1, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
+            self.hours.sum_into(out, _ceil_div(lo, HOUR_SECONDS), _ceil_div(m0, HOUR_SECONDS))
+            self.hours.sum_into(out, _ceil_div(m1, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
         else:
-            _sum_into(out, self.hours, _ceil_div(lo, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
+            self.hours.sum_into(out, _ceil_div(lo, HOUR_SECONDS), _ceil_div(hi, HOUR_SECONDS))
 
     def _slots_into(self, out: list[int], lo: float, hi: float) -> None:
         # Whole hours (and days, through _hours_into) from coarser buckets, edges from slots.
@@ -567,10 +518,10 @@ class Buckets:
         h1 = (hi // HOUR_SECONDS) * HOUR_SECONDS
         if h0 < h1:
             self._hours_into(out, h0, h1)
-            _sum_into(out, self.slots, _ceil_div(lo, SLOT_SECONDS), _ceil_div(h0, SLOT_SECONDS))
-            _sum_into(out, self.slots, _ceil_div(h1, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
+            self.slots.sum_into(out, _ceil_div(lo, SLOT_SECONDS), _ceil_div(h0, SLOT_SECONDS))
+            self.slots.sum_into(out, _ceil_div(h1, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
         else:
-            _sum_into(out, self.slots, _ceil_div(lo, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
+            self.slots.sum_into(out, _ceil_div(lo, SLOT_SECONDS), _ceil_div(hi, SLOT_SECONDS))
 
     def _midnight_of_ordinal(self, ordinal: int) -> float:
         return midnight_of_ordinal(self.tz, ordinal)
@@ -607,8 +558,8 @@ class Buckets:
 
     def to_snapshot(self) -> dict[str, Any]:
         return {
-            "s": [[k, v] for k, v in self.slots.items()],
-            "h": [[k, v] for k, v in self.hours.items()],
+            "s": self.slots.rows(),
+            "h": self.hours.rows(),
             "d": [[k, v] for k, v in self.days.items()],
             "c": [
                 [k, [[*split_category_key(ckey), n] for ckey, n in v.items()]]
@@ -619,17 +570,13 @@ class Buckets:
 
     @classmethod
     def from_snapshot(cls, tz: ZoneInfo, snap: dict[str, Any]) -> Buckets:
-        """The buckets of a snapshot, none frozen yet: the first ``freeze`` shares the old
-        hours, after the restart rather than in it (sharing 240,000 hours at 1,000
-        districts is a quarter of a second)."""
+        """The buckets of a snapshot (its rows of counts lack the measures added since it
+        was written, if any were)."""
         b = cls(tz)
-        # Copied: a snapshot made in memory holds the lists of the buckets it was taken
-        # from, and a list that becomes shared must be this one's alone.
+        b.slots.load(snap["s"])
+        b.hours.load(snap["h"])
+        # The decoded lists of days are fresh: kept as they are unless a measure is missing.
         width = N_MEASURES
-        b.hours = {int(k): v.copy() if len(v) == width else _widen(v) for k, v in snap["h"]}
-        # The decoded lists of slots and days are fresh (never shared): kept as they are
-        # unless a measure is missing.
-        b.slots = {int(k): v if len(v) == width else _widen(v) for k, v in snap["s"]}
         b.days = {int(k): v if len(v) == width else _widen(v) for k, v in snap["d"]}
         days = sorted(int(k) for k, _ in snap["c"])
         b._hot_days = days[-HOT_DAYS:]
@@ -690,42 +637,6 @@ def _floor(ts: float, unit: int) -> float:
 
 
 _V = TypeVar("_V")
-
-
-def _share(vec: list[int]) -> list[int]:
-    """The shared vector equal to ``vec``, which becomes it if there is none. ``vec`` must
-    be its buckets' alone (``Buckets.from_snapshot`` copies what a snapshot holds)."""
-    try:
-        # Counts of 0..255 (nearly all): a bytes key hashes and compares as one block.
-        value: object = bytes(vec)
-    except ValueError:
-        value = tuple(vec)
-    same = _SHARED.get(value)
-    if same is None:
-        if len(_SHARED) >= SHARED_LIMIT:
-            _SHARED.clear()
-        same = _SHARED[value] = vec
-    return same
-
-
-def _freeze(buckets: dict[int, list[int]], lo: int, hi: int) -> None:
-    """Share the vectors of the keys in [lo, hi) (``_SHARED``)."""
-    if hi - lo <= len(buckets):
-        for key in range(lo, hi):
-            vec = buckets.get(key)
-            if vec is not None:
-                buckets[key] = _share(vec)
-    else:
-        for key in [k for k in buckets if lo <= k < hi]:
-            buckets[key] = _share(buckets[key])
-
-
-def _share_again(buckets: dict[int, list[int]], thawed: set[int]) -> None:
-    for key in thawed:
-        vec = buckets.get(key)
-        if vec is not None:  # (unless expired meanwhile)
-            buckets[key] = _share(vec)
-    thawed.clear()
 
 
 def _compact(d: dict[int, _V]) -> dict[int, _V]:

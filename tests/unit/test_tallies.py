@@ -90,7 +90,7 @@ def test_a_tally_holds_what_a_dict_of_count_rows_holds(
                     row[m] += n
         assert len(tally) == len(model)
     assert tally.rows() == rows_of(model)
-    assert tally.keys() == sorted(model)
+    assert tally.buckets() == sorted(model)
     for b in [*model, *(lo for lo, _ in spans)]:
         assert tally.row(b) == model.get(b)
     for lo, hi in [*spans, (-BUCKET_LIMIT + 1, BUCKET_LIMIT - 1), (-6, 6)]:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from streams.windows import (
     DAY_SECONDS,
     HOT_DAYS,
-    HOUR_FREEZE_SECONDS,
     HOUR_SECONDS,
     SLOT_SECONDS,
     WINDOWS,
@@ -191,10 +190,11 @@ def test_the_local_day_cache_stays_small_over_years_of_event_time() -> None:
         assert len(windows._DAY_CACHE) <= windows.DAY_CACHE_MAX
 
 
-def test_hour_and_day_dicts_stay_compact_as_their_keys_turn_over() -> None:
-    """Years past the retention, the dicts of hours, days and categories take no more
-    room than the same keys inserted into fresh dicts (a churned dict settles at twice
-    that), and they hold exactly the hours and days their windows keep."""
+def test_hours_and_days_stay_compact_as_their_keys_turn_over() -> None:
+    """Years past the retention, the dicts of days and categories take no more room than
+    the same keys inserted into fresh dicts (a churned dict settles at twice that), the
+    hours' tally no more than one filled with the counts it keeps, and they hold exactly
+    the hours and days their windows keep."""
     b = Buckets(TZ)
     start = NOW - 2000 * DAY_SECONDS
     for day in range(2000):
@@ -203,7 +203,10 @@ def test_hour_and_day_dicts_stay_compact_as_their_keys_turn_over() -> None:
         b.expire(start + day * DAY_SECONDS + 21 * HOUR_SECONDS, retention_days=800)
     assert 800 <= len(b.days) <= 802 and set(b.categories) == set(b.days)
     assert 30 * 8 - 8 <= len(b.hours) <= 31 * 8
-    for name in ("hours", "days", "categories"):
+    fresh_hours = type(b.hours)(len(b.hours.rows()[0][1]))
+    fresh_hours.load(b.hours.rows())
+    assert sys.getsizeof(b.hours) <= sys.getsizeof(fresh_hours)
+    for name in ("days", "categories"):
         held = getattr(b, name)
         fresh = {}
         for key, value in held.items():
@@ -346,9 +349,9 @@ def test_rolling_many_counts_between_reads() -> None:
     assert got["1h"][1] - first["1h"][1] == 2000
 
 
-def test_old_hours_share_vectors_and_a_late_count_reaches_only_its_own() -> None:
-    """Two districts with the same history share their old vectors; late counts into one,
-    before and after a snapshot, leave the other as counted by hand."""
+def test_late_counts_reach_only_their_own_district_live_and_rebuilt() -> None:
+    """Two districts with the same history; late counts into one, before and after a
+    snapshot, leave the other as counted by hand."""
     rng = random.Random(11)
     start = NOW - 20 * DAY_SECONDS
     history = [start + rng.random() * 20 * DAY_SECONDS for _ in range(3000)]
@@ -360,29 +363,20 @@ def test_old_hours_share_vectors_and_a_late_count_reaches_only_its_own() -> None
             hand[i][int(ts // HOUR_SECONDS)] = hand[i].get(int(ts // HOUR_SECONDS), 0) + 1
         for x in (a, b):
             x.expire(ts, 800)
-            x.freeze(ts)
-    frozen = [k for k in a.hours if k < int((NOW - HOUR_FREEZE_SECONDS) // HOUR_SECONDS)]
-    # The old hours of both districts hold a handful of distinct vectors, shared.
-    ids = {id(a.hours[k]) for k in frozen} | {id(b.hours[k]) for k in frozen}
-    assert len(frozen) > 300 and len(ids) < 20
-    assert all(a.hours[k] is b.hours[k] for k in frozen)
-    # Late counts into a's frozen hours, live and after a rebuild.
+    old = [k for k in a.hours.buckets() if k < int((NOW - DAY_SECONDS) // HOUR_SECONDS)]
+    assert len(old) > 300
     # Through bytes, as a worker rebuilds (an in-memory snapshot holds the days' lists).
     snap = orjson.loads(orjson.dumps(a.to_snapshot()))
     rebuilt = Buckets.from_snapshot(TZ, snap)
-    rebuilt.freeze(max(history))  # as a restarted worker's first records do
-    late = rng.sample(frozen, 50)
+    late = rng.sample(old, 50)
     for x in (a, rebuilt):
         for k in late:
             x.add(0, k * HOUR_SECONDS + 1, "x", 5)
-    for k in frozen:
-        assert b.hours[k][0] == hand[1][k]
-        assert a.hours[k][0] == rebuilt.hours[k][0] >= hand[0][k]
-    assert sum(a.hours[k][0] - hand[0][k] for k in frozen) == 250
-    # The next freeze shares the copies the late counts made again.
-    for x in (a, rebuilt):
-        x.freeze(max(history))
-    assert all(a.hours[k] is rebuilt.hours[k] for k in late)
+    for k in old:
+        assert b.hours.row(k)[0] == hand[1][k]
+        assert a.hours.row(k)[0] == rebuilt.hours.row(k)[0] >= hand[0][k]
+    assert sum(a.hours.row(k)[0] - hand[0][k] for k in old) == 250
+    assert a.hours.rows() == rebuilt.hours.rows()
     wide = (start - DAY_SECONDS, NOW + DAY_SECONDS)
     assert a.total(*wide) == rebuilt.total(*wide)
     assert a.total(*wide)[0] == 3250 and b.total(*wide)[0] == 3000
@@ -390,24 +384,12 @@ def test_old_hours_share_vectors_and_a_late_count_reaches_only_its_own() -> None
 
 def test_a_snapshot_in_memory_is_copied_not_shared_with_the_buckets_it_came_from() -> None:
     b, _ = filled(5, n=500)
-    b.freeze(NOW)
     snap = b.to_snapshot()
     again = Buckets.from_snapshot(TZ, snap)
-    again.freeze(NOW)
-    newest = max(b.hours)
-    before = list(b.hours[newest])
-    again.add(2, newest * HOUR_SECONDS, "x", 7)  # not frozen in either: written in place
-    assert b.hours[newest] == before and again.hours[newest][2] == before[2] + 7
+    newest = max(b.hours.buckets())
+    before = b.hours.row(newest)
+    again.add(2, newest * HOUR_SECONDS, "x", 7)
+    assert b.hours.row(newest) == before and again.hours.row(newest)[2] == before[2] + 7
     b.add(3, newest * HOUR_SECONDS, "x", 1)
-    assert again.hours[newest][3] == before[3]
-
-
-def test_the_shared_vectors_never_exceed_their_limit() -> None:
-    from streams import windows
-
-    for i in range(windows.SHARED_LIMIT + 100):
-        b = Buckets(TZ)
-        b.add(0, NOW, "x", i + 1)
-        b.freeze(NOW + 2 * DAY_SECONDS)  # frozen; an hour's vector of its own
-        assert b.hours[int(NOW // HOUR_SECONDS)][0] == i + 1
-        assert len(windows._SHARED) <= windows.SHARED_LIMIT
+    assert again.hours.row(newest)[3] == before[3]
+    assert snap["h"][-1] == [newest, before]
