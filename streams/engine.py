@@ -175,7 +175,9 @@ class Engine:
         cache for its whole run, which halves the cost of counting with many districts.
         """
         result = BatchResult()
-        by_district: dict[str, list[tuple[Event, RecordLike, _Source]]] = {}
+        # The offset is read with the value, while the record is in the CPU cache: read
+        # again when its district's turn comes, it was a cache miss (3 % of the path).
+        by_district: dict[str, list[tuple[Event, int, RecordLike, _Source]]] = {}
         for topic, partition, records in batch:
             src = _Source(topic, partition, self.topics[topic])
             src.times = result.event_times.setdefault(topic, [])
@@ -191,14 +193,14 @@ class Engine:
                     group = by_district.get(ev.district)
                     if group is None:
                         group = by_district[ev.district] = []
-                    group.append((ev, rec, src))
+                    group.append((ev, rec.offset, rec, src))
         for district, items in by_district.items():
             st = self.states.get(district)
             if st is None:
                 st = self.states[district] = self.new_state(district)
-            for ev, rec, src in items:
+            for ev, offset, rec, src in items:
                 try:
-                    self._apply(result, st, ev, rec, src)
+                    self._apply(result, st, ev, offset, rec, src)
                 except Exception as exc:
                     self._fault(result, src, rec, exc)
         return result
@@ -255,12 +257,18 @@ class Engine:
         return ev
 
     def _apply(
-        self, result: BatchResult, st: DistrictState, ev: Event, rec: RecordLike, src: _Source
+        self,
+        result: BatchResult,
+        st: DistrictState,
+        ev: Event,
+        offset: int,
+        rec: RecordLike,
+        src: _Source,
     ) -> None:
-        if rec.offset <= st.evidence.get(src.key, -1):
+        if offset <= st.evidence.get(src.key, -1):
             result.replayed += 1
             return
-        st.evidence[src.key] = rec.offset
+        st.evidence[src.key] = offset
         if src.stream is None:
             # Forwarded: a second copy of the same original (a worker that forwarded it
             # died before committing) is skipped like a replay.
