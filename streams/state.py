@@ -85,6 +85,7 @@ class Subject:
         "major",
         "pending",
         "round",
+        "sid",
         "unit",
     )
 
@@ -103,6 +104,7 @@ class Subject:
         unit: str | None = None,
         pending: list[list[float]] | None = None,
         figures: list[int] | None = None,
+        sid: str = "",
     ) -> None:
         self.flags = flags
         # Time of the opening transition, None until it arrives.
@@ -126,6 +128,10 @@ class Subject:
         self.pending = pending
         # Accidents: [deaths, serious injuries, direct loss in yuan] of the latest report.
         self.figures = figures
+        # The id its group's dict holds it under, that very string: the closings' lists,
+        # the deadline heap and the other indexes point at it, where the id of a later
+        # event (an object of its own, 65 bytes) kept a copy alive for every closing.
+        self.sid = sid
 
     @property
     def opened(self) -> float | None:
@@ -200,6 +206,7 @@ class Subject:
             None if unit is None else sys.intern(unit),
             pending,
             figures,
+            sid,
         )
 
 
@@ -455,7 +462,9 @@ class DistrictState:
         if late:
             return Outcome.TOO_LATE  # an opening past the grace changes nothing
         if s is None:
-            s = self.cases[ev.subject] = Subject(OPENED, ev.ts, ev.ts, ev.category)
+            s = self.cases[ev.subject] = Subject(
+                OPENED, ev.ts, ev.ts, ev.category, sid=ev.subject
+            )
             s.community = ev.community
             self.open_cases += 1
         else:  # cleared before it was filed: counted, never open
@@ -473,14 +482,14 @@ class DistrictState:
         if s is not None and s.flags & CLOSED:
             return Outcome.DUPLICATE
         if s is None:
-            s = self.cases[ev.subject] = Subject(0, None, ev.ts, ev.category)
+            s = self.cases[ev.subject] = Subject(0, None, ev.ts, ev.category, sid=ev.subject)
         was_open = _case_open(s.flags)
         s.flags |= CLOSED
         s.last = max(s.last, ev.ts)
         s.closed_at = ev.ts
         if was_open:
             self.open_cases -= 1
-        self._closed_now(CASES, ev.subject, s)
+        self._closed_now(CASES, s.sid, s)
         if late:
             return Outcome.LATE_CLOSED
         s.flags |= CLOSE_COUNTED
@@ -497,7 +506,7 @@ class DistrictState:
         if late:
             return Outcome.TOO_LATE
         if s is None:
-            s = self.disputes[ev.subject] = Subject(0, None, ev.ts)
+            s = self.disputes[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
         s.flags |= OPENED
         s.opened = ev.ts
         s.category = ev.category
@@ -506,7 +515,7 @@ class DistrictState:
         s.last = max(s.last, ev.ts)
         if _dispute_open(s.flags):
             self.open_disputes += 1
-            self._open_dispute_at[ev.subject] = ev.ts
+            self._open_dispute_at[s.sid] = ev.ts
         self._opening(s, Measure.DISPUTES_REPORTED, ev.ts, ev.category)
         self._join_cohort(s, Measure.DISPUTES_REPORTED_RESOLVED)
         return Outcome.COUNTED
@@ -519,7 +528,7 @@ class DistrictState:
         if late and not closing:
             return Outcome.TOO_LATE
         if s is None:
-            s = self.disputes[ev.subject] = Subject(0, None, ev.ts)
+            s = self.disputes[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
         was_open = _dispute_open(s.flags)
         s.flags |= flag
         s.last = max(s.last, ev.ts)
@@ -529,7 +538,7 @@ class DistrictState:
             self.open_disputes -= 1
             del self._open_dispute_at[ev.subject]
         if closing and not _dispute_open(s.flags):
-            self._closed_now(DISPUTES, ev.subject, s)
+            self._closed_now(DISPUTES, s.sid, s)
         if flag == RESOLVED:
             s.closed_at = ev.ts
         if late:
@@ -574,11 +583,13 @@ class DistrictState:
         if late:
             return Outcome.TOO_LATE
         if s is None:
-            s = self.accidents[ev.subject] = Subject(CLOSED, ev.ts, ev.ts, ev.category)
+            s = self.accidents[ev.subject] = Subject(
+                CLOSED, ev.ts, ev.ts, ev.category, sid=ev.subject
+            )
             s.community = ev.community
             s.figures = new
             self._accident_counts(s, s.opened, 1)  # type: ignore[arg-type]
-            self._closed_now(ACCIDENTS, ev.subject, s)
+            self._closed_now(ACCIDENTS, s.sid, s)
             return Outcome.COUNTED
         assert s.opened is not None and s.figures is not None
         if ev.ts < s.opened:
@@ -592,7 +603,7 @@ class DistrictState:
         s.figures = new
         s.last = ev.ts
         self._accident_counts(s, s.opened, 1, accident=False)
-        self._closed_now(ACCIDENTS, ev.subject, s)
+        self._closed_now(ACCIDENTS, s.sid, s)
         return Outcome.COUNTED
 
     def _accident_counts(self, s: Subject, ts: float, sign: int, accident: bool = True) -> None:
@@ -613,7 +624,7 @@ class DistrictState:
         if late:
             return Outcome.TOO_LATE
         if s is None:
-            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
         s.flags |= OPENED
         s.opened = ev.ts
         s.category = ev.category
@@ -626,7 +637,7 @@ class DistrictState:
         if _hazard_open(s.flags):
             self.open_hazards += 1
             self._hazard_opened(s)
-            self._schedule(ev.subject, s)
+            self._schedule(s.sid, s)
         self._opening(s, Measure.HAZARDS_FOUND, ev.ts, ev.category)
         self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
         return Outcome.COUNTED
@@ -649,7 +660,7 @@ class DistrictState:
     def _hazard_rectified(self, ev: Event, late: bool) -> Outcome:
         s = self.hazards.get(ev.subject)
         if s is None:
-            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
         elif s.flags & RECTIFIED:
             return Outcome.DUPLICATE
         elif s.reopened_at is not None and ev.ts <= s.reopened_at:
@@ -658,7 +669,7 @@ class DistrictState:
             s.flags |= RECTIFIED
             s.last = max(s.last, ev.ts)
         else:
-            self._close_hazard(ev.subject, s, RECTIFIED, ev.ts, late)
+            self._close_hazard(s.sid, s, RECTIFIED, ev.ts, late)
         if late:
             return Outcome.LATE_CLOSED
         self._step(s, Measure.HAZARDS_RECTIFIED, ev.ts, None)
@@ -668,7 +679,7 @@ class DistrictState:
         s = self.hazards.get(ev.subject)
         if ev.confirmed:
             if s is None:
-                s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+                s = self.hazards[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
             elif s.flags & VERIFIED:
                 return Outcome.DUPLICATE
             elif s.reopened_at is not None and ev.ts <= s.reopened_at:
@@ -677,7 +688,7 @@ class DistrictState:
                 s.flags |= VERIFIED
                 s.last = max(s.last, ev.ts)
             else:
-                self._close_hazard(ev.subject, s, VERIFIED, ev.ts, late)
+                self._close_hazard(s.sid, s, VERIFIED, ev.ts, late)
             if late:
                 return Outcome.LATE_CLOSED
             self._step(s, Measure.HAZARDS_VERIFIED, ev.ts, None)
@@ -691,7 +702,7 @@ class DistrictState:
         if late:
             return Outcome.TOO_LATE
         if s is None:
-            s = self.hazards[ev.subject] = Subject(0, None, ev.ts)
+            s = self.hazards[ev.subject] = Subject(0, None, ev.ts, sid=ev.subject)
         was_closed = bool(s.flags & (RECTIFIED | VERIFIED))
         if s.flags & COHORT and s.opened is not None:
             self._count(Measure.HAZARDS_FOUND_RECTIFIED, s.opened, s.category, -1)
@@ -706,7 +717,7 @@ class DistrictState:
             if was_closed:
                 self.open_hazards += 1
                 self._hazard_opened(s)
-            self._schedule(ev.subject, s)
+            self._schedule(s.sid, s)
         self._step(s, Measure.HAZARDS_LOOKBACK_FAILED, ev.ts, None)
         return Outcome.COUNTED
 
@@ -1089,6 +1100,7 @@ def _subjects(rows: Iterable[list[Any]]) -> dict[str, Subject]:
             None if unit is None else intern(unit),
             pending,
             figures,
+            sid,
         )
     return out
 

@@ -33,7 +33,7 @@ CONTAINERS = (
 # Compiled (mypyc) objects have neither __dict__ nor __slots__: their fields by name.
 FIELDS = {
     # (``opened`` and the like: the fields of versions before they were stored as floats.)
-    "Subject": ("_opened", "_deadline", "_closed_at", "_reopened_at", "last", "flags",
+    "Subject": ("_opened", "_deadline", "_closed_at", "_reopened_at", "last", "flags", "sid",
                 "category", "community", "unit", "pending", "figures", "round", "major",
                 "opened", "deadline", "closed_at", "reopened_at"),
     "Buckets": ("slots", "hours", "days", "categories", "_spans", "_since", "_rolled"),
