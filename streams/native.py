@@ -40,14 +40,14 @@ MODULES: tuple[str, ...] = (
     "district_lines",
 )
 # Written in C, not compiled from Python: the flat tables Python has no layout for
-# (``streams/identities.py``, ``streams/tallies.py``), the identity digests
-# (``events.digest64``) and the common form of RFC 3339 times
+# (``streams/identities.py``, ``streams/tallies.py``, ``streams/deadlines.py``), the
+# identity digests (``events.digest64``) and the common form of RFC 3339 times
 # (``validation.rfc3339_seconds``), where the Python took a hash object or a datetime
 # per event; and the schema programs' checker (``streams/schema_program.py``), which
 # vouches for a record before jsonschema-rs is asked. Each falls back to its Python
 # twin, or to jsonschema-rs alone, when not built or when the hot path runs from source.
 C_SOURCES: tuple[str, ...] = (
-    "_identities", "_tallies", "_digests", "_rfc3339", "_schema_check"
+    "_identities", "_tallies", "_deadlines", "_digests", "_rfc3339", "_schema_check"
 )
 MANIFEST = PACKAGE / "native.json"
 

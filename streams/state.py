@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .categories import canonical
+from .deadlines import DeadlineHeap, Deadlines
 from .events import STREAM_OF_KIND, Event, Kind, Stream, digest64
 from .identities import IdentityMemory, Memory
 from .windows import (
@@ -335,7 +336,7 @@ class DistrictState:
         self._groups = (self.cases, self.disputes, self.hazards, _NO_SUBJECTS, self.accidents)
         # Overdue bookkeeping (derived, rebuilt on load): a heap of (deadline, round, id)
         # for open hazards, and the hazards whose deadline the clock has passed.
-        self._due: list[tuple[float, int, str]] = []
+        self._due: Deadlines = DeadlineHeap()
         self.overdue: dict[str, Subject] = {}
         self.overdue_major = 0
         # Overdue hazards per category, moved as hazards enter and leave the overdue set:
@@ -746,8 +747,9 @@ class DistrictState:
     # -- overdue ------------------------------------------------------------------------
 
     def _schedule(self, sid: str, s: Subject) -> None:
-        if s.deadline is not None:
-            heapq.heappush(self._due, (s.deadline, s.round, sid))
+        deadline = s.deadline
+        if deadline is not None:
+            self._due.push(deadline, s.round, sid)
 
     def _unmark_overdue(self, sid: str, s: Subject) -> None:
         if self.overdue.pop(sid, None) is None:
@@ -765,8 +767,10 @@ class DistrictState:
         """Move hazards whose deadline is before ``now`` into the overdue set; return how many."""
         due = self._due
         moved = 0
-        while due and due[0][0] < now:
-            deadline, rnd, sid = heapq.heappop(due)
+        first = due.first()
+        while first is not None and first < now:
+            deadline, rnd, sid = due.pop()
+            first = due.first()
             s = self.hazards.get(sid)
             if (
                 s is None
@@ -789,7 +793,7 @@ class DistrictState:
         return moved
 
     def next_deadline(self) -> float | None:
-        return self._due[0][0] if self._due else None
+        return self._due.first()
 
     # -- expiry -------------------------------------------------------------------------
 
@@ -867,12 +871,13 @@ class DistrictState:
         # rebuilt from the open ones. A pass over the district's hazards once a day of
         # stream time at most; the entries cost about 100 bytes each.
         if len(self._due) > self.open_hazards + 64:
-            self._due = [
-                (s.deadline, s.round, sid)
-                for sid, s in self.hazards.items()
-                if _hazard_open(s.flags) and s.deadline is not None
-            ]
-            heapq.heapify(self._due)
+            self._due.replace_all(
+                [
+                    (s.deadline, s.round, sid)
+                    for sid, s in self.hazards.items()
+                    if _hazard_open(s.flags) and s.deadline is not None
+                ]
+            )
         self.next_expiry[stream] = w + MEMORY_SWEEP_EVERY
         if w >= self.next_open_sweep[stream]:
             self.next_open_sweep[stream] = w + OPEN_SWEEP_EVERY
@@ -926,8 +931,8 @@ class DistrictState:
         self._count_open_hazard_categories()
         self._open_dispute_at = open_dispute_at
         self.open_disputes = len(open_dispute_at)
-        heapq.heapify(due)
-        self._due = due
+        self._due = DeadlineHeap()
+        self._due.replace_all(due)
         self._closings = closings
         self._closing_days = tuple(sorted(by_day) for by_day in closings)
 

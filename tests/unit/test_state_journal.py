@@ -417,10 +417,10 @@ def test_rebuilt_state_derives_open_counts_overdue_heap_and_closings() -> None:
     open_of = [[sid for sid, s in g.items() if _IS_OPEN[i](s.flags)] for i, g in enumerate(groups)]
     assert open_of[0] and open_of[2] and len(open_of[2]) < len(st.hazards)  # both kinds exist
     assert (st.open_cases, st.open_disputes, st.open_hazards) == tuple(map(len, open_of[:3]))
-    assert sorted(st._due) == sorted(
+    assert sorted(st._due.entries()) == sorted(
         (st.hazards[sid].deadline, st.hazards[sid].round, sid) for sid in open_of[2]
     )
-    assert st._due[0] == min(st._due)  # a heap
+    assert st._due.entries()[0] == min(st._due.entries())  # a heap
     # The closing transitions of docs/design.md; patrols and accidents are closed once seen.
     closings = (CLOSED, RESOLVED | ESCALATED, RECTIFIED | VERIFIED, None, None)
     for i, g in enumerate(groups):
