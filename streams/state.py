@@ -445,14 +445,14 @@ class DistrictState:
             s.flags |= COHORT
             self._count(measure, s.opened, s.category)
 
-    def _closed_now(self, group: int, sid: str, s: Subject) -> None:
+    def _closed_now(self, group: int, s: Subject) -> None:
         day = int(s.last // DAY_SECONDS)
         ids = self._closings[group].get(day)
         if ids is None:
-            self._closings[group][day] = [sid]
+            self._closings[group][day] = [s.sid]
             heapq.heappush(self._closing_days[group], day)
         else:
-            ids.append(sid)
+            ids.append(s.sid)
 
     # cases ----------------------------------------------------------------------------
 
@@ -490,7 +490,7 @@ class DistrictState:
         s.closed_at = ev.ts
         if was_open:
             self.open_cases -= 1
-        self._closed_now(CASES, s.sid, s)
+        self._closed_now(CASES, s)
         if late:
             return Outcome.LATE_CLOSED
         s.flags |= CLOSE_COUNTED
@@ -539,7 +539,7 @@ class DistrictState:
             self.open_disputes -= 1
             del self._open_dispute_at[ev.subject]
         if closing and not _dispute_open(s.flags):
-            self._closed_now(DISPUTES, s.sid, s)
+            self._closed_now(DISPUTES, s)
         if flag == RESOLVED:
             s.closed_at = ev.ts
         if late:
@@ -590,7 +590,7 @@ class DistrictState:
             s.community = ev.community
             s.figures = new
             self._accident_counts(s, s.opened, 1)  # type: ignore[arg-type]
-            self._closed_now(ACCIDENTS, s.sid, s)
+            self._closed_now(ACCIDENTS, s)
             return Outcome.COUNTED
         assert s.opened is not None and s.figures is not None
         if ev.ts < s.opened:
@@ -604,7 +604,7 @@ class DistrictState:
         s.figures = new
         s.last = ev.ts
         self._accident_counts(s, s.opened, 1, accident=False)
-        self._closed_now(ACCIDENTS, s.sid, s)
+        self._closed_now(ACCIDENTS, s)
         return Outcome.COUNTED
 
     def _accident_counts(self, s: Subject, ts: float, sign: int, accident: bool = True) -> None:
@@ -638,12 +638,12 @@ class DistrictState:
         if _hazard_open(s.flags):
             self.open_hazards += 1
             self._hazard_opened(s)
-            self._schedule(s.sid, s)
+            self._schedule(s)
         self._opening(s, Measure.HAZARDS_FOUND, ev.ts, ev.category)
         self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
         return Outcome.COUNTED
 
-    def _close_hazard(self, sid: str, s: Subject, flag: int, ts: float, late: bool) -> None:
+    def _close_hazard(self, s: Subject, flag: int, ts: float, late: bool) -> None:
         """The current round is rectified (or confirmed): out of the open and overdue sets."""
         was_open = _hazard_open(s.flags)
         s.flags |= flag
@@ -651,9 +651,9 @@ class DistrictState:
         if was_open:
             self.open_hazards -= 1
             self._hazard_closed(s)
-            self._unmark_overdue(sid, s)
+            self._unmark_overdue(s)
         s.closed_at = ts
-        self._closed_now(HAZARDS, sid, s)
+        self._closed_now(HAZARDS, s)
         if not late:
             s.flags |= CLOSE_COUNTED
             self._join_cohort(s, Measure.HAZARDS_FOUND_RECTIFIED)
@@ -670,7 +670,7 @@ class DistrictState:
             s.flags |= RECTIFIED
             s.last = max(s.last, ev.ts)
         else:
-            self._close_hazard(s.sid, s, RECTIFIED, ev.ts, late)
+            self._close_hazard(s, RECTIFIED, ev.ts, late)
         if late:
             return Outcome.LATE_CLOSED
         self._step(s, Measure.HAZARDS_RECTIFIED, ev.ts, None)
@@ -689,7 +689,7 @@ class DistrictState:
                 s.flags |= VERIFIED
                 s.last = max(s.last, ev.ts)
             else:
-                self._close_hazard(s.sid, s, VERIFIED, ev.ts, late)
+                self._close_hazard(s, VERIFIED, ev.ts, late)
             if late:
                 return Outcome.LATE_CLOSED
             self._step(s, Measure.HAZARDS_VERIFIED, ev.ts, None)
@@ -712,13 +712,13 @@ class DistrictState:
         s.reopened_at = ev.ts
         s.closed_at = None
         s.last = max(s.last, ev.ts)
-        self._unmark_overdue(ev.subject, s)
+        self._unmark_overdue(s)
         s.deadline = ev.deadline
         if _hazard_open(s.flags):
             if was_closed:
                 self.open_hazards += 1
                 self._hazard_opened(s)
-            self._schedule(s.sid, s)
+            self._schedule(s)
         self._step(s, Measure.HAZARDS_LOOKBACK_FAILED, ev.ts, None)
         return Outcome.COUNTED
 
@@ -746,13 +746,13 @@ class DistrictState:
 
     # -- overdue ------------------------------------------------------------------------
 
-    def _schedule(self, sid: str, s: Subject) -> None:
+    def _schedule(self, s: Subject) -> None:
         deadline = s.deadline
         if deadline is not None:
-            self._due.push(deadline, s.round, sid)
+            self._due.push(deadline, s.round, s.sid)
 
-    def _unmark_overdue(self, sid: str, s: Subject) -> None:
-        if self.overdue.pop(sid, None) is None:
+    def _unmark_overdue(self, s: Subject) -> None:
+        if self.overdue.pop(s.sid, None) is None:
             return
         if s.major:
             self.overdue_major -= 1
@@ -842,7 +842,7 @@ class DistrictState:
                         # filing it again (a confirming visit after the rectification, a
                         # filing after the clearance): filed now under that day, where a
                         # rebuild files it, so a restart forgets it at the same moment.
-                        self._closed_now(group, sid, s)
+                        self._closed_now(group, s)
                 if later:
                     by_day[day] = later
                     break
@@ -863,7 +863,7 @@ class DistrictState:
                 if is_open(s.flags):
                     dropped_open = True
                     if group == HAZARDS:
-                                        self._unmark_overdue(sid, s)
+                                        self._unmark_overdue(s)
         if dropped_open:
             self._recount_open()
         # Rectified hazards leave their deadline entries behind until the deadline comes
