@@ -358,11 +358,15 @@ Tally_sum_into(Tally *t, PyObject *const *args, Py_ssize_t nargs)
                 return NULL;
             }
         }
-        else if (__builtin_add_overflow(acc[m], e.count, &acc[m])) {
-            if (flush(out, m, acc[m] - e.count) < 0) {
-                return NULL;
+        else {
+            int64_t before = acc[m];
+            if (__builtin_add_overflow(before, e.count, &acc[m])) {
+                /* The sum so far goes into the list as a Python int; this count starts anew. */
+                if (flush(out, m, before) < 0) {
+                    return NULL;
+                }
+                acc[m] = e.count;
             }
-            acc[m] = e.count;
         }
     }
     for (int m = 0; m < t->width; m++) {
@@ -416,8 +420,8 @@ key_order(const void *a, const void *b)
     return x->key < y->key ? -1 : (x->key > y->key);
 }
 
-/* The entries in ascending key order (so by bucket, then measure), with their index in the
- * table in `count` where the count is beyond 64 bits; NULL on a memory error. */
+/* The entries in ascending key order (so by bucket, then measure); a count beyond 64 bits
+ * stays BIG, found again by its key. NULL on a memory error. */
 static Entry *
 sorted_entries(const Tally *t)
 {
@@ -429,9 +433,7 @@ sorted_entries(const Tally *t)
     Py_ssize_t n = 0;
     for (Py_ssize_t i = 0; i < t->capacity; i++) {
         if (t->table[i].key != EMPTY) {
-            entries[n].key = t->table[i].key;
-            entries[n].count = t->table[i].count == BIG ? BIG : t->table[i].count;
-            n++;
+            entries[n++] = t->table[i];
         }
     }
     qsort(entries, (size_t)n, sizeof(Entry), key_order);
@@ -645,18 +647,14 @@ fail:
 static Py_ssize_t
 Tally_len(Tally *t)
 {
-    /* Buckets held, counted (it serves tests and the census, not the hot path). */
-    Entry *entries = sorted_entries(t);
-    if (entries == NULL) {
+    /* The buckets held, counted from their list: it serves tests and the census, not the
+     * hot path. */
+    PyObject *buckets = Tally_buckets(t, NULL);
+    if (buckets == NULL) {
         return -1;
     }
-    Py_ssize_t n = 0;
-    for (Py_ssize_t j = 0; j < t->used; j++) {
-        if (j == 0 || bucket_of(entries[j].key) != bucket_of(entries[j - 1].key)) {
-            n++;
-        }
-    }
-    PyMem_Free(entries);
+    Py_ssize_t n = PyList_GET_SIZE(buckets);
+    Py_DECREF(buckets);
     return n;
 }
 

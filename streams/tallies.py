@@ -38,6 +38,8 @@ class PyTally:
     def add(self, bucket: int, measure: int, n: int) -> None:
         """Count ``n`` more of the measure in the bucket."""
         _check(bucket)
+        if not isinstance(measure, int):
+            raise TypeError(f"a measure is an int, not {type(measure).__name__}")
         if not 0 <= measure < self.width:
             raise ValueError(f"a measure is a number from 0 to {self.width - 1}.")
         if not isinstance(n, int):
@@ -100,6 +102,9 @@ class PyTally:
 
 
 def _check(bucket: int) -> None:
+    # As strict as the C table: an int, within the keys' 64 bits.
+    if not isinstance(bucket, int):
+        raise TypeError(f"a bucket is an int, not {type(bucket).__name__}")
     if not -BUCKET_LIMIT < bucket < BUCKET_LIMIT:
         raise OverflowError("a bucket is a number of slots or hours within 2**56 of 1970.")
 

@@ -159,6 +159,8 @@ def test_a_snapshot_row_of_zeros_or_of_fewer_measures_loads_as_a_dict_holds_it(
         (lambda t: t.add(0, WIDTH, 1), ValueError),
         (lambda t: t.add(0, -1, 1), ValueError),
         (lambda t: t.add(0, 0, 1.5), TypeError),
+        (lambda t: t.add(1.5, 0, 1), TypeError),
+        (lambda t: t.add(0, 1.0, 1), TypeError),
         (lambda t: t.load([[0, [0] * (WIDTH + 1)]]), ValueError),
         (lambda t: t.load([[0, ["1"]]]), TypeError),
     ],
