@@ -54,8 +54,11 @@ class PyDeadlineHeap:
 
 
 def _entry(deadline: float, round: int, sid: str) -> tuple[float, int, str]:
+    # As strict as the C heap: numbers only, a whole number of rounds, a str id.
     if not isinstance(sid, str):
         raise TypeError(f"an id is a str, not {type(sid).__name__}")
+    if not isinstance(deadline, int | float) or not isinstance(round, int):
+        raise TypeError("a deadline is a number of seconds and a round a whole number.")
     d = float(deadline)
     if d != d:
         raise ValueError("a deadline is a number of seconds, not NaN.")

@@ -90,7 +90,8 @@ def test_many_entries_come_out_in_order_and_the_heap_shrinks(kind: type[Deadline
     [
         ((float("nan"), 0, "h"), ValueError),
         ((1.0, 0, 7), TypeError),
-        (("x", 0, "h"), (TypeError, ValueError)),
+        (("x", 0, "h"), TypeError),
+        ((1.0, 0.5, "h"), TypeError),
     ],
 )
 def test_bad_entries_are_refused_and_add_nothing(kind: type[Deadlines], entry, error) -> None:
