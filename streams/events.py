@@ -120,6 +120,14 @@ _C_DIGEST64: Callable[[str], int] | None = None if _DIGESTS is None else _DIGEST
 _C_IDENTITY: Callable[[str, str], int] | None = None if _DIGESTS is None else _DIGESTS.identity
 
 
+# Event's fields in the order of its constructor: what equality compares and repr shows
+# (tests compare events; neither is on the counting path).
+_EVENT_FIELDS = (
+    "kind", "id", "source", "district", "subject", "ts", "category", "deadline", "major",
+    "confirmed", "ended", "identity", "community", "unit", "figures",
+)  # fmt: skip
+
+
 class Event:
     """A validated event, reduced to what the counting logic needs; read-only by contract.
 
@@ -191,11 +199,7 @@ class Event:
         self.figures = figures
 
     def _fields(self) -> tuple[object, ...]:
-        return (
-            self.kind, self.id, self.source, self.district, self.subject, self.ts,
-            self.category, self.deadline, self.major, self.confirmed, self.ended,
-            self.identity, self.community, self.unit, self.figures,
-        )  # fmt: skip
+        return tuple(getattr(self, name) for name in _EVENT_FIELDS)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
@@ -205,12 +209,8 @@ class Event:
     __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     def __repr__(self) -> str:
-        names = (
-            "kind", "id", "source", "district", "subject", "ts", "category", "deadline",
-            "major", "confirmed", "ended", "identity", "community", "unit", "figures",
-        )  # fmt: skip
         return "Event(" + ", ".join(
-            f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True)
+            f"{n}={v!r}" for n, v in zip(_EVENT_FIELDS, self._fields(), strict=True)
         ) + ")"
 
     @property

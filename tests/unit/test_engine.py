@@ -216,3 +216,16 @@ def test_counting_and_journaling_make_no_cyclic_garbage() -> None:
     assert sum(st.subject_count() for st in city_eng.states.values()) > 1000
     assert rejected > 0  # the bad records are part of what is checked
     assert found == 0
+
+
+
+def test_events_compare_and_show_every_field() -> None:
+    from streams.events import _EVENT_FIELDS, Kind
+
+    # The fields the class holds: its __slots__ from source, mypyc's list compiled.
+    held = getattr(Event, "__mypyc_attrs__", None) or Event.__slots__
+    assert sorted(_EVENT_FIELDS) == sorted(n for n in held if not n.startswith("__"))
+    a = Event(Kind.CASE_FILED, "e1", "/t", "jinshui", "c1", 1.0, unit="u1")
+    assert a == Event(Kind.CASE_FILED, "e1", "/t", "jinshui", "c1", 1.0, unit="u1")
+    assert a != Event(Kind.CASE_FILED, "e1", "/t", "jinshui", "c1", 1.0, unit="u2")
+    assert all(f"{name}=" in repr(a) for name in _EVENT_FIELDS)
