@@ -109,16 +109,20 @@ def dump(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
-def journal_record(journal: dict[str, Any]) -> bytes:
-    """A journal as stored: plain JSON (``dump``) if small, else ``z<seq>\\n`` and zlib.
+def journal_record(
+    seq: int, evidence: dict[str, int], rows: list[bytes], late: int, dup: int
+) -> bytes:
+    """A journal as stored: plain JSON if small, else ``z<seq>\\n`` and zlib.
 
-    The seq stays in the clear, so a rebuild skips the journals a snapshot covers
-    without decompressing them.
+    ``rows``: each row's JSON (``Journal.rows``). The seq stays in the clear, so a
+    rebuild skips the journals a snapshot covers without decompressing them.
     """
-    data = orjson.dumps(journal)
+    data = b'{"q":%d,"e":%b,"a":[%b],"l":%d,"u":%d}' % (
+        seq, orjson.dumps(evidence), b",".join(rows), late, dup
+    )
     if len(data) < JOURNAL_COMPRESS_FROM:
-        return bytes(memoryview(data))
-    return b"z%d\n" % journal["q"] + isal_zlib.compress(data, JOURNAL_ZLIB_LEVEL)
+        return data
+    return b"z%d\n" % seq + isal_zlib.compress(data, JOURNAL_ZLIB_LEVEL)
 
 
 def _journal(raw: bytes) -> dict[str, Any]:
@@ -331,13 +335,7 @@ class StateStore:
                 prog = self._progress[d] = _Progress()
             prog.seq += 1
             table[journal_key(d, prog.seq)] = journal_record(
-                {
-                    "q": prog.seq,
-                    "e": st.evidence,
-                    "a": journal.rows,
-                    "l": journal.late,
-                    "u": journal.dup,
-                },
+                prog.seq, st.evidence, journal.rows, journal.late, journal.dup
             )
             self.records_written += 1
             prog.rows += len(journal.rows)

@@ -46,7 +46,7 @@ def test_counts_and_journals(engine: Engine) -> None:
     assert st.totals[0] == 5
     assert st.evidence == {f"inc:{p}": 4}
     journal = res.journals["jinshui"]
-    assert [Event.from_journal("jinshui", r)[0].subject for r in journal.rows] == [
+    assert [Event.from_journal("jinshui", orjson.loads(r))[0].subject for r in journal.rows] == [
         f"c{i}" for i in range(5)
     ]
 

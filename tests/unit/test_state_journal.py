@@ -64,7 +64,7 @@ def count_batch(
         j = journals.setdefault(ev.district, Journal())
         outcome = st.apply(ev)
         if outcome in (Outcome.COUNTED, Outcome.LATE_CLOSED):
-            j.rows.append(ev.to_journal(outcome))
+            j.rows.append(orjson.dumps(ev.to_journal(outcome)))
         elif outcome is Outcome.DUPLICATE:
             j.dup += 1
         else:
@@ -571,7 +571,7 @@ def test_a_partial_flush_writes_the_longest_held_and_tells_the_oldest_hold_left(
     table: dict[str, bytes] = {}
     store = StateStore(table, TZ, Limits())
     states = {d: DistrictState(d, TZ) for d in ("a", "b", "c")}
-    row = [1, "c", T0, "theft", None, False, False, None, 0]
+    row = orjson.dumps([1, "c", T0, "theft", None, False, False, None, 0])
     assert store.held_since() is None
     store.stage({"b": Journal([row]), "a": Journal([row] * 2)}, 1)
     store.stage({"c": Journal([row] * 3), "b": Journal([row] * 4)}, 2)
@@ -636,7 +636,7 @@ def test_after_partial_flushes_a_restart_from_the_oldest_hold_counts_every_event
 
 def test_held_journals_count_the_most_rows_one_district_holds() -> None:
     store = StateStore({}, TZ, Limits())
-    row = [1, "c", T0, "theft", None, False, False, None, 0]
+    row = orjson.dumps([1, "c", T0, "theft", None, False, False, None, 0])
     store.stage({"a": Journal([row] * 3, late=1), "b": Journal([row])})
     store.stage({"a": Journal([row] * 2, dup=2)})
     assert (store.staged, store.staged_rows_max) == (2, 5)
