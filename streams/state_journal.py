@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from isal import isal_zlib
 
-from .engine import Journal
+from .engine import Journal, dump
 from .events import Event
 from .partitioning import KEY_SEPARATOR as SEP
 from .partitioning import district_of_key
@@ -96,17 +96,6 @@ def _stagger(district: str, rows: int) -> int:
     """The row threshold, stretched by up to half per district (stable across restarts):
     districts under the same load would otherwise all snapshot in the same batch."""
     return rows + rows * (zlib.crc32(district.encode()) % 64) // 128
-
-
-def dump(value: Any) -> bytes:
-    """JSON bytes of exactly their own size.
-
-    orjson's output keeps the over-sized buffer it was written into (about 4 KiB for a
-    small document); the table keeps thousands of these for the worker's lifetime, so
-    each is copied into a bytes object of its exact length (200 MB saved at 1,000
-    districts).
-    """
-    return bytes(memoryview(orjson.dumps(value)))
 
 
 def journal_record(
