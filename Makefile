@@ -31,7 +31,8 @@ install: $(VENV)/.installed
 NATIVE_SOURCES := streams/categories.py streams/events.py streams/validation.py streams/windows.py \
 	streams/state.py streams/engine.py streams/state_journal.py streams/signals.py \
 	streams/district_lines.py streams/_identities.c streams/_tallies.c streams/_deadlines.c \
-	streams/_digests.c streams/_rfc3339.c streams/_schema_check.c streams/_crc32c.c
+	streams/_digests.c streams/_rfc3339.c streams/_schema_check.c streams/_crc32c.c \
+	streams/_records.c
 
 $(VENV)/.installed: pyproject.toml setup.py streams/native.py $(NATIVE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -24,7 +24,7 @@ from .engine import BatchResult, Engine
 from .errors import SettingsError
 from .events import Stream
 from .exposition import DistrictCollector
-from .kafka import delivery_problem, faust_credentials, install_aiokafka_fixes, install_crc_check
+from .kafka import delivery_problem, faust_credentials, install_aiokafka_fixes, install_fetch_path
 from .metrics import Metrics
 from .partitioning import district_of_key, district_partitioner
 from .reference import load_reference
@@ -233,7 +233,7 @@ class Watchfloor:
         self._flush_credit = 0.0
         self._flush_checked = 0.0
         install_aiokafka_fixes()
-        install_crc_check()
+        install_fetch_path()
         self.app = self._make_app()
         self.table = self._make_table()
         self.changelog_topic = self.table.changelog_topic.get_topic_name()

@@ -45,11 +45,19 @@ MODULES: tuple[str, ...] = (
 # (``validation.rfc3339_seconds``), where the Python took a hash object or a datetime
 # per event; and the schema programs' checker (``streams/schema_program.py``), which
 # vouches for a record before jsonschema-rs is asked; and the CRC-32C of fetched record
-# batches with the CPU's instruction (``streams/kafka.py``). Each falls back to its Python
-# twin, to jsonschema-rs alone or to aiokafka's own CRC check, when not built or when the
-# hot path runs from source.
+# batches with the CPU's instruction, and the reading of their records
+# (``streams/kafka.py``). Each falls back to its Python twin, to jsonschema-rs alone or to
+# aiokafka's own CRC check and reading, when not built or when the hot path runs from
+# source.
 C_SOURCES: tuple[str, ...] = (
-    "_identities", "_tallies", "_deadlines", "_digests", "_rfc3339", "_schema_check", "_crc32c"
+    "_identities",
+    "_tallies",
+    "_deadlines",
+    "_digests",
+    "_rfc3339",
+    "_schema_check",
+    "_crc32c",
+    "_records",
 )
 MANIFEST = PACKAGE / "native.json"
 

@@ -140,7 +140,8 @@ def test_a_legacy_message_set_is_left_to_aiokafka() -> None:
 def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
     monkeypatch.setattr(fetcher, "MemoryRecords", fetcher.MemoryRecords)
     monkeypatch.setattr(fetcher.PartitionRecords, "__init__", fetcher.PartitionRecords.__init__)
-    yield kafka.install_crc_check()
+    monkeypatch.setattr(fetcher.FetchResult, "getall", fetcher.FetchResult.getall)
+    yield kafka.install_fetch_path().crc
 
 
 def partition(buf: bytes) -> Any:
@@ -156,7 +157,7 @@ def test_the_fetcher_skips_aiokafkas_check_only_for_a_buffer_checked_intact(
     if PURE or crc is None or not crc.hardware():
         assert not installed
         pytest.skip("no C CRC here: aiokafka checks every batch itself")
-    assert installed and kafka.install_crc_check(), "installs once, stays installed"
+    assert installed and kafka.install_fetch_path().crc, "installs once, stays installed"
     good = buffer([[10, 20, 30], [5]], 1)
     part = partition(good)
     assert part._check_crcs is False
