@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import random
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar, cast
@@ -209,7 +210,7 @@ def install_fetch_path() -> FetchPath:
             got = reader.unpack(held[1], fetch_offset, tp.topic, tp.partition)
             if got is not None:
                 self._watchfloor_records = _ReadRecords(*got)
-                self._records_iterator = _one_by_one(self, self._watchfloor_records)
+                self._records_iterator = _one_by_one(weakref.ref(self), self._watchfloor_records)
 
     def fetch_result_getall(self: Any, max_records: int | None = None) -> list[Any]:
         part = self._partition_records
@@ -252,15 +253,26 @@ class _ReadRecords:
         self.taken = 0
 
 
-def _one_by_one(part: Any, read: _ReadRecords) -> Iterator[Any]:
+def _one_by_one(ref: weakref.ref[Any], read: _ReadRecords) -> Iterator[Any]:
     """Records read in C, one at a time (``FetchResult.getone``), moving the position as
-    aiokafka's generator does."""
+    aiokafka's generator does.
+
+    The partition's records hold this iterator: it holds them (``ref``) only weakly. A cycle
+    would keep every record of the fetch until the collector's next full pass (every few
+    minutes, ``memory``), which took a catch-up's peak from 0.6 to 1.7 GB.
+    """
     while read.taken < len(read.records):
         rec = read.records[read.taken]
         read.taken += 1
-        part.next_fetch_offset = rec.offset + 1
+        _move(ref, rec.offset + 1)
         yield rec
-    part.next_fetch_offset = read.next_offset
+    _move(ref, read.next_offset)
+
+
+def _move(ref: weakref.ref[Any], offset: int) -> None:
+    part = ref()
+    if part is not None:
+        part.next_fetch_offset = offset
 
 
 async def named_metadata(client: Any, topics: list[str]) -> Any:
