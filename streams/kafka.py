@@ -6,8 +6,7 @@ import asyncio
 import concurrent.futures
 import random
 import ssl
-import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -152,8 +151,9 @@ def install_fetch_path() -> FetchPath:
     dataclass for each: about 8 % of the worker under the same load (py-spy). Where
     ``streams/_records.c`` is built, a vouched-for buffer of plain batches (version 2,
     uncompressed, no control batch) is read whole into records with the same attributes
-    as it is wrapped, and ``FetchResult.getall`` hands them out in slices, moving the
-    partition's position as aiokafka's loop would. Anything else (a compressed or control
+    when its records are first asked for, and ``FetchResult.getall`` hands them out in
+    slices (``PartitionRecords.__next__`` one by one), moving the partition's position as
+    aiokafka's loop would. Anything else (a compressed or control
     batch, ``read_committed``, deserializers, a record it does not read as aiokafka would)
     is read by aiokafka as before.
     """
@@ -168,6 +168,7 @@ def install_fetch_path() -> FetchPath:
     records_type = fetcher.MemoryRecords
     intact = crc.batches_intact
     init = fetcher.PartitionRecords.__init__
+    next_record = fetcher.PartitionRecords.__next__
     getall = fetcher.FetchResult.getall
     # The buffer just checked and found intact, with its bytes. aiokafka builds a
     # partition's records right after wrapping its buffer, with no await between; a record
@@ -199,6 +200,7 @@ def install_fetch_path() -> FetchPath:
             key_deserializer, value_deserializer, check_crcs, isolation_level,
         )
         self._watchfloor_records = None
+        self._watchfloor_unread = None
         if (
             ours
             and reader is not None
@@ -207,30 +209,60 @@ def install_fetch_path() -> FetchPath:
             and isolation_level != fetcher.READ_COMMITTED
         ):
             assert held is not None
-            got = reader.unpack(held[1], fetch_offset, tp.topic, tp.partition)
-            if got is not None:
-                self._watchfloor_records = _ReadRecords(*got)
-                self._records_iterator = _one_by_one(weakref.ref(self), self._watchfloor_records)
+            # Read when first asked for, not now: the fetcher holds a fetched buffer per
+            # partition ahead of the consumer, and as records they took 30-60 MB more at
+            # the catch-up's peak. aiokafka's generator, not started, is dropped meanwhile:
+            # it holds these records, which hold it (a cycle, freed only by a full
+            # collection, ``memory``).
+            self._watchfloor_unread = held[1]
+            self._records_iterator = None
+
+    def read(part: Any) -> _ReadRecords | None:
+        """The partition's records read in C (None: aiokafka reads them)."""
+        data = getattr(part, "_watchfloor_unread", None)
+        if data is not None:
+            assert reader is not None
+            part._watchfloor_unread = None
+            tp = part._tp
+            got = reader.unpack(data, part.next_fetch_offset, tp.topic, tp.partition)
+            if got is None:
+                part._records_iterator = part._unpack_records()
+            else:
+                part._watchfloor_records = _ReadRecords(*got)
+        return cast("_ReadRecords | None", getattr(part, "_watchfloor_records", None))
+
+    def partition_next(self: Any) -> Any:
+        read_in_c = read(self)
+        if read_in_c is None:
+            return next_record(self)
+        if read_in_c.taken < len(read_in_c.records):
+            rec = read_in_c.records[read_in_c.taken]
+            read_in_c.taken += 1
+            self.next_fetch_offset = rec.offset + 1
+            return rec
+        self.next_fetch_offset = read_in_c.next_offset
+        raise StopIteration
 
     def fetch_result_getall(self: Any, max_records: int | None = None) -> list[Any]:
         part = self._partition_records
-        read: _ReadRecords | None = getattr(part, "_watchfloor_records", None)
-        if read is None or (max_records is not None and max_records < 1):
+        read_in_c = None if part is None else read(part)
+        if read_in_c is None or (max_records is not None and max_records < 1):
             return cast("list[Any]", getall(self, max_records))
         if not self.check_assignment(self._topic_partition) or not self.has_more():
             return []
         # As aiokafka's loop: at most max_records; the position moves past the last one
         # handed out, or past the last batch once every record is out.
-        start = read.taken
-        if max_records is not None and len(read.records) - start >= max_records:
-            out = read.records[start : start + max_records]
-            read.taken = start + max_records
+        start = read_in_c.taken
+        records = read_in_c.records
+        if max_records is not None and len(records) - start >= max_records:
+            out = records[start : start + max_records]
+            read_in_c.taken = start + max_records
             part.next_fetch_offset = out[-1].offset + 1
             self._update_position()
             return out
-        out = read.records[start:]
-        read.taken = len(read.records)
-        part.next_fetch_offset = read.next_offset
+        out = records[start:]
+        read_in_c.taken = len(records)
+        part.next_fetch_offset = read_in_c.next_offset
         self._update_position()
         self._partition_records = None
         return out
@@ -238,6 +270,7 @@ def install_fetch_path() -> FetchPath:
     memory_records.watchfloor_crc = True  # type: ignore[attr-defined]
     fetcher.MemoryRecords = memory_records
     fetcher.PartitionRecords.__init__ = partition_records
+    fetcher.PartitionRecords.__next__ = partition_next
     fetcher.FetchResult.getall = fetch_result_getall
     return FetchPath(True, reader is not None)
 
@@ -251,28 +284,6 @@ class _ReadRecords:
         self.records = records
         self.next_offset = next_offset
         self.taken = 0
-
-
-def _one_by_one(ref: weakref.ref[Any], read: _ReadRecords) -> Iterator[Any]:
-    """Records read in C, one at a time (``FetchResult.getone``), moving the position as
-    aiokafka's generator does.
-
-    The partition's records hold this iterator: it holds them (``ref``) only weakly. A cycle
-    would keep every record of the fetch until the collector's next full pass (every few
-    minutes, ``memory``), which took a catch-up's peak from 0.6 to 1.7 GB.
-    """
-    while read.taken < len(read.records):
-        rec = read.records[read.taken]
-        read.taken += 1
-        _move(ref, rec.offset + 1)
-        yield rec
-    _move(ref, read.next_offset)
-
-
-def _move(ref: weakref.ref[Any], offset: int) -> None:
-    part = ref()
-    if part is not None:
-        part.next_fetch_offset = offset
 
 
 async def named_metadata(client: Any, topics: list[str]) -> Any:

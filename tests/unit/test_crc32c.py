@@ -140,6 +140,7 @@ def test_a_legacy_message_set_is_left_to_aiokafka() -> None:
 def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
     monkeypatch.setattr(fetcher, "MemoryRecords", fetcher.MemoryRecords)
     monkeypatch.setattr(fetcher.PartitionRecords, "__init__", fetcher.PartitionRecords.__init__)
+    monkeypatch.setattr(fetcher.PartitionRecords, "__next__", fetcher.PartitionRecords.__next__)
     monkeypatch.setattr(fetcher.FetchResult, "getall", fetcher.FetchResult.getall)
     yield kafka.install_fetch_path().crc
 

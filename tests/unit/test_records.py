@@ -71,21 +71,28 @@ def aiokafka_reads(buf: bytes, fetch_offset: int) -> tuple[list[tuple[Any, ...]]
     part = _original_partition_records(
         TP, MemoryRecords(buf), None, fetch_offset, None, None, False, READ_UNCOMMITTED
     )
-    out = [fields(r) for r in part]
+    out = [fields(r) for r in part._records_iterator]  # aiokafka's own generator
     return out, part.next_fetch_offset
 
 
 # aiokafka's own, taken before any test installs the C path (checked below).
 _ORIGINAL_INIT = fetcher.PartitionRecords.__init__
+_ORIGINAL_NEXT = fetcher.PartitionRecords.__next__
 _ORIGINAL_GETALL = fetcher.FetchResult.getall
 
 
 def test_the_truth_here_is_aiokafkas_own_code() -> None:
-    assert _ORIGINAL_INIT.__module__ == _ORIGINAL_GETALL.__module__ == "aiokafka.consumer.fetcher"
+    originals = (_ORIGINAL_INIT, _ORIGINAL_NEXT, _ORIGINAL_GETALL)
+    assert {f.__module__ for f in originals} == {"aiokafka.consumer.fetcher"}
+
+
+class _AiokafkaOwn(fetcher.PartitionRecords):  # type: ignore[misc]
+    __next__ = _ORIGINAL_NEXT
 
 
 def _original_partition_records(*args: Any) -> Any:
-    part = object.__new__(fetcher.PartitionRecords)
+    """aiokafka's PartitionRecords, read by its own code only."""
+    part = object.__new__(_AiokafkaOwn)
     _ORIGINAL_INIT(part, *args)
     return part
 
@@ -173,6 +180,7 @@ def test_compressed_and_control_batches_and_legacy_sets_are_left_to_aiokafka() -
 def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[kafka.FetchPath]:
     monkeypatch.setattr(fetcher, "MemoryRecords", fetcher.MemoryRecords)
     monkeypatch.setattr(fetcher.PartitionRecords, "__init__", fetcher.PartitionRecords.__init__)
+    monkeypatch.setattr(fetcher.PartitionRecords, "__next__", fetcher.PartitionRecords.__next__)
     monkeypatch.setattr(fetcher.FetchResult, "getall", fetcher.FetchResult.getall)
     yield kafka.install_fetch_path()
 
@@ -219,8 +227,9 @@ def test_the_fetcher_hands_out_records_and_moves_the_position_as_aiokafka_does(
 
     async def run() -> None:
         result, state, part = fetch_results(buf, 41)
-        assert part._watchfloor_records is not None, "read in C"
+        assert part._watchfloor_unread is not None, "left to C"
         ours = drain(result, state, sizes)
+        assert part._watchfloor_records is not None, "read in C"
         # aiokafka's own reading of the same fetch, with its own getall.
         assignment = Assignment([TP])
         assignment.state_value(TP).seek(41)
@@ -269,20 +278,22 @@ def test_anything_c_does_not_read_is_read_and_checked_by_aiokafka(
     async def run() -> None:
         # read_committed: aiokafka tracks aborted transactions itself.
         result, _, part = fetch_results(good, 0, READ_COMMITTED)
-        assert part._watchfloor_records is None
+        assert part._watchfloor_unread is None
         assert [r.offset for r in result.getall()] == [f[2] for f in aiokafka_reads(good, 0)[0]]
+        assert part._watchfloor_records is None
         # A damaged buffer is not vouched for: aiokafka checks its CRC and raises.
         bad = bytearray(good)
         bad[-1] ^= 0x40
         result, _, part = fetch_results(bytes(bad), 0)
-        assert part._watchfloor_records is None
+        assert part._watchfloor_unread is None
         with pytest.raises(CorruptRecordException):
             result.getall()
         # A compressed batch: intact, but aiokafka reads it.
         zipped = batch(0, [(b"k", b"v" * 40, [], 5), (b"k", b"w", [], 6)], compression=1)
         result, _, part = fetch_results(zipped, 0)
-        assert part._watchfloor_records is None
+        assert part._watchfloor_unread is not None, "vouched for: offered to C first"
         assert [r.value for r in result.getall()] == [b"v" * 40, b"w"]
+        assert part._watchfloor_records is None, "and read by aiokafka"
 
     asyncio.run(run())
 
@@ -299,7 +310,7 @@ def test_a_fetch_read_in_c_is_freed_without_the_cyclic_collector(
 
     async def run() -> None:
         result, state, part = fetch_results(buf, 0)
-        assert part._watchfloor_records is not None
+        assert part._watchfloor_unread is not None
         if how == "getall":
             result.getall(2)
             result.getall()
