@@ -143,6 +143,25 @@ varint(const unsigned char **pp, const unsigned char *end, int max_bytes, int64_
     return 0;
 }
 
+/* A nullable byte string: where it starts (NULL for null) and its length; 0 when it
+   runs past ``end``. */
+static int
+nullable(const unsigned char **pp, const unsigned char *end, const unsigned char **at,
+         int64_t *len)
+{
+    if (!varint(pp, end, 5, len))
+        return 0;
+    if (*len < 0) {
+        *at = NULL;
+        return 1;
+    }
+    if (*len > end - *pp)
+        return 0;
+    *at = *pp;
+    *pp += *len;
+    return 1;
+}
+
 /* 1: read; 0: not a record aiokafka reads the same way (the buffer is left to it);
    -1: a Python error. */
 static int
@@ -156,24 +175,11 @@ read_record(const unsigned char **pp, const unsigned char *end, int64_t base_off
         return 0;
     const unsigned char *rec_end = p + length;
     if (!varint(&p, rec_end, 5, &attrs) || !varint(&p, rec_end, 10, &ts_delta)
-        || !varint(&p, rec_end, 5, &offset_delta) || !varint(&p, rec_end, 5, &key_len))
+        || !varint(&p, rec_end, 5, &offset_delta))
         return 0;
-    const unsigned char *key = NULL;
-    if (key_len >= 0) {
-        if (key_len > rec_end - p)
-            return 0;
-        key = p;
-        p += key_len;
-    }
-    if (!varint(&p, rec_end, 5, &value_len))
+    const unsigned char *key, *value;
+    if (!nullable(&p, rec_end, &key, &key_len) || !nullable(&p, rec_end, &value, &value_len))
         return 0;
-    const unsigned char *value = NULL;
-    if (value_len >= 0) {
-        if (value_len > rec_end - p)
-            return 0;
-        value = p;
-        p += value_len;
-    }
     if (!varint(&p, rec_end, 5, &header_count) || header_count < 0)
         return 0;
     PyObject *headers;
@@ -196,22 +202,15 @@ read_record(const unsigned char **pp, const unsigned char *end, int64_t base_off
                 goto not_ours;
             }
             p += h_key_len;
-            PyObject *h_value;
-            if (!varint(&p, rec_end, 5, &h_value_len)) {
+            const unsigned char *h_value_at;
+            if (!nullable(&p, rec_end, &h_value_at, &h_value_len)) {
                 Py_DECREF(h_key);
                 goto not_ours;
             }
-            if (h_value_len >= 0) {
-                if (h_value_len > rec_end - p) {
-                    Py_DECREF(h_key);
-                    goto not_ours;
-                }
-                h_value = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)h_value_len);
-                p += h_value_len;
-            }
-            else {
-                h_value = Py_NewRef(Py_None);
-            }
+            PyObject *h_value =
+                h_value_at == NULL
+                    ? Py_NewRef(Py_None)
+                    : PyBytes_FromStringAndSize((const char *)h_value_at, (Py_ssize_t)h_value_len);
             if (h_value == NULL) {
                 Py_DECREF(h_key);
                 Py_DECREF(headers);

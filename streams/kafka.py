@@ -235,13 +235,10 @@ def install_fetch_path() -> FetchPath:
         read_in_c = read(self)
         if read_in_c is None:
             return next_record(self)
-        if read_in_c.taken < len(read_in_c.records):
-            rec = read_in_c.records[read_in_c.taken]
-            read_in_c.taken += 1
-            self.next_fetch_offset = rec.offset + 1
-            return rec
-        self.next_fetch_offset = read_in_c.next_offset
-        raise StopIteration
+        one, _ = read_in_c.take(self, 1)
+        if not one:
+            raise StopIteration
+        return one[0]
 
     def fetch_result_getall(self: Any, max_records: int | None = None) -> list[Any]:
         part = self._partition_records
@@ -250,21 +247,10 @@ def install_fetch_path() -> FetchPath:
             return cast("list[Any]", getall(self, max_records))
         if not self.check_assignment(self._topic_partition) or not self.has_more():
             return []
-        # As aiokafka's loop: at most max_records; the position moves past the last one
-        # handed out, or past the last batch once every record is out.
-        start = read_in_c.taken
-        records = read_in_c.records
-        if max_records is not None and len(records) - start >= max_records:
-            out = records[start : start + max_records]
-            read_in_c.taken = start + max_records
-            part.next_fetch_offset = out[-1].offset + 1
-            self._update_position()
-            return out
-        out = records[start:]
-        read_in_c.taken = len(records)
-        part.next_fetch_offset = read_in_c.next_offset
+        out, done = read_in_c.take(part, max_records)
         self._update_position()
-        self._partition_records = None
+        if done:
+            self._partition_records = None
         return out
 
     memory_records.watchfloor_crc = True  # type: ignore[attr-defined]
@@ -284,6 +270,21 @@ class _ReadRecords:
         self.records = records
         self.next_offset = next_offset
         self.taken = 0
+
+    def take(self, part: Any, n: int | None) -> tuple[list[Any], bool]:
+        """The next ``n`` records (None: all), and whether they were the last; the
+        partition's position moves as aiokafka's generator moves it: past the last record
+        handed out, and past the last batch once none is left."""
+        start = self.taken
+        if n is not None and len(self.records) - start >= n:
+            out = self.records[start : start + n]
+            self.taken = start + n
+            part.next_fetch_offset = out[-1].offset + 1
+            return out, False
+        out = self.records[start:]
+        self.taken = len(self.records)
+        part.next_fetch_offset = self.next_offset
+        return out, True
 
 
 async def named_metadata(client: Any, topics: list[str]) -> Any:
