@@ -7,7 +7,7 @@ instruction does the same sum about three times as fast. ``batches_intact`` walk
 buffer and says whether every complete batch in it is a version-2 batch whose CRC
 matches; the caller then skips aiokafka's own check of those batches, and keeps it for
 any buffer this does not vouch for (the contract is streams/kafka.py
-``install_crc_check``; tests/unit/test_crc32c.py holds it to aiokafka's own check).
+``install_fetch_path``; tests/unit/test_crc32c.py holds it to aiokafka's own check).
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

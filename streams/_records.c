@@ -9,7 +9,7 @@ control batches) into ``Record``s, which carry the attributes of aiokafka's
 ``ConsumerRecord``. It reads only what aiokafka would accept: it returns None for any
 buffer with something else in it, or anything malformed, and aiokafka then reads that
 buffer itself, raising what it raises (the contract is streams/kafka.py
-``install_record_reader``; tests/unit/test_records.py holds it to aiokafka's own reading).
+``install_fetch_path``; tests/unit/test_records.py holds it to aiokafka's own reading).
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
