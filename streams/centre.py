@@ -39,6 +39,7 @@ API = "/api/v1"
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNBOOK_DIR = PROJECT_ROOT / "docs" / "runbooks"
 SCHEDULE_SECONDS = 15.0
+SETTLING_SECONDS = 1.0
 GATHER_TIMEOUT = 10.0
 CUT_TIMEOUT = 120.0  # how long a cut waits for every district's worker to catch up
 
@@ -178,7 +179,7 @@ class Centre:
         self.publisher_partition = wf.engine.partition_of(self.publisher_district)
         self._publishing = asyncio.Lock()
         self._ready_since: float | None = None
-        self._settled = False
+        self._settled = Settling()
 
     # -- who answers for what ------------------------------------------------------
 
@@ -199,16 +200,16 @@ class Centre:
         """
         wf = self.wf
         if not wf.ready:
-            self._settled = False
+            self._settled.reset()
             return False
-        if not self._settled:
+        if not self._settled.reached:
             consumer: Any = wf.app.consumer
             tps = [TP(t, p) for t in wf.engine.topics for p in sorted(wf.assigned)]
-            self._settled = counted_to_highwater(
+            self._settled.check(
                 {tp: consumer.highwater(tp) for tp in tps},
                 {tp: wf.next_offset(tp) for tp in tps},
             )
-        return self._settled
+        return self._settled.reached
 
     def is_publisher(self) -> bool:
         return self.wf.ready and self.publisher_partition in self.wf.assigned
@@ -404,7 +405,7 @@ class Centre:
         # A publication under way finishes (its record delivered) before the partitions
         # move on, so the next publisher finds it when it reads the archive.
         self._ready_since = None
-        self._settled = False
+        self._settled.reset()
         async with self._publishing:
             pass
 
@@ -433,6 +434,38 @@ class Centre:
     def city(self, names: Names) -> str:
         ref = self.wf.reference
         return ref.name("city", ref.city_code, names.lang)
+
+
+class Settling:
+    """The mark a worker counts to before it answers for its districts: the high
+    watermarks of its source partitions when it first knew them all after an assignment.
+
+    The mark is fixed once taken. Measured against the live high watermark instead, a
+    worker under steady traffic is always a few records short of it, and an answer asked
+    for at such a moment came back 'incomplete' with no district in it (CI, the alert
+    drill's overdue list, fourteen minutes after the worker had caught up).
+    """
+
+    def __init__(self) -> None:
+        self.mark: dict[TP, int] | None = None
+        self.reached = False
+
+    def reset(self) -> None:
+        self.mark = None
+        self.reached = False
+
+    def check(self, highwaters: Mapping[TP, int | None],
+              next_offsets: Mapping[TP, int | None]) -> bool:
+        """Take the mark once every high watermark is known; then whether it is reached."""
+        if self.mark is not None and self.mark.keys() != highwaters.keys():
+            self.reset()  # other partitions: what they held is not known yet
+        if not self.reached:
+            if self.mark is None:
+                if any(high is None for high in highwaters.values()):
+                    return False
+                self.mark = {tp: high for tp, high in highwaters.items() if high is not None}
+            self.reached = counted_to_highwater(self.mark, next_offsets)
+        return self.reached
 
 
 def counted_to_highwater(
@@ -605,6 +638,12 @@ def register(wf: Watchfloor) -> Centre:
                 "formula": bl.FORMULA,
                 "cutoff": wf.settings.bulletin_cutoff,
             })
+
+    @app.timer(SETTLING_SECONDS, name="watchfloor.settling")  # type: ignore[untyped-decorator]
+    async def settling() -> None:
+        # The mark is taken soon after an assignment, not when the first question comes:
+        # asked late under live traffic, a fresh mark would be just out of reach.
+        centre.settled()
 
     @app.timer(SCHEDULE_SECONDS, name="watchfloor.bulletins")  # type: ignore[untyped-decorator]
     async def schedule() -> None:
