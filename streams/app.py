@@ -18,7 +18,7 @@ from yarl import URL
 
 from . import memory
 from .clock import Clock, SystemClock
-from .consumer import Batch, BatchTransport, batch_consumer
+from .consumer import Batch, BatchTransport, batch_consumer, offset_runs
 from .deadletter import DeadLetterWriter, build_dead_letter
 from .engine import BatchResult, Engine
 from .errors import SettingsError
@@ -227,7 +227,7 @@ class Watchfloor:
         # (mark, when counted, offsets per partition), acked once every journal holding
         # their rows is written. Offsets, not records: a second of input at 40,000
         # events/s is 20-30 MB of records.
-        self._unflushed: deque[tuple[int, float, list[tuple[TP, list[int]]]]] = deque()
+        self._unflushed: deque[tuple[int, float, list[tuple[TP, list[tuple[int, int]]]]]] = deque()
         self._batch_mark = 0
         # Journals owed to the rolling flush (_flush_share) and when it last ran.
         self._flush_credit = 0.0
@@ -601,7 +601,7 @@ class Watchfloor:
         now = time.monotonic()
         if not self._unflushed:
             self._flush_checked = now
-        offsets = [(tp, [r.offset for r in records]) for tp, records in batch.parts]
+        offsets = [(tp, offset_runs(records)) for tp, records in batch.parts]
         self._unflushed.append((self._batch_mark, now, offsets))
         with memory.counting():
             self._flush_share(now)
@@ -671,7 +671,7 @@ class Watchfloor:
         pending = self._unflushed
         while pending and (below is None or pending[0][0] < below):
             for tp, offsets in pending.popleft()[2]:
-                consumer.ack_offsets(tp, offsets)
+                consumer.ack_runs(tp, offsets)
 
     def _discard_unflushed(self) -> None:
         self.store.discard()

@@ -311,8 +311,8 @@ class Centre:
             tp = TP(t, p)
             # Faust's own books: the next offset committed, and offsets acked since.
             committed = consumer._committed_offset.get(tp) or 0
-            acked = consumer._acked.get(tp)
-            done[tp] = max(committed, max(acked) + 1) if acked else committed
+            acked = consumer.acked_end(tp)
+            done[tp] = max(committed, acked) if acked is not None else committed
         return counted_to_highwater({TP(t, p): ends.get((t, p), 0) for t, p in tps}, done)
 
     def local_sections(self, label: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class Stand:
     def __init__(self) -> None:
         c = object.__new__(BatchConsumer)
         c._init_positions()
+        c._init_acks()
         c.batch_topics = frozenset({SRC.topic})
         c._thread = self.thread = FakeThread()
         c._read_offset = defaultdict(lambda: None)
