@@ -115,9 +115,12 @@ class Settings:
     # What one fetch may bring, per partition and in all (aiokafka's
     # max_partition_fetch_bytes and fetch_max_bytes). aiokafka keeps a partition's fetched
     # records, and the whole response they came in, until the last of them is read:
-    # during a catch-up that buffer is a large part of the worker's memory.
-    fetch_partition_bytes: int = 16 * 1024 * 1024
-    fetch_max_bytes: int = 50 * 1024 * 1024
+    # during a catch-up that buffer is a large part of the worker's memory. At 4 MiB
+    # against 16 / 50 MiB, the benchmark's catch-up peaked 455 MB against 519-544 for
+    # 1-2 % fewer events/s (docs/performance.md, twenty-fourth step); a steady load's
+    # fetches are far smaller, and a record larger than a fetch still comes, alone.
+    fetch_partition_bytes: int = 4 * 1024 * 1024
+    fetch_max_bytes: int = 4 * 1024 * 1024
     # A batch smaller than this waits up to BATCH_LINGER_MS from its fetch for more
     # fetches to join it. Each batch has fixed costs (a journal per touched district,
     # the dead-letter and forward round trips): under a steady load the agent otherwise
