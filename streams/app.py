@@ -224,9 +224,9 @@ class Watchfloor:
         self._batch_lock = asyncio.Lock()
         self._stopped_counting = False
         # The batches counted whose journals are held (StateStore.stage), oldest first:
-        # (mark, when counted, offsets per partition), acked once every journal holding
-        # their rows is written. Offsets, not records: a second of input at 40,000
-        # events/s is 20-30 MB of records.
+        # (mark, when counted, offset runs per partition), acked once every journal
+        # holding their rows is written. Offsets, not records: a second of input at
+        # 40,000 events/s is 20-30 MB of records.
         self._unflushed: deque[tuple[int, float, list[tuple[TP, list[tuple[int, int]]]]]] = deque()
         self._batch_mark = 0
         # Journals owed to the rolling flush (_flush_share) and when it last ran.
