@@ -466,6 +466,8 @@ class Watchfloor:
         # The rebuild makes the whole state at once: see memory.collector_paused.
         with memory.collector_paused(), batch_consumer(self.app).fetching_paused():
             self.engine.states = self.store.load(keys)
+        if isinstance(self.table.data, BulkRestoredStore):
+            self.table.data.release()
         self.engine.own(partitions)
         self.engine.tick()
         now = time.monotonic()

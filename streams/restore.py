@@ -83,6 +83,21 @@ async def read_changelog(
     return read_to
 
 
+class _Held(dict[bytes, bytes]):
+    """The store's dict: it keeps what is written to it only while ``holding``.
+
+    Faust's table writes a value to its store and sends it to the changelog. Once the
+    states are rebuilt, nothing reads the store until the next rebalance, which reads the
+    changelog again; so from then on a written value goes to the changelog only.
+    """
+
+    holding = True
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if self.holding:
+            super().__setitem__(key, value)
+
+
 class BulkRestoredStore(MemoryStore[bytes, bytes]):
     """Faust's in-memory store, which restores itself at each rebalance in one bulk read.
 
@@ -95,12 +110,27 @@ class BulkRestoredStore(MemoryStore[bytes, bytes]):
     partitions its own way, from their start.
 
     Keys and values are the raw bytes of the records: the table's serializers are raw.
+
+    The store holds the records only from a rebalance until the worker has rebuilt its
+    states from them (``release``): the snapshots and journals written afterwards go to
+    the changelog alone, and the next rebalance reads every partition from its start.
+    Kept, they were 32 MB at 1,000 districts after a 1,000,000-event catch-up, in
+    buffers of up to 256 KB made and dropped all the time among the state's own.
     """
 
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settings = settings
         self._read_to: dict[TP, int] = {}
+        self.data: _Held = _Held()
+
+    def release(self) -> None:
+        """Drop every record and keep no value written until the next rebalance."""
+        self.data.clear()
+        self.data.holding = False
+        self._key_partition.clear()
+        # Nothing is held, so the next rebalance reads from the start, not from here.
+        self._read_to.clear()
 
     def persisted_offset(self, tp: TP) -> int | None:
         return self._read_to.get(tp)
@@ -112,6 +142,7 @@ class BulkRestoredStore(MemoryStore[bytes, bytes]):
         newly_assigned: set[TP],
         generation_id: int = 0,
     ) -> None:
+        self.data.holding = True
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         changelog = self.table.changelog_topic.get_topic_name()
         standbys = self.app.assignor.assigned_standbys()

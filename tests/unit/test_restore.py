@@ -41,3 +41,26 @@ def test_a_partition_given_up_is_forgotten() -> None:
     # No changelog partition assigned any more: nothing to read, nothing remembered.
     asyncio.run(store.on_rebalance({source}, {kept, gone}, set()))
     assert store.persisted_offset(kept) is None and store.persisted_offset(gone) is None
+
+
+def test_once_released_the_store_keeps_nothing_until_the_next_rebalance() -> None:
+    w = build_worker(Settings(app_id="unit-restore", bootstrap_servers="127.0.0.1:1"),
+                     clock=FixedClock(NOW), registry=CollectorRegistry())
+    store = w.table.data
+    assert isinstance(store, BulkRestoredStore)
+    tp = TP(w.changelog_topic, 0)
+    store[b"d0001\x1fm"] = b"read at recovery"
+    store._read_to[tp] = 7
+    assert dict(store.data) == {b"d0001\x1fm": b"read at recovery"}
+
+    store.release()
+    assert dict(store.data) == {}
+    # Written after the rebuild: the changelog has it, the store does not keep it.
+    store[b"d0001\x1fj\x1f1"] = b"journal"
+    assert dict(store.data) == {}
+    # Nothing held, so the next rebalance must read the partition from its start.
+    assert store.persisted_offset(tp) is None
+
+    asyncio.run(store.on_rebalance({tp}, set(), set()))  # the bulk read fails: no broker
+    store[b"d0001\x1fm"] = b"read at the next recovery"
+    assert dict(store.data) == {b"d0001\x1fm": b"read at the next recovery"}
