@@ -34,7 +34,7 @@ CONTAINERS = (
 FIELDS = {
     # (``opened`` and the like: the fields of versions before they were stored as floats.)
     "Subject": ("_opened", "_deadline", "_closed_at", "_reopened_at", "last", "flags", "sid",
-                "category", "community", "unit", "pending", "figures", "round", "major",
+                "_extra", "category", "community", "unit", "pending", "figures", "round", "major",
                 "opened", "deadline", "closed_at", "reopened_at"),
     "Buckets": ("slots", "hours", "days", "categories", "_spans", "_since", "_rolled"),
     "DayCategories": ("hot", "keys", "counts"),

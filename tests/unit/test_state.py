@@ -348,3 +348,57 @@ def test_open_dispute_times_follow_every_dispute_step() -> None:
         assert state.oldest_open_dispute() == (truth[0] if truth else None)
         assert state.open_disputes == len(truth)
     assert 5 < len(truth) < 300
+
+
+def test_a_subjects_packed_fields_move_independently_and_rows_keep_their_format() -> None:
+    """Round, major flag, pending steps and figures share the flags and one slot in a
+    Subject; truth: a plain dict of the same fields, set in random order."""
+    import random
+
+    from streams.state import CLOSE_COUNTED, COHORT, OPENED, RECTIFIED, Subject
+
+    rng = random.Random(11)
+    for _ in range(300):
+        accident = rng.random() < 0.5
+        model: dict[str, object] = {"flags": 0, "round": 0, "major": False,
+                                    "pending": None, "figures": None}
+        s = Subject(0, None, T0, sid="h1")
+        for _ in range(12):
+            field = rng.choice(["flags", "clear", "round", "major", "extra", "none"])
+            if field == "flags":
+                bit = rng.choice([OPENED, RECTIFIED, COHORT, CLOSE_COUNTED])
+                s.flags |= bit
+                model["flags"] = int(model["flags"]) | bit  # type: ignore[call-overload]
+            elif field == "clear":
+                s.flags &= ~(RECTIFIED | COHORT | CLOSE_COUNTED)
+                model["flags"] = int(model["flags"]) & ~(RECTIFIED | COHORT | CLOSE_COUNTED)  # type: ignore[call-overload]
+            elif field == "round":
+                s.round += 1
+                model["round"] = int(model["round"]) + 1  # type: ignore[call-overload]
+            elif field == "major":
+                s.major = model["major"] = rng.random() < 0.5
+            elif field == "extra" and accident:
+                s.figures = model["figures"] = [rng.randrange(3), 0, rng.randrange(10**6)]
+            elif field == "extra":
+                s.pending = model["pending"] = [[1.0, T0 + rng.randrange(100)]]
+            elif accident:
+                s.pending = None  # an accident's figures stay
+            else:
+                s.pending = model["pending"] = None
+            row = s.to_row("h1")
+            assert row[1] == model["flags"]
+            assert (row[6], row[7], row[12], row[13]) == (
+                model["major"], model["round"], model["pending"], model["figures"])
+            assert Subject.from_row(row)[1].to_row("h1") == row
+
+
+def test_a_subjects_row_is_the_same_as_before_the_fields_were_packed() -> None:
+    from streams.state import COHORT, OPENED, RECTIFIED, Subject
+
+    s = Subject(OPENED | RECTIFIED | COHORT, T0, T0 + 5, "fire", T0 + D, True, 2,
+                T0 + 5, T0 + 3, "c1", "u1", [[4.0, T0]], None, "h1")
+    assert s.to_row("h1") == ["h1", 161, T0, T0 + 5, "fire", T0 + D, True, 2, T0 + 5, T0 + 3,
+                              "c1", "u1", [[4.0, T0]], None]
+    a = Subject(OPENED, T0, T0, figures=[1, 2, 300], sid="a1")
+    assert a.to_row("a1") == ["a1", 1, T0, T0, None, None, False, 0, None, None, None, None,
+                              None, [1, 2, 300]]
