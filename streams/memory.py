@@ -116,6 +116,26 @@ def _malloc_trim() -> Callable[[], None]:
     return release
 
 
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def one_heap() -> None:
+    """Have every thread of this process allocate from glibc's main heap.
+
+    The consumer thread Faust runs aiokafka in reads the fetched records, and glibc gave it
+    a heap of its own, where freed blocks wait for that thread. With one heap a catch-up
+    at 1,000 districts peaked 416-423 MB against 434-443, at the same events/s, and a
+    restart took as long (1.73 against 1.72 s). Called before the worker starts threads.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(_M_ARENA_MAX, 1)
+
+
 # Each batch frees its fetched records and parsed documents; glibc keeps the freed heap
 # for reuse and the worker's RSS creeps up to the highest batch (measured: 460 MB
 # instead of 340 MB at 1,000 districts). Handing it back after batches

@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .logs import logging_config
-from .memory import configure_gc
+from .memory import configure_gc, one_heap
 from .settings import Settings, drop_variables, variables_set
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def faust_setting_variables() -> list[str]:
 
 def run_worker(settings: Settings) -> int:
     """Start a worker in this process and block until it stops; SIGTERM stops it cleanly."""
+    one_heap()
     # Before Faust is imported: it reads these at import time.
     ignored = drop_variables(FAUST_IMPORT_VARIABLES)
     from faust.worker import Worker

@@ -87,3 +87,40 @@ def test_memory_is_released_after_a_batch_at_most_every_quarter_second(
         memory.after_batch()
         now[0] += 0.125
     assert released == [1000.0, 1000.25, 1000.5, 1000.75, 1001.0]
+
+
+HEAPS = r"""
+import ctypes, os, sys, tempfile, threading
+from streams import memory
+
+if sys.argv[1] == "one":
+    memory.one_heap()
+libc = ctypes.CDLL("libc.so.6")
+libc.fdopen.restype = ctypes.c_void_p
+libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+kept = []
+def allocate():
+    kept.extend(bytearray(4000) for _ in range(1000))  # above pymalloc: glibc's blocks
+t = threading.Thread(target=allocate)
+t.start(); t.join()
+with tempfile.TemporaryFile() as f:
+    fp = libc.fdopen(os.dup(f.fileno()), b"w")
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    f.seek(0)
+    print(f.read().count(b"<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heaps")
+def test_one_heap_keeps_a_threads_allocations_in_the_main_heap() -> None:
+    def heaps(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", HEAPS, mode], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert heaps("default") >= 2  # the thread got a heap of its own: what one_heap stops
+    assert heaps("one") == 1
