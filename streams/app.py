@@ -218,7 +218,7 @@ class Watchfloor:
         self._crashing: asyncio.Future[Any] | None = None
         self.assigned: set[int] = set()
         self._recovery_started: float | None = None
-        self._warming: asyncio.Task[bytes] | None = None
+        self._warming: asyncio.Task[list[bytes]] | None = None
         self._last_offset: dict[TP, int] = {}
         # Held while a batch is between counting and journaling (see checkpoint()).
         self._batch_lock = asyncio.Lock()
@@ -494,7 +494,7 @@ class Watchfloor:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: nothing will scrape before the next render
             return
-        self._warming = loop.create_task(self.districts_collector.render_async())
+        self._warming = loop.create_task(self.districts_collector.render_parts())
         self._warming.add_done_callback(_log_failure)
 
     def _purge_foreign_keys(self, partitions: set[int]) -> None:

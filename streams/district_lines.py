@@ -488,7 +488,7 @@ class DistrictLines:
         self.ws[st.district] = (key, ws)
         return ws
 
-    def render_steps(self, slice_seconds: float | None) -> Generator[None, None, bytes]:
+    def render_steps(self, slice_seconds: float | None) -> Generator[None, None, list[bytes]]:
         now = self.now()
         states = self.states()
         items = list(states.items())
@@ -535,7 +535,10 @@ class DistrictLines:
         newest = Family(newest.name, newest.kind, newest.doc, newest.labels)
         newest.samples.extend(self.reach(states))
         out.append(format_families([city, newest]).encode())
-        return b"".join(out)
+        # The parts, not their join: a gzipped scrape compresses them one by one, and the
+        # 7 MB of text at 1,000 districts is never copied whole (the join, then the
+        # registry's lines before it, were 14 MB more at the peak of every scrape).
+        return out
 
     def context(self, now: float, states: Mapping[str, DistrictState]) -> _Context:
         tz = next(iter(states.values())).tz if states else None

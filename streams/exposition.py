@@ -206,10 +206,14 @@ class DistrictCollector(Collector):
         try:
             next(self._lines.render_steps(None))
         except StopIteration as done:
-            return cast(bytes, done.value)
+            return b"".join(cast("list[bytes]", done.value))
         raise AssertionError("a render without slices never pauses")
 
     async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
+        """``render_parts`` joined."""
+        return b"".join(await self.render_parts(slice_seconds))
+
+    async def render_parts(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> list[bytes]:
         """``render``, handing the event loop back every ``slice_seconds`` of work.
 
         Under load most districts changed since the last scrape, and rendering them all
@@ -225,7 +229,7 @@ class DistrictCollector(Collector):
             try:
                 next(steps)
             except StopIteration as done:
-                return cast(bytes, done.value)
+                return cast("list[bytes]", done.value)
             await asyncio.sleep(0)
 
     @asynccontextmanager
@@ -254,8 +258,14 @@ class DistrictCollector(Collector):
 async def exposition(registry: CollectorRegistry, districts: DistrictCollector) -> bytes:
     """What ``/metrics`` serves: the registry's metrics, then the district figures
     (rendered in slices)."""
-    head = generate_latest(registry)
-    return head + await districts.render_async()
+    return b"".join(await exposition_parts(registry, districts))
+
+
+async def exposition_parts(
+    registry: CollectorRegistry, districts: DistrictCollector
+) -> list[bytes]:
+    """``exposition`` in the parts it is rendered in, which joined are the exposition."""
+    return [generate_latest(registry), *await districts.render_parts()]
 
 
 def series_per_district() -> dict[str, Any]:

@@ -390,10 +390,10 @@ def test_a_scrape_answer_is_sent_before_a_batch_waiting_for_it(
     collector = wf.districts_collector
     order: list[str] = []
     counting: list[asyncio.Future[Any]] = []
-    render = collector.render_async
+    render = collector.render_parts
     send = web.send_now
 
-    async def render_then_batch(slice_seconds: float = 0.0) -> bytes:
+    async def render_then_batch(slice_seconds: float = 0.0) -> list[bytes]:
         # A batch fetched as the scrape begins: it may not begin before the answer leaves.
         batch = fetched(wf, tp, [Record(i, filed(i)) for i in range(3)])
         task = asyncio.ensure_future(wf.process_batch(batch))
@@ -411,7 +411,7 @@ def test_a_scrape_answer_is_sent_before_a_batch_waiting_for_it(
         assert wf._warming is not None
         await wf._warming
         collector._texts.clear()
-        monkeypatch.setattr(collector, "render_async", render_then_batch)
+        monkeypatch.setattr(collector, "render_parts", render_then_batch)
         monkeypatch.setattr(web, "send_now", sent)
         resp = await client.get("/metrics")
         assert resp.status == 200

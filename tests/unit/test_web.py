@@ -415,3 +415,15 @@ def test_the_metrics_port_serves_the_same_exposition(tmp_path: Path) -> None:
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_parts_gzipped_one_by_one_inflate_to_their_join() -> None:
+    import random
+
+    from streams.web import gzip_parts
+
+    rng = random.Random(5)
+    parts = [b"", *(rng.randbytes(rng.randrange(0, 5000)) * rng.randrange(1, 4)
+                     for _ in range(200)), b""]  # fmt: skip
+    assert gzip.decompress(gzip_parts(parts)) == b"".join(parts)
+    assert gzip.decompress(gzip_parts([])) == b""
