@@ -61,8 +61,7 @@ CHUNK_BYTES = 256 * 1024
 # Intel's assembly for it: 3x faster to write, 2.5x to read than zlib at level 1, and
 # as small). A restart reads the whole changelog, and before compaction it holds every
 # snapshot of the last segment: its bytes, not the decoding, were most of the restart
-# (420 MB at 1,000 districts after a 1,000,000-event catch-up). The in-memory table
-# keeps the compressed chunks too.
+# (420 MB at 1,000 districts after a 1,000,000-event catch-up).
 SNAPSHOT_ZLIB_LEVEL = 1  # ISA-L's levels are 0-3; 1 compresses as zlib's 1, 0 a fifth less
 # Journals too, from a size on: they were three quarters of the changelog a restart reads
 # (139 of 193 MB after a 1,000,000-event catch-up at 1,000 districts) and of the
@@ -203,12 +202,12 @@ class StateStore:
         chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.table = table
-        # The table's local copy, where it has one (the in-memory store's dict). Journals
-        # a snapshot covers are dropped from it without a changelog record: the changelog
-        # keeps them until their slot is written again, and a rebuild skips them by their
-        # seq. They were a quarter of the table (25 of 85 MB after a 1,000,000-event
-        # catch-up at 1,000 districts). So are the chunks of the snapshot before the
-        # latest: the changelog keeps both (the older is what a crash between a new
+        # The table's local copy, where it has one (the in-memory store's dict, which
+        # holds records from a rebalance until the states are rebuilt: streams/restore.py).
+        # While it does, journals a snapshot covers are dropped from it without a
+        # changelog record: the changelog keeps them until their slot is written again,
+        # and a rebuild skips them by their seq. So are the chunks of the snapshot before
+        # the latest: the changelog keeps both (the older is what a crash between a new
         # snapshot's chunks and its manifest reads), the local copy needs only the one
         # its manifest names.
         self.local = local
