@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from streams.app import Watchfloor
 from streams.clock import FixedClock
 from streams.restore import BulkRestoredStore
 from streams.settings import Settings
@@ -17,12 +18,17 @@ from streams.worker import build_worker
 NOW = datetime(2026, 4, 12, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-def test_a_failed_bulk_read_leaves_the_partitions_to_faust_from_their_start() -> None:
-    # Port 1 on loopback: nothing listens, the connection is refused at once.
+def unreachable_store() -> tuple[Watchfloor, BulkRestoredStore]:
+    """A worker whose broker is port 1 on loopback (nothing listens: refused at once)."""
     w = build_worker(Settings(app_id="unit-restore", bootstrap_servers="127.0.0.1:1"),
                      clock=FixedClock(NOW), registry=CollectorRegistry())
     store = w.table.data
     assert isinstance(store, BulkRestoredStore)
+    return w, store
+
+
+def test_a_failed_bulk_read_leaves_the_partitions_to_faust_from_their_start() -> None:
+    w, store = unreachable_store()
     tp = TP(w.changelog_topic, 0)
     store._read_to[tp] = 41  # read up to there at an earlier rebalance
     assert store.persisted_offset(tp) == 41
@@ -44,10 +50,7 @@ def test_a_partition_given_up_is_forgotten() -> None:
 
 
 def test_once_released_the_store_keeps_nothing_until_the_next_rebalance() -> None:
-    w = build_worker(Settings(app_id="unit-restore", bootstrap_servers="127.0.0.1:1"),
-                     clock=FixedClock(NOW), registry=CollectorRegistry())
-    store = w.table.data
-    assert isinstance(store, BulkRestoredStore)
+    w, store = unreachable_store()
     tp = TP(w.changelog_topic, 0)
     store[b"d0001\x1fm"] = b"read at recovery"
     store._read_to[tp] = 7
