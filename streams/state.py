@@ -64,8 +64,8 @@ _UNKNOWN = float("nan")
 # Bits of Subject.flags above the transitions, which are all a snapshot row's flags hold:
 # whether the slot of the steps pending holds an accident's figures instead (an accident
 # has one step, so never both), the major flag, and from _ROUND_SHIFT on the round. Four
-# fields fewer make a compiled Subject 128 bytes, not 160 (about 15 MB at 1,000 districts
-# after 1,000,000 events).
+# fields folded into the flags and one shared slot make a compiled Subject 128 bytes, not
+# 160 (about 15 MB at 1,000 districts after 1,000,000 events).
 _TRANSITIONS = (1 << 12) - 1
 _FIGURES = 1 << 12
 _MAJOR = 1 << 13

@@ -360,14 +360,16 @@ class StateStore:
         covered = range(prog.base_seq + 1, prog.seq + 1)
         prog.base_seq = prog.seq
         prog.rows = 0
-        if self.local is not None:
+        # Empty once the store has released what it read (streams/restore.py): nothing
+        # to drop then.
+        if self.local:
             for seq in covered:
                 self.local.pop(journal_key(d, seq).encode(), None)
             self._forget_local_chunks(d, 1 - parity, prog.chunks[1 - parity])
 
     def _forget_local_chunks(self, d: str, parity: int, n: int) -> None:
         """Drop the snapshot before the latest from the local copy only (see __init__)."""
-        if self.local is not None:
+        if self.local:
             for i in range(n):
                 self.local.pop(chunk_key(d, parity, i).encode(), None)
 
