@@ -8,6 +8,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 # The state is millions of small long-lived objects (buckets, lifecycles). Left to the
 # default schedule, the cyclic collector rescans all of them again and again: a third
@@ -102,11 +103,17 @@ def full_collection() -> int:
     return freed
 
 
-def _malloc_trim() -> Callable[[], None]:
+def _glibc(name: str) -> Any:
+    """glibc's function ``name``, or None where the C library is another."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def _malloc_trim() -> Callable[[], None]:
+    trim = _glibc("malloc_trim")
+    if trim is None:  # not glibc: nothing to do
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
 
@@ -127,10 +134,8 @@ def one_heap() -> None:
     at 1,000 districts peaked 416-423 MB against 434-443, at the same events/s, and a
     restart took as long (1.73 against 1.72 s). Called before the worker starts threads.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc: nothing to do
+    mallopt = _glibc("mallopt")
+    if mallopt is None:  # not glibc: nothing to do
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt(_M_ARENA_MAX, 1)
