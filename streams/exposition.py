@@ -209,10 +209,6 @@ class DistrictCollector(Collector):
             return b"".join(cast("list[bytes]", done.value))
         raise AssertionError("a render without slices never pauses")
 
-    async def render_async(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> bytes:
-        """``render_parts`` joined."""
-        return b"".join(await self.render_parts(slice_seconds))
-
     async def render_parts(self, slice_seconds: float = RENDER_SLICE_SECONDS) -> list[bytes]:
         """``render``, handing the event loop back every ``slice_seconds`` of work.
 

@@ -349,7 +349,7 @@ def test_a_batch_not_begun_waits_for_the_scrape_in_progress(wf: Watchfloor) -> N
 
     async def scraped() -> bytes:
         async with collector.scraping():
-            body = await collector.render_async(0.0)
+            body = b"".join(await collector.render_parts(0.0))
             await asyncio.sleep(0)  # as the answer is written
             return body
 

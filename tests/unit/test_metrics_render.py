@@ -210,7 +210,7 @@ def test_open_and_overdue_hazards_by_category_follow_hazard_events_among_others(
         assert sum(overdue.values()) == len(st.overdue)
 
 
-def test_render_async_is_render_and_hands_the_loop_back_while_it_renders() -> None:
+def test_render_parts_are_render_and_hand_the_loop_back_while_they_render() -> None:
     states = city()
     c = collector(states, [NOW])
     turns = 0
@@ -225,7 +225,7 @@ def test_render_async_is_render_and_hands_the_loop_back_while_it_renders() -> No
         worker = asyncio.ensure_future(other_work())
         try:
             # A zero slice pauses after every district it renders.
-            return await c.render_async(slice_seconds=0.0)
+            return b"".join(await c.render_parts(slice_seconds=0.0))
         finally:
             worker.cancel()
 
@@ -239,11 +239,11 @@ def test_a_district_revoked_during_an_async_render_is_not_exported() -> None:
     c = collector(states, [NOW])
 
     async def scrape() -> bytes:
-        render = asyncio.ensure_future(c.render_async(slice_seconds=0.0))
+        render = asyncio.ensure_future(c.render_parts(slice_seconds=0.0))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         del states["zhongyuan"]  # a rebalance took its partition meanwhile
-        return await render
+        return b"".join(await render)
 
     text = asyncio.run(scrape())
     assert b'district="zhongyuan"' not in text
