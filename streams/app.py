@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 STATE_TABLE = "state"
 # How long one check of the producer's path to Kafka may take (agents.py runs it).
 KAFKA_CHECK_TIMEOUT_SECONDS = 3.0
+# A batch is not begun while Faust's producer buffer holds more messages than this, for
+# at most PRODUCER_EBB_SECONDS. Table writes (journals, snapshot chunks) only queue there,
+# and a busy loop gave its sending task so few turns that a catch-up ended with about
+# 5,000 of them waiting (26 MB of values, once more in aiokafka's batches).
+PRODUCER_EBB_MESSAGES = 200
+PRODUCER_EBB_SECONDS = 1.0
 
 
 def _text(key: bytes | str) -> str:
@@ -541,6 +547,7 @@ class Watchfloor:
         written twice, never lost). Everything else runs without awaiting, so a
         rebalance cannot cut a batch in half.
         """
+        await self._producer_ebb()
         await self._linger(batch)
         # A scrape in progress goes first (DistrictCollector.scraping); later fetches
         # may still join the batch meanwhile.
@@ -550,6 +557,24 @@ class Watchfloor:
             if self._stopped_counting:
                 return None
             return await self._process_batch(batch)
+
+    async def _producer_ebb(self) -> None:
+        """Wait, at most PRODUCER_EBB_SECONDS, until Faust's producer buffer holds no more
+        than PRODUCER_EBB_MESSAGES; never while Kafka is known to be away (nothing drains)."""
+        buf = self.app.producer.buffer
+        if buf.size <= PRODUCER_EBB_MESSAGES or self.kafka_problem is not None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PRODUCER_EBB_SECONDS
+        while buf.size > PRODUCER_EBB_MESSAGES:
+            delay = deadline - loop.time()
+            if delay <= 0:
+                return
+            buf.message_sent.clear()  # set by the buffer's task after each message it sends
+            try:
+                await asyncio.wait_for(buf.message_sent.wait(), delay)
+            except TimeoutError:
+                return
 
     async def _linger(self, batch: Batch) -> None:
         """Let later fetches join a small batch, for at most the linger from its fetch."""

@@ -421,3 +421,67 @@ def test_a_scrape_answer_is_sent_before_a_batch_waiting_for_it(
     served(wf, check)
     assert order == ["sent", "batch"]
     assert wf.engine.states["jinshui"].totals[0] == 3
+
+
+def test_a_batch_waits_for_the_producer_buffer_to_ebb_before_it_is_counted() -> None:
+    # Journals only queue in Faust's producer buffer; a batch begun while it is full
+    # waits for its sending task to bring it down to PRODUCER_EBB_MESSAGES.
+    from streams import app as app_module
+
+    wf = lingering(linger_ms=0, min_events=1)
+    tp = jinshui_tp(wf)
+    buf = wf.app.producer.buffer
+    limit = app_module.PRODUCER_EBB_MESSAGES
+    seen: list[tuple[int, bool]] = []  # (buffer size, counted yet) at each drain step
+
+    async def drain() -> None:  # what the buffer's own task does, ten at a time
+        while buf.size:
+            await asyncio.sleep(0.002)
+            seen.append((buf.size, "jinshui" in wf.engine.states))
+            for _ in range(min(10, buf.size)):
+                buf.pending.get_nowait()
+            buf.message_sent.set()
+
+    async def run() -> None:
+        for i in range(limit + 50):
+            buf.pending.put_nowait(i)
+        batch = await first_fetch(wf, tp, [Record(0, filed(0))])
+        drainer = asyncio.ensure_future(drain())
+        await asyncio.wait_for(wf.process_batch(batch), 2.0)
+        await drainer
+
+    asyncio.run(run())
+    waiting = [size for size, counted in seen if not counted]
+    counted = [size for size, counted in seen if counted]
+    assert waiting[0] == limit + 50 and min(waiting) > limit  # not counted while above
+    assert counted and counted[0] > limit - 20  # counted as soon as it ebbed, not at empty
+    assert wf.engine.states["jinshui"].totals[0] == 1
+
+
+def test_a_batch_waits_for_the_producer_buffer_no_longer_than_the_ebb_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams import app as app_module
+
+    monkeypatch.setattr(app_module, "PRODUCER_EBB_SECONDS", 0.05)
+    wf = lingering(linger_ms=0, min_events=1)
+    tp = jinshui_tp(wf)
+    buf = wf.app.producer.buffer
+
+    async def run(problem: str | None) -> float:
+        loop = asyncio.get_running_loop()
+        wf.kafka_problem = problem
+        t0 = loop.time()
+        batch = await first_fetch(wf, tp, [Record(0, filed(0))])
+        await asyncio.wait_for(wf.process_batch(batch), 2.0)
+        return loop.time() - t0
+
+    async def both() -> tuple[float, float]:
+        for i in range(app_module.PRODUCER_EBB_MESSAGES + 1):
+            buf.pending.put_nowait(i)  # nothing drains them
+        return await run(None), await run("the broker is away")
+
+    stuck, away = asyncio.run(both())
+    assert 0.04 <= stuck < 1.0  # waited its limit, then counted
+    assert away < 0.04  # Kafka away: nothing can drain, no wait at all
+    assert wf.engine.states["jinshui"].totals[0] == 1  # the same record twice: counted once
