@@ -7,11 +7,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import faust
 from faust.tables import TableManager
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 from yarl import URL
@@ -561,7 +562,8 @@ class Watchfloor:
     async def _producer_ebb(self) -> None:
         """Wait, at most PRODUCER_EBB_SECONDS, until Faust's producer buffer holds no more
         than PRODUCER_EBB_MESSAGES; never while Kafka is known to be away (nothing drains)."""
-        buf = self.app.producer.buffer
+        # The concrete buffer: its event for a message sent is not in Faust's interface.
+        buf = cast(ProducerBuffer, self.app.producer.buffer)
         if buf.size <= PRODUCER_EBB_MESSAGES or self.kafka_problem is not None:
             return
         loop = asyncio.get_running_loop()
