@@ -423,11 +423,14 @@ def test_a_scrape_answer_is_sent_before_a_batch_waiting_for_it(
     assert wf.engine.states["jinshui"].totals[0] == 3
 
 
-def test_a_batch_waits_for_the_producer_buffer_to_ebb_before_it_is_counted() -> None:
+def test_a_batch_waits_for_the_producer_buffer_to_ebb_before_it_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Journals only queue in Faust's producer buffer; a batch begun while it is full
     # waits for its sending task to bring it down to PRODUCER_EBB_MESSAGES.
     from streams import app as app_module
 
+    monkeypatch.setattr(app_module, "PRODUCER_EBB_SECONDS", 2.0)  # room for a slow machine
     wf = lingering(linger_ms=0, min_events=1)
     tp = jinshui_tp(wf)
     buf = wf.app.producer.buffer
@@ -447,7 +450,7 @@ def test_a_batch_waits_for_the_producer_buffer_to_ebb_before_it_is_counted() -> 
             buf.pending.put_nowait(i)
         batch = await first_fetch(wf, tp, [Record(0, filed(0))])
         drainer = asyncio.ensure_future(drain())
-        await asyncio.wait_for(wf.process_batch(batch), 2.0)
+        await asyncio.wait_for(wf.process_batch(batch), 5.0)
         await drainer
 
     asyncio.run(run())
