@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
@@ -50,6 +50,21 @@ KAFKA_CHECK_TIMEOUT_SECONDS = 3.0
 # to 1.5 s; 20 ms kept it under 0.7 s and the catch-up's peak as low.
 PRODUCER_EBB_MESSAGES = 200
 PRODUCER_EBB_SECONDS = 0.02
+
+
+async def _wait_while(holds: Callable[[], bool], woken: asyncio.Event, deadline: float) -> None:
+    """Wait while ``holds()``, looking again each time ``woken`` is set, until the loop's
+    clock reaches ``deadline``."""
+    loop = asyncio.get_running_loop()
+    while holds():
+        delay = deadline - loop.time()
+        if delay <= 0:
+            return
+        woken.clear()
+        try:
+            await asyncio.wait_for(woken.wait(), delay)
+        except TimeoutError:
+            return
 
 
 def _text(key: bytes | str) -> str:
@@ -565,38 +580,26 @@ class Watchfloor:
     async def _producer_ebb(self) -> None:
         """Wait, at most PRODUCER_EBB_SECONDS, until Faust's producer buffer holds no more
         than PRODUCER_EBB_MESSAGES; never while Kafka is known to be away (nothing drains)."""
-        # The concrete buffer: its event for a message sent is not in Faust's interface.
+        # The concrete buffer: its event for a message sent (set by the buffer's task after
+        # each one) is not in Faust's interface.
         buf = cast(ProducerBuffer, self.app.producer.buffer)
         if buf.size <= PRODUCER_EBB_MESSAGES or self.kafka_problem is not None:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PRODUCER_EBB_SECONDS
-        while buf.size > PRODUCER_EBB_MESSAGES:
-            delay = deadline - loop.time()
-            if delay <= 0:
-                return
-            buf.message_sent.clear()  # set by the buffer's task after each message it sends
-            try:
-                await asyncio.wait_for(buf.message_sent.wait(), delay)
-            except TimeoutError:
-                return
+        deadline = asyncio.get_running_loop().time() + PRODUCER_EBB_SECONDS
+        await _wait_while(lambda: buf.size > PRODUCER_EBB_MESSAGES, buf.message_sent, deadline)
 
     async def _linger(self, batch: Batch) -> None:
         """Let later fetches join a small batch, for at most the linger from its fetch."""
         s = self.settings
         if s.batch_linger_ms <= 0:
             return
-        loop = asyncio.get_running_loop()
-        deadline = batch.fetched_at + s.batch_linger_ms / 1000.0
-        while len(batch) < s.batch_min_events and batch is self._waiting_batch:
-            delay = deadline - loop.time()
-            if delay <= 0 or self._stopped_counting:
-                return
-            self._batch_grew.clear()
-            try:
-                await asyncio.wait_for(self._batch_grew.wait(), delay)
-            except TimeoutError:
-                return
+        await _wait_while(
+            lambda: len(batch) < s.batch_min_events
+            and batch is self._waiting_batch
+            and not self._stopped_counting,
+            self._batch_grew,
+            batch.fetched_at + s.batch_linger_ms / 1000.0,
+        )
 
     async def _process_batch(self, batch: Batch) -> BatchResult | None:
         consumer = batch_consumer(self.app)
