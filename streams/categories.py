@@ -18,6 +18,19 @@ def canonical(category: str) -> str:
     return _CATEGORY_NAMES[code]
 
 
+def category_code(category: str) -> int:
+    """The small number of a category name, given one at its first sight."""
+    code = _CATEGORY_CODES.get(category)
+    if code is None:
+        canonical(category)
+        code = _CATEGORY_CODES[category]
+    return code
+
+
+def category_name(code: int) -> str:
+    return _CATEGORY_NAMES[code]
+
+
 def category_key(measure: int, category: str) -> int:
     code = _CATEGORY_CODES.get(category)
     if code is None:

@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .categories import canonical
+from .categories import canonical, category_code, category_name
 from .deadlines import DeadlineHeap, Deadlines
 from .events import STREAM_OF_KIND, Event, Kind, Stream, digest64
 from .identities import IdentityMemory, Memory
@@ -63,14 +63,29 @@ CLOSE_COUNTED = 256
 _UNKNOWN = float("nan")
 # Bits of Subject.flags above the transitions, which are all a snapshot row's flags hold:
 # whether the slot of the steps pending holds an accident's figures instead (an accident
-# has one step, so never both), the major flag, and from _ROUND_SHIFT on the round. Four
-# fields folded into the flags and one shared slot make a compiled Subject 128 bytes, not
-# 160 (about 15 MB at 1,000 districts after 1,000,000 events).
+# has one step, so never both), whether it holds the time of the latest failed look-back
+# visit (see Subject.reopened_at), the major flag, the category's code plus one (0: not
+# known; categories.py) and from _ROUND_SHIFT on the round. Six fields folded into the
+# flags and one shared slot make a compiled Subject 112 bytes, not 160 (about 22 MiB at
+# 1,000 districts after 1,000,000 events).
 _TRANSITIONS = (1 << 12) - 1
 _FIGURES = 1 << 12
 _MAJOR = 1 << 13
-_ROUND_SHIFT = 14
+_REOPENED = 1 << 14
+_CATEGORY_SHIFT = 15
+_CATEGORY_MASK = (1 << 16) - 1  # far above the categories the schemas allow (tens)
+_ROUND_SHIFT = 31
 _NOT_ROUND = (1 << _ROUND_SHIFT) - 1
+_NOT_CATEGORY = ~(_CATEGORY_MASK << _CATEGORY_SHIFT)
+
+
+def _category_bits(name: str | None) -> int:
+    if name is None:
+        return 0
+    code = category_code(name) + 1
+    if code > _CATEGORY_MASK:
+        raise ValueError(f"More than {_CATEGORY_MASK - 1} categories: {name!r} has no room.")
+    return code << _CATEGORY_SHIFT
 
 
 class Subject:
@@ -88,8 +103,6 @@ class Subject:
         "_deadline",
         "_extra",
         "_opened",
-        "_reopened_at",
-        "category",
         "community",
         "flags",
         "last",
@@ -120,22 +133,22 @@ class Subject:
             | (_MAJOR if major else 0)
             | (round << _ROUND_SHIFT)
             | (_FIGURES if figures is not None else 0)
+            | _category_bits(category)
         )
         # Accidents: [deaths, serious injuries, direct loss in yuan] of the latest report.
         # The others: steps counted before the opening told the category, [[measure,
-        # time], ...], filed under the category when the opening arrives.
-        self._extra: list[Any] | None = figures if figures is not None else pending
+        # time], ...], filed under the category when the opening arrives; with _REOPENED,
+        # see reopened_at.
+        self._extra: Any = figures if figures is not None else pending
         # Time of the opening transition, None until it arrives.
         self._opened: float = _UNKNOWN if opened is None else opened
         self.last: float = last  # time of the latest transition applied
-        self.category = category
         self._deadline: float = _UNKNOWN if deadline is None else deadline
         # Hazards: time of the current round's rectification (or confirming visit);
         # cases and disputes: time of the closing.
         self._closed_at: float = _UNKNOWN if closed_at is None else closed_at
-        # Hazards: time of the latest failed look-back visit. A rectification from before
-        # it, or a visit from before the current rectification, is an outgrown step.
-        self._reopened_at: float = _UNKNOWN if reopened_at is None else reopened_at
+        if reopened_at is not None:
+            self.reopened_at = reopened_at
         self.community = community
         self.unit = unit  # the responsible unit (hazards, disputes)
         # The id its group's dict holds it under, that very string: the closings' lists,
@@ -172,12 +185,38 @@ class Subject:
 
     @property
     def reopened_at(self) -> float | None:
-        t = self._reopened_at
-        return None if t != t else t
+        """Hazards: time of the latest failed look-back visit. A rectification from before
+        it, or a visit from before the current rectification, is an outgrown step.
+
+        Few hazards have one, so it has no slot of its own: with _REOPENED, the slot of
+        the steps pending holds it, as a float, or [time, steps] while steps are pending
+        (a failed visit that came before the opening)."""
+        if not self.flags & _REOPENED:
+            return None
+        extra = self._extra
+        t: float = extra if isinstance(extra, float) else extra[0]
+        return t
 
     @reopened_at.setter
     def reopened_at(self, t: float | None) -> None:
-        self._reopened_at = _UNKNOWN if t is None else t
+        if t is None:
+            if self.flags & _REOPENED:
+                steps = self.pending
+                self.flags &= ~_REOPENED
+                self._extra = steps
+            return
+        steps = self.pending
+        self.flags |= _REOPENED
+        self._extra = float(t) if steps is None else [float(t), steps]
+
+    @property
+    def category(self) -> str | None:
+        code = (self.flags >> _CATEGORY_SHIFT) & _CATEGORY_MASK
+        return None if code == 0 else category_name(code - 1)
+
+    @category.setter
+    def category(self, name: str | None) -> None:
+        self.flags = (self.flags & _NOT_CATEGORY) | _category_bits(name)
 
     @property
     def major(self) -> bool:
@@ -198,11 +237,23 @@ class Subject:
 
     @property
     def pending(self) -> list[list[float]] | None:
-        return None if self.flags & _FIGURES else self._extra
+        flags = self.flags
+        if flags & _FIGURES:
+            return None
+        extra = self._extra
+        if flags & _REOPENED:
+            if isinstance(extra, float):
+                return None
+            extra = extra[1]
+        steps: list[list[float]] | None = extra
+        return steps
 
     @pending.setter
     def pending(self, steps: list[list[float]] | None) -> None:
-        if steps is not None:
+        if self.flags & _REOPENED:
+            t = self.reopened_at
+            self._extra = t if steps is None else [t, steps]
+        elif steps is not None:
             self._extra = steps
             self.flags &= ~_FIGURES
         elif not self.flags & _FIGURES:

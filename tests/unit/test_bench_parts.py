@@ -114,7 +114,7 @@ def test_the_state_census_counts_each_object_once_where_it_is_first_reached() ->
     strings = sum(sys.getsizeof(v) for v in (s.category, s.community, s.unit) if v is not None)
     # Times stored as float objects of their own (in pure Python) count, each once;
     # compiled, the subject holds them in itself.
-    stored = [t for a in ("_opened", "_deadline", "_closed_at", "_reopened_at", "last")
+    stored = [t for a in ("_opened", "_deadline", "_closed_at", "last")
               if (t := getattr(s, a)) is getattr(s, a)]
     times = sum(sys.getsizeof(t) for t in {id(t): t for t in stored}.values())
     assert size["hazards"] == (sys.getsizeof(st.hazards) + sys.getsizeof("h-1")

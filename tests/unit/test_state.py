@@ -351,8 +351,9 @@ def test_open_dispute_times_follow_every_dispute_step() -> None:
 
 
 def test_a_subjects_packed_fields_move_independently_and_rows_keep_their_format() -> None:
-    """Round, major flag, pending steps and figures share the flags and one slot in a
-    Subject; truth: a plain dict of the same fields, set in random order."""
+    """Round, major flag, category, pending steps, figures and the latest failed visit
+    share the flags and one slot in a Subject; truth: a plain dict of the same fields,
+    set in random order."""
     import random
 
     from streams.state import CLOSE_COUNTED, COHORT, OPENED, RECTIFIED, Subject
@@ -361,10 +362,12 @@ def test_a_subjects_packed_fields_move_independently_and_rows_keep_their_format(
     for _ in range(300):
         accident = rng.random() < 0.5
         model: dict[str, object] = {"flags": 0, "round": 0, "major": False,
-                                    "pending": None, "figures": None}
+                                    "pending": None, "figures": None, "category": None,
+                                    "reopened": None}
         s = Subject(0, None, T0, sid="h1")
-        for _ in range(12):
-            field = rng.choice(["flags", "clear", "round", "major", "extra", "none"])
+        for _ in range(16):
+            field = rng.choice(["flags", "clear", "round", "major", "extra", "none",
+                                "category", "reopened"])
             if field == "flags":
                 bit = rng.choice([OPENED, RECTIFIED, COHORT, CLOSE_COUNTED])
                 s.flags |= bit
@@ -377,6 +380,12 @@ def test_a_subjects_packed_fields_move_independently_and_rows_keep_their_format(
                 model["round"] = int(model["round"]) + 1  # type: ignore[call-overload]
             elif field == "major":
                 s.major = model["major"] = rng.random() < 0.5
+            elif field == "category":
+                s.category = model["category"] = rng.choice([None, "fire", "gas", "traffic"])
+            elif field == "reopened" and not accident:
+                s.reopened_at = model["reopened"] = rng.choice([None, T0 + rng.randrange(99)])
+            elif field == "reopened":
+                continue  # an accident has no look-back visit
             elif field == "extra" and accident:
                 s.figures = model["figures"] = [rng.randrange(3), 0, rng.randrange(10**6)]
             elif field == "extra":
@@ -389,6 +398,7 @@ def test_a_subjects_packed_fields_move_independently_and_rows_keep_their_format(
             assert row[1] == model["flags"]
             assert (row[6], row[7], row[12], row[13]) == (
                 model["major"], model["round"], model["pending"], model["figures"])
+            assert (row[4], row[9]) == (model["category"], model["reopened"])
             assert Subject.from_row(row)[1].to_row("h1") == row
 
 
