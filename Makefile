@@ -29,7 +29,7 @@ install: $(VENV)/.installed
 # C: a change to one of these compiles it again (streams/native.py MODULES and
 # C_SOURCES; tests/unit/test_native.py keeps the lists equal).
 NATIVE_SOURCES := streams/categories.py streams/events.py streams/validation.py streams/windows.py \
-	streams/state.py streams/engine.py streams/state_journal.py streams/signals.py \
+	streams/subjects.py streams/state.py streams/engine.py streams/state_journal.py streams/signals.py \
 	streams/district_lines.py streams/_identities.c streams/_tallies.c streams/_deadlines.c \
 	streams/_digests.c streams/_rfc3339.c streams/_schema_check.c streams/_crc32c.c \
 	streams/_records.c

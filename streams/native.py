@@ -33,6 +33,7 @@ MODULES: tuple[str, ...] = (
     "events",
     "validation",
     "windows",
+    "subjects",
     "state",
     "engine",
     "state_journal",

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from .errors import QueryError
-from .state import DistrictState, Subject
+from .state import DistrictState
+from .subjects import Subject
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000

@@ -96,7 +96,9 @@ def test_the_source_can_be_chosen_before_the_first_import_only() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0] == f"{Path(native.__file__).parent / 'state.py'} []"
-    assert out[1].startswith("categories, events, windows, state, engine already imported")
+    assert out[1].startswith(
+        "categories, events, windows, subjects, state, engine already imported"
+    )
     assert out[1].endswith("already imported: the source can only be chosen before.")
 
 

@@ -15,7 +15,7 @@ import pytest
 from streams import state_journal
 from streams.engine import Journal
 from streams.events import Event, Kind
-from streams.state import DistrictState, Limits, Outcome, Subject
+from streams.state import DistrictState, Limits, Outcome
 from streams.state_journal import (
     JOURNAL_SLOTS,
     SNAPSHOT_AFTER_JOURNALS,
@@ -27,6 +27,7 @@ from streams.state_journal import (
     journal_key,
     manifest_key,
 )
+from streams.subjects import Subject
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=TZ).timestamp()
