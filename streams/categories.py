@@ -32,11 +32,7 @@ def category_name(code: int) -> str:
 
 
 def category_key(measure: int, category: str) -> int:
-    code = _CATEGORY_CODES.get(category)
-    if code is None:
-        canonical(category)
-        code = _CATEGORY_CODES[category]
-    return code * 32 + measure
+    return category_code(category) * 32 + measure
 
 
 def split_category_key(key: int) -> tuple[int, str]:
