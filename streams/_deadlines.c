@@ -105,9 +105,13 @@ reserve(Heap *h, Py_ssize_t n)
     if (n <= h->capacity) {
         return 0;
     }
+    /* By a quarter, not double: a district's heap lives for the worker's lifetime, and
+     * doubled arrays were 39 bytes an entry of 24 in a catch-up at 1,000 districts
+     * (docs/performance.md, twenty-eighth step). Reallocation copies little either way:
+     * an entry is pushed once per hazard found. */
     Py_ssize_t capacity = h->capacity ? h->capacity : 8;
     while (capacity < n) {
-        capacity *= 2;
+        capacity = capacity < 8 ? 8 : capacity + capacity / 4; /* replace_all leaves 1 */
     }
     Entry *entries = PyMem_Realloc(h->entries, (size_t)capacity * sizeof(Entry));
     if (entries == NULL) {

@@ -19,7 +19,7 @@ typedef struct {
     PyObject_HEAD
     uint64_t *keys; /* 0 marks an empty slot: identity 0 means "no identity" */
     int32_t *days;
-    Py_ssize_t capacity; /* 0 or a power of two */
+    Py_ssize_t capacity; /* 0, or MIN_CAPACITY or more: any size, see capacity_for */
     Py_ssize_t used;
     int32_t oldest; /* no day held is older: an expiry before it has nothing to do */
 } Memory;
@@ -27,8 +27,16 @@ typedef struct {
 static inline Py_ssize_t
 slot_of(uint64_t key, Py_ssize_t capacity)
 {
-    /* Identities come from a digest already; the multiply only guards the low bits. */
-    return (Py_ssize_t)((key * 0x9E3779B97F4A7C15ULL) >> 17) & (capacity - 1);
+    /* The mixed key scaled to [0, capacity) by its high bits ("fastrange"): any capacity
+     * works, not only powers of two, so a table can grow by half rather than double. */
+    uint64_t mixed = key * 0x9E3779B97F4A7C15ULL;
+    return (Py_ssize_t)(((unsigned __int128)mixed * (uint64_t)capacity) >> 64);
+}
+
+static inline Py_ssize_t
+next_slot(Py_ssize_t i, Py_ssize_t capacity)
+{
+    return i + 1 == capacity ? 0 : i + 1;
 }
 
 static Py_ssize_t
@@ -37,8 +45,7 @@ find(const Memory *m, uint64_t key)
     if (m->capacity == 0) {
         return -1;
     }
-    Py_ssize_t mask = m->capacity - 1;
-    for (Py_ssize_t i = slot_of(key, m->capacity);; i = (i + 1) & mask) {
+    for (Py_ssize_t i = slot_of(key, m->capacity);; i = next_slot(i, m->capacity)) {
         if (m->keys[i] == key) {
             return i;
         }
@@ -51,10 +58,9 @@ find(const Memory *m, uint64_t key)
 static void
 put(uint64_t *keys, int32_t *days, Py_ssize_t capacity, uint64_t key, int32_t day)
 {
-    Py_ssize_t mask = capacity - 1;
     Py_ssize_t i = slot_of(key, capacity);
     while (keys[i] != 0 && keys[i] != key) {
-        i = (i + 1) & mask;
+        i = next_slot(i, capacity);
     }
     keys[i] = key;
     days[i] = day;
@@ -101,12 +107,12 @@ rebuild(Memory *m, Py_ssize_t capacity, long long first_day)
 static Py_ssize_t
 capacity_for(Py_ssize_t n)
 {
-    /* At most three quarters full once n are in, and at least a quarter after a rebuild. */
-    Py_ssize_t capacity = MIN_CAPACITY;
-    while (capacity * 3 < n * 4 + 4) {
-        capacity *= 2;
-    }
-    return capacity;
+    /* Half full once n are in; add_one grows the table at three quarters, so it is
+     * between a half and three quarters full. Doubling a power of two left it between
+     * three eighths and three quarters: 27.5 bytes an identity in a catch-up at 1,000
+     * districts instead of the 12 of an entry (docs/performance.md, twenty-eighth step). */
+    Py_ssize_t capacity = 2 * n;
+    return capacity < MIN_CAPACITY ? MIN_CAPACITY : capacity;
 }
 
 static int

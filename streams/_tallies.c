@@ -32,17 +32,25 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Entry *table;
-    Py_ssize_t capacity; /* 0 or a power of two */
+    Py_ssize_t capacity; /* 0, or MIN_CAPACITY or more: any size, see capacity_for */
     Py_ssize_t used;
-    int shift;           /* 64 - log2(capacity) */
     int width;           /* measures per bucket */
     PyObject *big;       /* NULL or a dict: key -> int, for the counts beyond 64 bits */
 } Tally;
 
 static inline Py_ssize_t
-slot_of(int64_t key, int shift)
+slot_of(int64_t key, Py_ssize_t capacity)
 {
-    return (Py_ssize_t)(((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> shift);
+    /* The mixed key scaled to [0, capacity) by its high bits ("fastrange"): any capacity
+     * works, not only powers of two, so a table can grow by half rather than double. */
+    uint64_t mixed = (uint64_t)key * 0x9E3779B97F4A7C15ULL;
+    return (Py_ssize_t)(((unsigned __int128)mixed * (uint64_t)capacity) >> 64);
+}
+
+static inline Py_ssize_t
+next_slot(Py_ssize_t i, Py_ssize_t capacity)
+{
+    return i + 1 == capacity ? 0 : i + 1;
 }
 
 static Py_ssize_t
@@ -51,8 +59,7 @@ find(const Tally *t, int64_t key)
     if (t->capacity == 0) {
         return -1;
     }
-    Py_ssize_t mask = t->capacity - 1;
-    for (Py_ssize_t i = slot_of(key, t->shift);; i = (i + 1) & mask) {
+    for (Py_ssize_t i = slot_of(key, t->capacity);; i = next_slot(i, t->capacity)) {
         if (t->table[i].key == key) {
             return i;
         }
@@ -65,22 +72,11 @@ find(const Tally *t, int64_t key)
 static Py_ssize_t
 capacity_for(Py_ssize_t n)
 {
-    /* At most three quarters full once n are in, and at least a quarter after a rebuild. */
-    Py_ssize_t capacity = MIN_CAPACITY;
-    while (capacity * 3 < n * 4 + 4) {
-        capacity *= 2;
-    }
-    return capacity;
-}
-
-static int
-shift_for(Py_ssize_t capacity)
-{
-    int bits = 0;
-    while (((Py_ssize_t)1 << bits) < capacity) {
-        bits++;
-    }
-    return 64 - bits;
+    /* Half full once n are in; entry_for grows the table at three quarters, so it is
+     * between a half and three quarters full, not between three eighths and three
+     * quarters as a power of two doubled was (docs/performance.md, twenty-eighth step). */
+    Py_ssize_t capacity = 2 * n;
+    return capacity < MIN_CAPACITY ? MIN_CAPACITY : capacity;
 }
 
 /* Moves every entry with a bucket at or after `first` into a table of `capacity` slots
@@ -89,7 +85,6 @@ static int
 rebuild(Tally *t, Py_ssize_t capacity, int64_t first)
 {
     Entry *table = NULL;
-    int shift = 64;
     if (capacity > 0) {
         table = PyMem_Malloc((size_t)capacity * sizeof(Entry));
         if (table == NULL) {
@@ -99,17 +94,15 @@ rebuild(Tally *t, Py_ssize_t capacity, int64_t first)
         for (Py_ssize_t i = 0; i < capacity; i++) {
             table[i].key = EMPTY;
         }
-        shift = shift_for(capacity);
     }
     Py_ssize_t used = 0;
     int64_t lowest = first == INT64_MIN ? INT64_MIN : first * MAX_WIDTH;
     for (Py_ssize_t i = 0; i < t->capacity; i++) {
         Entry e = t->table[i];
         if (e.key != EMPTY && e.key >= lowest) {
-            Py_ssize_t mask = capacity - 1;
-            Py_ssize_t j = slot_of(e.key, shift);
+            Py_ssize_t j = slot_of(e.key, capacity);
             while (table[j].key != EMPTY) {
-                j = (j + 1) & mask;
+                j = next_slot(j, capacity);
             }
             table[j] = e;
             used++;
@@ -118,7 +111,6 @@ rebuild(Tally *t, Py_ssize_t capacity, int64_t first)
     PyMem_Free(t->table);
     t->table = table;
     t->capacity = capacity;
-    t->shift = shift;
     t->used = used;
     return 0;
 }
@@ -213,10 +205,9 @@ entry_for(Tally *t, int64_t key)
             return -1;
         }
     }
-    Py_ssize_t mask = t->capacity - 1;
-    i = slot_of(key, t->shift);
+    i = slot_of(key, t->capacity);
     while (t->table[i].key != EMPTY) {
-        i = (i + 1) & mask;
+        i = next_slot(i, t->capacity);
     }
     t->table[i].key = key;
     t->table[i].count = 0;
@@ -264,7 +255,6 @@ Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Tally *t = (Tally *)type->tp_alloc(type, 0);
     if (t != NULL) {
         t->width = width;
-        t->shift = 64;
     }
     return (PyObject *)t;
 }

@@ -84,6 +84,16 @@ def test_many_entries_come_out_in_order_and_the_heap_shrinks(kind: type[Deadline
         assert sys.getsizeof(heap) < 24 * 1_000  # handed back as it emptied
 
 
+@pytest.mark.skipif(len(KINDS) < 2, reason="the C heap is not built (pure install)")
+def test_the_heap_grows_by_a_quarter_not_double() -> None:
+    heap = KINDS[1]()
+    header = sys.getsizeof(heap)  # no entries yet
+    for n in range(1, 20_001):
+        heap.push(float(n % 977), 0, "h")
+        slots = (sys.getsizeof(heap) - header) // 24
+        assert n <= slots <= max(8, n * 5 // 4 + 1), (n, slots)
+
+
 @ids_of
 @pytest.mark.parametrize(
     ("entry", "error"),
