@@ -109,8 +109,10 @@ class Settings:
     # A catch-up's batches are full, and about three of them are in memory at once (the
     # fetched, the queued, the one being counted): at 1,000 districts, 10,000 events a
     # batch peaked 394-397 MB against 416-420 at 20,000, for about 2 % fewer events/s;
-    # 8,000 peaked 348-352 MB against 361-369 at 10,000, for 1-5 % fewer.
-    batch_max_events: int = 8000
+    # 8,000 peaked 348-352 MB against 361-369 at 10,000, for 1-5 % fewer. The slower the
+    # machine, the fuller the batches: where 8,000 averaged 7,000-7,600 a batch, 6,000
+    # peaked 344-348 MB against 353-367, at the same events/s within the runs' spread.
+    batch_max_events: int = 6000
     # Longest the broker holds a fetch that finds no new record. Faust fixes 1,500 ms, and
     # aiokafka sends no other fetch to a broker while one is held: a fetch of quiet
     # partitions alone (the forward topic's) then held every busy partition back by up
