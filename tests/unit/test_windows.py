@@ -205,14 +205,14 @@ def test_hours_and_days_stay_compact_as_their_keys_turn_over() -> None:
     assert 800 <= len(b.days) <= 802 and set(b.categories) == set(b.days)
     assert 30 * 8 - 8 <= len(b.hours) <= 31 * 8
     rows = b.hours.rows()
-    empty = type(b.hours)(len(rows[0][1]))
-    # One entry per count not zero; a bucket of zeros is held as one (streams/_tallies.c).
-    entries = sum(max(1, sum(1 for c in counts if c)) for _, counts in rows)
     if isinstance(b.hours, PyTally):  # a dict of lists, no slots to count
-        fresh = type(b.hours)(len(rows[0][1]))
+        fresh = PyTally(len(rows[0][1]))
         fresh.load(rows)
         assert sys.getsizeof(b.hours) <= sys.getsizeof(fresh)
     else:
+        # One entry per count not zero; a bucket of zeros is held as one (streams/_tallies.c).
+        entries = sum(max(1, sum(1 for c in counts if c)) for _, counts in rows)
+        empty = type(b.hours)(len(rows[0][1]))
         slots = (sys.getsizeof(b.hours) - sys.getsizeof(empty)) // 16
         assert entries * 4 <= slots * 3 and slots <= 2 * entries, (entries, slots)
     for name in ("days", "categories"):
